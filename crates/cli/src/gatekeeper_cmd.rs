@@ -1,0 +1,86 @@
+//! `highway gatekeeper`: the registry service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use highway_gatekeeper::server::now_ms;
+use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, RedisStore};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to serve the HTTP API on, e.g. 127.0.0.1:7700 or [::]:7700.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Journal file for the embedded store, so a restart loses no registration.
+    #[arg(long, value_name = "PATH", conflicts_with = "redis")]
+    store: Option<PathBuf>,
+    /// Keep registrations in Redis (writes go here), e.g. redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// A Redis replica of --redis to read from.
+    #[arg(long, value_name = "URL", requires = "redis")]
+    redis_replica: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, default_value = "hw:", requires = "redis")]
+    redis_prefix: String,
+    /// How often peers send a status.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    status_interval: Duration,
+    /// Missed statuses after which a peer expires.
+    #[arg(long, default_value_t = 3)]
+    missed_statuses: u32,
+    /// Lifetime of lease tokens.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    lease_ttl: Duration,
+    /// Largest accepted difference between a signed request's timestamp and this clock.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    max_clock_skew: Duration,
+    /// How long a reported peer stays registered without sending a status.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    report_grace: Duration,
+    /// How often expired peers are purged.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    sweep_interval: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let config = GatekeeperConfig {
+        status_interval: args.status_interval,
+        missed_statuses: args.missed_statuses,
+        lease_ttl: args.lease_ttl,
+        max_clock_skew: args.max_clock_skew,
+        report_grace: args.report_grace,
+        sweep_interval: args.sweep_interval,
+    };
+    config.validate().context("invalid Gatekeeper settings")?;
+    let listen = args.listen;
+    let serve_err = || format!("cannot serve on {listen}; is another process using that port?");
+    match args.redis {
+        Some(url) => {
+            let options = RedisOptions {
+                prefix: args.redis_prefix,
+                ..Default::default()
+            };
+            let store = RedisStore::new(&url, args.redis_replica.as_deref(), options)?;
+            highway_gatekeeper::serve_until_signal(listen, App::new(store, config))
+                .await
+                .with_context(serve_err)
+        }
+        None => {
+            let store = match &args.store {
+                Some(path) => {
+                    let now = now_ms();
+                    let deadline = now + config.expires_after().as_millis() as u64;
+                    let tombstone = now + config.tombstone_ttl().as_millis() as u64;
+                    EmbeddedStore::open(path, now, deadline, tombstone)?
+                }
+                None => EmbeddedStore::in_memory(),
+            };
+            highway_gatekeeper::serve_until_signal(listen, App::new(store, config))
+                .await
+                .with_context(serve_err)
+        }
+    }
+}

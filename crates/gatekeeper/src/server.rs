@@ -1,0 +1,173 @@
+//! Running a Gatekeeper: shared state, the HTTP server, and the sweeper that purges
+//! expired entries.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+
+use crate::config::GatekeeperConfig;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Milliseconds since the Unix epoch by this machine's clock. Replicas of one deployment
+/// compare deadlines written by each other, so their clocks must be kept in sync (NTP).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether the store has been reachable, and since when. Peers cannot send a status while
+/// the store is down, so for one expiry window after it comes back nobody is purged and
+/// late statuses are accepted.
+#[derive(Debug)]
+pub struct StoreHealth {
+    down: AtomicBool,
+    up_since_ms: AtomicU64,
+}
+
+impl StoreHealth {
+    fn new(now_ms: u64) -> Self {
+        Self {
+            down: AtomicBool::new(false),
+            up_since_ms: AtomicU64::new(now_ms),
+        }
+    }
+
+    pub fn mark_down(&self) {
+        self.down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn mark_up(&self, now_ms: u64) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            self.up_since_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// True when the store came back (or we started) less than `window_ms` ago.
+    pub fn recently_recovered(&self, now_ms: u64, window_ms: u64) -> bool {
+        now_ms.saturating_sub(self.up_since_ms.load(Ordering::Relaxed)) < window_ms
+    }
+}
+
+/// Everything a request handler needs. Holds no registry state of its own: that is all in
+/// the store, so replicas on one Redis are interchangeable.
+#[derive(Debug)]
+pub struct App<S> {
+    pub store: S,
+    pub config: GatekeeperConfig,
+    pub metrics: Metrics,
+    pub health: StoreHealth,
+}
+
+impl<S: Store> App<S> {
+    pub fn new(store: S, config: GatekeeperConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            metrics: Metrics::default(),
+            health: StoreHealth::new(now_ms()),
+        })
+    }
+}
+
+/// Most entries purged per sweep, so one sweep never holds the store for long.
+const PURGE_BATCH: usize = 10_000;
+
+/// Serves the API on `listener` until `shutdown` completes, sweeping expired entries in
+/// the background.
+pub async fn run<S: Store>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let result = axum::serve(listener, crate::api::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    result
+}
+
+async fn sweep_forever<S: Store>(app: Arc<App<S>>) {
+    let mut tick = tokio::time::interval(app.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sweep_once(&app).await;
+    }
+}
+
+/// One sweep: check the store, purge what expired (unless the store was just down), and
+/// refresh the gauges.
+pub async fn sweep_once<S: Store>(app: &App<S>) {
+    let now = now_ms();
+    if let Err(e) = app.store.ping().await {
+        if !app.health.is_down() {
+            tracing::warn!(error = %e, "store unavailable; answering 503 until it is back");
+        }
+        app.health.mark_down();
+        app.metrics.store_up.set(0);
+        return;
+    }
+    if app.health.is_down() {
+        tracing::info!("store reachable again");
+    }
+    app.health.mark_up(now);
+    app.metrics.store_up.set(1);
+    let window = Duration::as_millis(&app.config.expires_after()) as u64;
+    if !app.health.recently_recovered(now, window) {
+        let tombstone = now + app.config.tombstone_ttl().as_millis() as u64;
+        match app.store.purge_expired(now, PURGE_BATCH, tombstone).await {
+            Ok(0) => {}
+            Ok(n) => {
+                app.metrics.purged.inc_by(n as u64);
+                tracing::debug!(purged = n, "purged expired entries");
+            }
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+    }
+    if let Ok(live) = app.store.live_count(now).await {
+        app.metrics
+            .live_peers
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+}
+
+/// Binds `addr` and serves until Ctrl-C or SIGTERM.
+pub async fn serve_until_signal<S: Store>(
+    addr: std::net::SocketAddr,
+    app: Arc<App<S>>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, store = app.store.kind(), "gatekeeper listening");
+    run(listener, app, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
