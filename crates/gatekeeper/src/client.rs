@@ -81,6 +81,18 @@ impl ClientError {
     }
 }
 
+/// `e` and its causes, so "error sending request" comes with "connection refused".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Debug, Clone)]
 struct HeldLease {
     token: String,
@@ -388,7 +400,7 @@ impl GatekeeperClient {
         }
         let unreachable = |e: reqwest::Error| ClientError::Unreachable {
             url: self.base.clone(),
-            reason: e.to_string(),
+            reason: error_chain(&e),
         };
         let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();

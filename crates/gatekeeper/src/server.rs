@@ -65,7 +65,12 @@ pub struct App<S> {
     pub config: GatekeeperConfig,
     pub metrics: Metrics,
     pub health: StoreHealth,
+    /// Requests being answered; past [`MAX_IN_FLIGHT`] new ones get 503 at once.
+    pub in_flight: tokio::sync::Semaphore,
 }
+
+/// Most requests answered concurrently by one process.
+pub const MAX_IN_FLIGHT: usize = 4096;
 
 impl<S: Store> App<S> {
     pub fn new(store: S, config: GatekeeperConfig) -> Arc<Self> {
@@ -74,6 +79,7 @@ impl<S: Store> App<S> {
             config,
             metrics: Metrics::default(),
             health: StoreHealth::new(now_ms()),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
     }
 }

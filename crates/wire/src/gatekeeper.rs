@@ -200,6 +200,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     StoreUnavailable,
+    Overloaded,
     Internal,
 }
 
@@ -223,6 +224,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }

@@ -227,3 +227,31 @@ mod tests {
         assert!(serde_json::from_str::<NodeId>("\"00\"").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_to_an_id_or_an_error(text in ".{0,80}") {
+            let _ = text.parse::<NodeId>();
+            let _ = text.parse::<ContentId>();
+        }
+
+        #[test]
+        fn node_ids_from_any_bytes_round_trip_when_valid(bytes in any::<[u8; 32]>()) {
+            if let Ok(id) = NodeId::from_bytes(bytes) {
+                prop_assert_eq!(id.to_string().parse::<NodeId>(), Ok(id));
+            }
+        }
+
+        #[test]
+        fn content_ids_round_trip(bytes in any::<[u8; 32]>()) {
+            let id = ContentId::from_bytes(bytes);
+            prop_assert_eq!(id.to_string().parse::<ContentId>(), Ok(id));
+            prop_assert_eq!(id.to_string().len(), 64);
+        }
+    }
+}

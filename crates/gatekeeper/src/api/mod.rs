@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use highway_wire::gatekeeper::ErrorCode;
 
@@ -53,11 +53,20 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Counts and times every request, and counts refusals by reason.
+/// Counts and times every request, counts refusals by reason, and sheds load beyond
+/// [`crate::server::MAX_IN_FLIGHT`] concurrent requests.
 async fn track<S: Store>(State(app): State<Arc<App<S>>>, req: Request, next: Next) -> Response {
     let endpoint = endpoint_label(req.uri().path());
     let started = Instant::now();
-    let response = next.run(req).await;
+    let response = match app.in_flight.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "too many requests in flight; retry after a short backoff",
+        )
+        .into_response(),
+    };
     app.metrics
         .observe(endpoint, response.status().as_u16(), started.elapsed());
     if let Some(code) = response.extensions().get::<ErrorCode>() {
