@@ -471,10 +471,10 @@ impl Store for RedisStore {
 
     async fn live_count(&self, now_ms: u64) -> Result<u64, StoreError> {
         let key = format!("{}deadline", self.prefix);
-        if let Some(replica) = &self.replica {
-            if let Ok(n) = count_after(replica, &key, now_ms).await {
-                return Ok(n);
-            }
+        if let Some(replica) = &self.replica
+            && let Ok(n) = count_after(replica, &key, now_ms).await
+        {
+            return Ok(n);
         }
         count_after(&self.primary, &key, now_ms).await
     }
