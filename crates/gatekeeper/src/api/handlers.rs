@@ -124,9 +124,12 @@ pub async fn status<S: Store>(
         now_ms: now,
         deadline_ms: now + ms(app.config.expires_after()),
         tiebreak: rand::random(),
-        accept_late: app
-            .health
-            .recently_recovered(now, ms(app.config.expires_after())),
+        // Also while the store is still marked down: this status may be one of the first
+        // after an outage, arriving before the sweeper (or /healthz) noticed the store back.
+        accept_late: app.health.is_down()
+            || app
+                .health
+                .recently_recovered(now, ms(app.config.expires_after())),
         tombstone_ms: app.tombstone_until(now),
     };
     app.store.status(op).await?;

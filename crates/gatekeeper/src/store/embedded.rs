@@ -227,13 +227,20 @@ impl State {
     }
 
     fn compact_if_needed(&mut self) {
-        let live = self.peers.len();
+        // A compacted journal holds a line per entry and per tombstone.
+        let entries = self.peers.len() + self.tombstones.len();
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
-        if journal.wants_compaction(live) {
+        if journal.wants_compaction(entries) {
             let peers = self.peers.values().map(|e| &e.stored);
-            if let Err(e) = journal.compact(peers) {
+            // Keep the tombstones too, or a restart would forget who left.
+            let removed = self
+                .tombstones
+                .iter()
+                .filter(|(id, _)| !self.peers.contains_key(id))
+                .map(|(id, &(last_signed_ts_ms, _))| (*id, last_signed_ts_ms));
+            if let Err(e) = journal.compact(peers, removed) {
                 tracing::error!(error = %e, "journal compaction failed; the journal keeps growing");
             }
         }

@@ -1,5 +1,5 @@
 //! The embedded store's durability: an append-only file of JSON lines, one per change to
-//! a registration, compacted into a snapshot of the live entries when it grows.
+//! a registration, compacted into a snapshot of the live entries (and tombstones) when it grows.
 //!
 //! Each append is written through to the operating system before the request is answered,
 //! so a killed Gatekeeper loses nothing; the file is fsynced on every sweep, bounding what
@@ -106,11 +106,26 @@ impl Journal {
         self.lines > COMPACT_MIN_LINES.max(live as u64 * 2)
     }
 
-    /// Replaces the file with one `put` per live entry, atomically (write, fsync, rename).
-    pub fn compact<'a>(&mut self, live: impl Iterator<Item = &'a StoredPeer>) -> io::Result<()> {
+    /// Replaces the file with one `del` per tombstone (`removed`: id and last signed
+    /// timestamp, so a removed peer's old signatures stay refused after a restart) followed
+    /// by one `put` per live entry, atomically (write, fsync, rename).
+    pub fn compact<'a>(
+        &mut self,
+        live: impl Iterator<Item = &'a StoredPeer>,
+        removed: impl Iterator<Item = (NodeId, u64)>,
+    ) -> io::Result<()> {
         let tmp = self.path.with_extension("compacting");
         let mut out = BufWriter::new(File::create(&tmp)?);
         let mut lines = 0;
+        for (id, last_signed_ts_ms) in removed {
+            let record = JournalRecord::Del {
+                id,
+                last_signed_ts_ms,
+            };
+            serde_json::to_writer(&mut out, &record)?;
+            out.write_all(b"\n")?;
+            lines += 1;
+        }
         for peer in live {
             serde_json::to_writer(&mut out, &JournalRecord::Put(peer.clone()))?;
             out.write_all(b"\n")?;
@@ -223,7 +238,7 @@ mod tests {
             j.append(&JournalRecord::Put(peer(seed))).unwrap();
         }
         let live = [peer(2)];
-        j.compact(live.iter()).unwrap();
+        j.compact(live.iter(), std::iter::empty()).unwrap();
         j.append(&JournalRecord::Put(peer(3))).unwrap();
         drop(j);
         let (_, records) = Journal::open(&path).unwrap();
