@@ -684,6 +684,14 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
         Ok(false),
         "a target past its deadline is gone, not suspected"
     );
+
+    // A reporter whose own entry expired (not yet purged) cannot report.
+    // (The reporter is judged first, whatever became of the target.)
+    let r_deadline = T0 + 200 + EXPIRY;
+    assert_eq!(
+        store.report(report_op(&r, &t, r_deadline)).await,
+        Err(StoreError::Expired)
+    );
 }
 
 async fn reports_never_remove_a_peer_that_keeps_sending_status<S: Store>(store: S) {

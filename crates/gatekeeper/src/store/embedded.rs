@@ -318,6 +318,9 @@ impl Store for EmbeddedStore {
     async fn report(&self, op: ReportOp) -> Result<bool, StoreError> {
         let mut st = self.lock();
         let reporter = st.peers.get(&op.reporter).ok_or(StoreError::UnknownPeer)?;
+        if reporter.deadline_ms <= op.now_ms {
+            return Err(StoreError::Expired);
+        }
         check_auth(
             op.auth,
             reporter.stored.last_signed_ts_ms,

@@ -134,6 +134,11 @@ impl Journal {
         out.flush()?;
         out.get_ref().sync_all()?;
         fs::rename(&tmp, &self.path)?;
+        // The rename itself must reach the disk too, or a power loss could bring back
+        // the long journal (harmless) or neither file (not harmless).
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
         let file = OpenOptions::new().append(true).open(&self.path)?;
         self.file = BufWriter::new(file);
         self.lines = lines;

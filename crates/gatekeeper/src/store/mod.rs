@@ -8,7 +8,8 @@
 //! - A lease-authenticated request must present the current lease, before it expires.
 //! - An entry whose deadline passed is never a candidate, and is purged.
 //! - A report only marks its target suspected: not a candidate, and a shorter deadline,
-//!   until the target's next status clears it.
+//!   until the target's next status clears it. Reporter and target must be neighbours by
+//!   either one's last status, and the reporter's own entry must not have expired.
 
 mod candidates;
 mod embedded;
@@ -92,7 +93,9 @@ pub struct Page {
     pub next: Option<NodeId>,
 }
 
-/// Why a store operation did not happen. In every case nothing was changed.
+/// Why a store operation did not happen. Nothing was changed, except that a validly signed
+/// request's timestamp counts as used even when the operation is then refused (so the
+/// same signed request can never be tried twice).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("no entry for this peer; join first")]

@@ -1,8 +1,9 @@
 -- ARGV: prefix, reporter, kind, val, now, target, suspect_deadline
 local now = num(ARGV[5])
 local rk = rec_key(ARGV[2])
-local f = redis.call('HMGET', rk, 'lease', 'lease_exp', 'last_ts', 'nbrs')
+local f = redis.call('HMGET', rk, 'lease', 'lease_exp', 'last_ts', 'nbrs', 'deadline')
 if not f[3] then return 'unknown_peer' end
+if num(f[5]) <= now then return 'expired' end
 local bad = check_auth(f[1], f[2], f[3], ARGV[3], ARGV[4], now)
 if bad then return bad end
 if ARGV[3] == 'sig' then redis.call('HSET', rk, 'last_ts', ARGV[4]) end
