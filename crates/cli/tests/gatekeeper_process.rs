@@ -41,7 +41,10 @@ impl GatekeeperProcess {
                     return Self { child, url };
                 }
             }
-            assert!(Instant::now() < deadline, "gatekeeper on {listen} never became healthy");
+            assert!(
+                Instant::now() < deadline,
+                "gatekeeper on {listen} never became healthy"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -59,7 +62,10 @@ impl Drop for GatekeeperProcess {
 }
 
 fn client(url: &str, seed: u8) -> GatekeeperClient {
-    let config = ClientConfig { retries: 0, ..Default::default() };
+    let config = ClientConfig {
+        retries: 0,
+        ..Default::default()
+    };
     GatekeeperClient::new(url, SigningKey::from_bytes(&[seed; 32]), config).expect("client")
 }
 
@@ -81,7 +87,9 @@ async fn journaled_gatekeeper_killed_hard_restarts_with_every_registration() {
     let mut gk = GatekeeperProcess::start(port, &args).await;
     let peers: Vec<GatekeeperClient> = (1..=5).map(|seed| client(&gk.url, seed)).collect();
     for (i, peer) in peers.iter().enumerate() {
-        peer.join(&[addr(i as u8 + 1)], i as u16, 5, 5).await.expect("join");
+        peer.join(&[addr(i as u8 + 1)], i as u16, 5, 5)
+            .await
+            .expect("join");
     }
     peers[4].leave().await.expect("leave");
 
@@ -92,14 +100,26 @@ async fn journaled_gatekeeper_killed_hard_restarts_with_every_registration() {
     listed_ids.sort();
     let mut expected: Vec<_> = peers[..4].iter().map(GatekeeperClient::id).collect();
     expected.sort();
-    assert_eq!(listed_ids, expected, "restart lost or resurrected a registration");
-    let third = listed.iter().find(|p| p.id == peers[2].id()).expect("third peer listed");
+    assert_eq!(
+        listed_ids, expected,
+        "restart lost or resurrected a registration"
+    );
+    let third = listed
+        .iter()
+        .find(|p| p.id == peers[2].id())
+        .expect("third peer listed");
     assert_eq!(third.neighbours, 2);
     assert_eq!(third.addrs, vec![addr(3)]);
     // The leases handed out before the crash still authenticate statuses.
     for (i, peer) in peers[..4].iter().enumerate() {
-        let resp = peer.status(&[addr(i as u8 + 1)], 1, 5, &[]).await.expect("status");
-        assert!(resp.lease.is_none(), "status should have used the restored lease");
+        let resp = peer
+            .status(&[addr(i as u8 + 1)], 1, 5, &[])
+            .await
+            .expect("status");
+        assert!(
+            resp.lease.is_none(),
+            "status should have used the restored lease"
+        );
     }
     drop(gk);
 }
@@ -108,13 +128,24 @@ async fn journaled_gatekeeper_killed_hard_restarts_with_every_registration() {
 async fn peers_command_prints_json_and_a_table() {
     let gk = GatekeeperProcess::start(free_port(), &[]).await;
     for seed in 1..=3 {
-        client(&gk.url, seed).join(&[addr(seed)], 0, 5, 0).await.expect("join");
+        client(&gk.url, seed)
+            .join(&[addr(seed)], 0, 5, 0)
+            .await
+            .expect("join");
     }
     let out = highway(&["peers", "--gatekeeper", &gk.url, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
     assert_eq!(peers.len(), 3);
-    assert!(peers.iter().all(|p| p["capacity"] == 5 && p["addrs"][0]["udp"] == 4000));
+    assert!(
+        peers
+            .iter()
+            .all(|p| p["capacity"] == 5 && p["addrs"][0]["udp"] == 4000)
+    );
     let out = highway(&["peers", "--gatekeeper", &gk.url]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("3 live peers"), "{table}");
@@ -124,16 +155,34 @@ fn assert_fails_saying(args: &[&str], needle: &str) {
     let out = highway(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(stderr.contains(needle), "{args:?}: stderr {stderr:?} should mention {needle:?}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: stderr {stderr:?} should mention {needle:?}"
+    );
 }
 
 #[test]
 fn bad_use_gets_a_message_saying_what_to_fix() {
-    assert_fails_saying(&["gatekeeper", "--redis-replica", "redis://127.0.0.1:1"], "--redis");
-    assert_fails_saying(&["gatekeeper", "--status-interval", "1ms"], "status interval");
-    assert_fails_saying(&["gatekeeper", "--status-interval", "soon"], "--status-interval");
-    assert_fails_saying(&["peers", "--gatekeeper", "localhost:7700"], "http://HOST:PORT");
-    assert_fails_saying(&["peers", "--gatekeeper", "http://127.0.0.1:1"], "did not answer");
+    assert_fails_saying(
+        &["gatekeeper", "--redis-replica", "redis://127.0.0.1:1"],
+        "--redis",
+    );
+    assert_fails_saying(
+        &["gatekeeper", "--status-interval", "1ms"],
+        "status interval",
+    );
+    assert_fails_saying(
+        &["gatekeeper", "--status-interval", "soon"],
+        "--status-interval",
+    );
+    assert_fails_saying(
+        &["peers", "--gatekeeper", "localhost:7700"],
+        "http://HOST:PORT",
+    );
+    assert_fails_saying(
+        &["peers", "--gatekeeper", "http://127.0.0.1:1"],
+        "did not answer",
+    );
 }
 
 #[test]
@@ -149,6 +198,12 @@ fn a_corrupt_journal_refuses_to_start_and_names_the_line() {
     let journal = dir.path().join("gk.journal");
     std::fs::write(&journal, "garbage\n").expect("write");
     let path = journal.to_str().expect("utf-8");
-    assert_fails_saying(&["gatekeeper", "--listen", "127.0.0.1:0", "--store", path], "line 1");
-    assert!(Path::new(&journal).exists(), "the journal must be left for the operator");
+    assert_fails_saying(
+        &["gatekeeper", "--listen", "127.0.0.1:0", "--store", path],
+        "line 1",
+    );
+    assert!(
+        Path::new(&journal).exists(),
+        "the journal must be left for the operator"
+    );
 }
