@@ -32,14 +32,18 @@ impl GatekeeperProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn highway gatekeeper");
-        let url = format!("http://{listen}");
+        // Owned from here on, so even a failed start is killed and reaped by Drop.
+        let process = Self {
+            child,
+            url: format!("http://{listen}"),
+        };
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(resp) = http.get(format!("{url}/healthz")).send().await {
-                if resp.status().is_success() {
-                    return Self { child, url };
-                }
+            if let Ok(resp) = http.get(format!("{}/healthz", process.url)).send().await
+                && resp.status().is_success()
+            {
+                return process;
             }
             assert!(
                 Instant::now() < deadline,

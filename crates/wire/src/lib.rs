@@ -8,6 +8,7 @@
 pub mod addr;
 pub mod gatekeeper;
 pub mod id;
+pub mod peer;
 
 pub use addr::{AddrError, PeerAddr};
 pub use id::{ContentId, IdParseError, NodeId};

@@ -1,0 +1,235 @@
+//! What neighbours say to each other inside an authenticated link datagram.
+
+use super::codec::{DecodeError, Reader, Writer};
+use crate::{NodeId, PeerAddr};
+
+/// Most neighbours a heartbeat lists (a peer's maximum degree must not exceed it).
+pub const MAX_HEARTBEAT_NEIGHBOURS: usize = 16;
+/// Largest piece of a share summary carried by one datagram.
+pub const MAX_SUMMARY_CHUNK: usize = 1024;
+
+/// A neighbour as a heartbeat or a handshake lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeighbourEntry {
+    pub id: NodeId,
+    pub addr: PeerAddr,
+}
+
+/// The periodic "I am alive" with the state a neighbour caches about us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Increases by one per heartbeat on this link; echoed by [`PeerMsg::HeartbeatAck`].
+    pub seq: u64,
+    /// Raised by the sender to refute a suspicion (SWIM's incarnation number).
+    pub incarnation: u64,
+    /// Version of the sender's share summary; fetch it with [`PeerMsg::SummaryRequest`]
+    /// when it differs from the cached one. 0 means "no summary".
+    pub summary_version: u64,
+    /// The sender's other neighbours: candidates for repair when the sender fails, and
+    /// natural witnesses when it is suspected.
+    pub neighbours: Vec<NeighbourEntry>,
+}
+
+/// Messages between linked neighbours, one enum for the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMsg {
+    Heartbeat(Heartbeat),
+    HeartbeatAck {
+        seq: u64,
+    },
+    /// "Please check whether `target` is alive": sent to a witness.
+    PingReq {
+        probe_id: u64,
+        target: NodeId,
+        target_addr: PeerAddr,
+    },
+    /// The witness's verdict on a [`PeerMsg::PingReq`].
+    PingReqAck {
+        probe_id: u64,
+        target: NodeId,
+        alive: bool,
+    },
+    /// A witness asks its neighbour `target` directly; `suspecter` tells the target who
+    /// suspects it, so it can refute at once.
+    WitnessProbe {
+        probe_id: u64,
+        suspecter: NodeId,
+    },
+    WitnessProbeAck {
+        probe_id: u64,
+    },
+    /// The sender is leaving the network: drop the link and repair now.
+    Leave,
+    /// Ask for one chunk of the sender's summary at `version`.
+    SummaryRequest {
+        version: u64,
+        chunk: u16,
+    },
+    SummaryChunk {
+        version: u64,
+        chunk: u16,
+        chunks: u16,
+        data: Vec<u8>,
+    },
+}
+
+mod kind {
+    pub const HEARTBEAT: u8 = 0x10;
+    pub const HEARTBEAT_ACK: u8 = 0x11;
+    pub const PING_REQ: u8 = 0x12;
+    pub const PING_REQ_ACK: u8 = 0x13;
+    pub const WITNESS_PROBE: u8 = 0x14;
+    pub const WITNESS_PROBE_ACK: u8 = 0x15;
+    pub const LEAVE: u8 = 0x16;
+    pub const SUMMARY_REQUEST: u8 = 0x17;
+    pub const SUMMARY_CHUNK: u8 = 0x18;
+}
+
+pub(crate) fn write_entries(w: &mut Writer, entries: &[NeighbourEntry]) {
+    let entries = &entries[..entries.len().min(MAX_HEARTBEAT_NEIGHBOURS)];
+    w.count(entries.len());
+    for e in entries {
+        w.node_id(&e.id);
+        w.addr(&e.addr);
+    }
+}
+
+pub(crate) fn read_entries(r: &mut Reader<'_>) -> Result<Vec<NeighbourEntry>, DecodeError> {
+    let n = r.count("neighbour list", MAX_HEARTBEAT_NEIGHBOURS)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(NeighbourEntry {
+            id: r.node_id("neighbour id")?,
+            addr: r.addr()?,
+        });
+    }
+    Ok(out)
+}
+
+impl PeerMsg {
+    /// Appends the encoding: a kind byte, then the fields in order.
+    pub fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::Heartbeat(hb) => {
+                w.u8(kind::HEARTBEAT);
+                w.u64(hb.seq);
+                w.u64(hb.incarnation);
+                w.u64(hb.summary_version);
+                write_entries(w, &hb.neighbours);
+            }
+            Self::HeartbeatAck { seq } => {
+                w.u8(kind::HEARTBEAT_ACK);
+                w.u64(*seq);
+            }
+            Self::PingReq {
+                probe_id,
+                target,
+                target_addr,
+            } => {
+                w.u8(kind::PING_REQ);
+                w.u64(*probe_id);
+                w.node_id(target);
+                w.addr(target_addr);
+            }
+            Self::PingReqAck {
+                probe_id,
+                target,
+                alive,
+            } => {
+                w.u8(kind::PING_REQ_ACK);
+                w.u64(*probe_id);
+                w.node_id(target);
+                w.bool(*alive);
+            }
+            Self::WitnessProbe {
+                probe_id,
+                suspecter,
+            } => {
+                w.u8(kind::WITNESS_PROBE);
+                w.u64(*probe_id);
+                w.node_id(suspecter);
+            }
+            Self::WitnessProbeAck { probe_id } => {
+                w.u8(kind::WITNESS_PROBE_ACK);
+                w.u64(*probe_id);
+            }
+            Self::Leave => w.u8(kind::LEAVE),
+            Self::SummaryRequest { version, chunk } => {
+                w.u8(kind::SUMMARY_REQUEST);
+                w.u64(*version);
+                w.u16(*chunk);
+            }
+            Self::SummaryChunk {
+                version,
+                chunk,
+                chunks,
+                data,
+            } => {
+                w.u8(kind::SUMMARY_CHUNK);
+                w.u64(*version);
+                w.u16(*chunk);
+                w.u16(*chunks);
+                w.blob(&data[..data.len().min(MAX_SUMMARY_CHUNK)]);
+            }
+        }
+    }
+
+    /// Decodes exactly one message filling `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8("message kind")? {
+            kind::HEARTBEAT => Self::Heartbeat(Heartbeat {
+                seq: r.u64("seq")?,
+                incarnation: r.u64("incarnation")?,
+                summary_version: r.u64("summary version")?,
+                neighbours: read_entries(&mut r)?,
+            }),
+            kind::HEARTBEAT_ACK => Self::HeartbeatAck { seq: r.u64("seq")? },
+            kind::PING_REQ => Self::PingReq {
+                probe_id: r.u64("probe id")?,
+                target: r.node_id("target")?,
+                target_addr: r.addr()?,
+            },
+            kind::PING_REQ_ACK => Self::PingReqAck {
+                probe_id: r.u64("probe id")?,
+                target: r.node_id("target")?,
+                alive: r.bool("alive")?,
+            },
+            kind::WITNESS_PROBE => Self::WitnessProbe {
+                probe_id: r.u64("probe id")?,
+                suspecter: r.node_id("suspecter")?,
+            },
+            kind::WITNESS_PROBE_ACK => Self::WitnessProbeAck {
+                probe_id: r.u64("probe id")?,
+            },
+            kind::LEAVE => Self::Leave,
+            kind::SUMMARY_REQUEST => Self::SummaryRequest {
+                version: r.u64("version")?,
+                chunk: r.u16("chunk")?,
+            },
+            kind::SUMMARY_CHUNK => {
+                let version = r.u64("version")?;
+                let chunk = r.u16("chunk")?;
+                let chunks = r.u16("chunks")?;
+                if chunk >= chunks {
+                    return Err(DecodeError::BadValue("chunk index"));
+                }
+                let data = r.blob("summary chunk", MAX_SUMMARY_CHUNK)?.to_vec();
+                Self::SummaryChunk {
+                    version,
+                    chunk,
+                    chunks,
+                    data,
+                }
+            }
+            other => {
+                return Err(DecodeError::UnknownKind {
+                    what: "message",
+                    kind: other,
+                });
+            }
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}

@@ -1,0 +1,15 @@
+//! The peer-to-peer protocol's bytes: UDP datagrams between neighbours (and the few
+//! accepted from strangers), and the TCP handshake that links two peers.
+//! docs/PROTOCOL.md describes the same layouts in prose.
+
+pub mod codec;
+pub mod datagram;
+pub mod handshake;
+pub mod message;
+
+pub use codec::DecodeError;
+pub use datagram::{Datagram, LinkKey, MAX_DATAGRAM, NotNeighbour, Probe, ProbeAck, decode, seal};
+pub use message::{Heartbeat, NeighbourEntry, PeerMsg};
+
+#[cfg(test)]
+mod tests;
