@@ -75,6 +75,14 @@ impl NodeId {
     }
 }
 
+/// Lets maps keyed by `NodeId` be searched with raw bytes from an index, without
+/// re-validating the key (it was validated when the entry was made).
+impl std::borrow::Borrow<[u8; ID_LEN]> for NodeId {
+    fn borrow(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))

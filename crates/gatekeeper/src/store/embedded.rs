@@ -215,10 +215,7 @@ impl State {
                 if id_bytes == requester.as_bytes() {
                     continue;
                 }
-                let Ok(id) = NodeId::from_bytes(*id_bytes) else {
-                    continue;
-                };
-                if let Some(entry) = self.peers.get(&id).filter(|e| e.deadline_ms > now_ms) {
+                if let Some(entry) = self.peers.get(id_bytes).filter(|e| e.deadline_ms > now_ms) {
                     out.push(entry.stored.info.clone());
                 }
             }
@@ -238,7 +235,7 @@ impl State {
             let removed = self
                 .tombstones
                 .iter()
-                .filter(|(id, _)| !self.peers.contains_key(id))
+                .filter(|&(id, _)| !self.peers.contains_key::<NodeId>(id))
                 .map(|(id, &(last_signed_ts_ms, _))| (*id, last_signed_ts_ms));
             if let Err(e) = journal.compact(peers, removed) {
                 tracing::error!(error = %e, "journal compaction failed; the journal keeps growing");

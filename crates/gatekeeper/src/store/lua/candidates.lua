@@ -15,16 +15,23 @@ local ranges = {
 local want = num(ARGV[3])
 local now = num(ARGV[4])
 local budget = num(ARGV[6])
+-- Fetch in small batches: the scan rarely needs more than `want` members, and pulling a
+-- whole budget's worth per range costs Redis far more than the few it uses.
 for _, r in ipairs(ranges) do
-  if #out >= want or budget <= 0 then break end
-  local ids = redis.call('ZRANGEBYSCORE', p .. 'cand', r[1], r[2], 'LIMIT', 0, budget)
-  for _, id in ipairs(ids) do
-    if #out >= want or budget <= 0 then break end
-    budget = budget - 1
-    if id ~= ARGV[2] then
-      local fields = redis.call('HMGET', rec_key(id), 'info', 'deadline')
-      if fields[1] and num(fields[2]) > now then table.insert(out, fields[1]) end
+  local offset = 0
+  while #out < want and budget > 0 do
+    local batch = math.min(budget, want - #out + 16)
+    local ids = redis.call('ZRANGEBYSCORE', p .. 'cand', r[1], r[2], 'LIMIT', offset, batch)
+    offset = offset + #ids
+    for _, id in ipairs(ids) do
+      if #out >= want or budget <= 0 then break end
+      budget = budget - 1
+      if id ~= ARGV[2] then
+        local fields = redis.call('HMGET', rec_key(id), 'info', 'deadline')
+        if fields[1] and num(fields[2]) > now then table.insert(out, fields[1]) end
+      end
     end
+    if #ids < batch then break end
   end
 end
 return out
