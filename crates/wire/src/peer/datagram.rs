@@ -26,6 +26,9 @@ pub const TAG_LEN: usize = 16;
 pub const LINK_HEADER_LEN: usize = 4 + 8 + 8;
 /// Smallest accepted stranger probe (the answer is 108 bytes).
 pub const MIN_PROBE_LEN: usize = 256;
+/// Link datagrams are zero-padded to at least this size, so that even a spoofed one
+/// is larger than the signed [`NotNeighbour`] (108 bytes) it may provoke.
+pub const MIN_LINK_LEN: usize = 128;
 
 const PROBE_ACK_DOMAIN: &[u8] = b"highway-probe-ack-v1\0";
 const NOT_NEIGHBOUR_DOMAIN: &[u8] = b"highway-not-neighbour-v1\0";
@@ -78,7 +81,7 @@ impl LinkFrame<'_> {
         if !equal_in_constant_time(&tag(key, self.authenticated), &self.tag) {
             return Err(DecodeError::BadTag);
         }
-        PeerMsg::decode(self.body)
+        PeerMsg::decode_padded(self.body)
     }
 }
 
@@ -95,6 +98,9 @@ pub fn seal(link_id: u64, counter: u64, msg: &PeerMsg, key: &LinkKey) -> Vec<u8>
     w.u64(link_id);
     w.u64(counter);
     msg.encode(&mut w);
+    if w.buf.len() + TAG_LEN < MIN_LINK_LEN {
+        w.buf.resize(MIN_LINK_LEN - TAG_LEN, 0);
+    }
     let t = tag(key, &w.buf);
     w.bytes(&t);
     w.buf

@@ -31,6 +31,21 @@ mod kind {
     pub const HELLO: u8 = 0x21;
     pub const WELCOME: u8 = 0x22;
     pub const CONFIRM: u8 = 0x23;
+    pub const ESTABLISHED: u8 = 0x24;
+}
+
+/// The responder's last frame: the link is installed on its side, so the initiator may
+/// start sending datagrams without provoking a "not your neighbour".
+pub fn established_frame() -> Vec<u8> {
+    let mut w = Writer::with_capacity(4);
+    frame_header(&mut w, kind::ESTABLISHED);
+    frame(&w.buf)
+}
+
+/// True when `payload` is the [`established_frame`].
+pub fn is_established(payload: &[u8]) -> bool {
+    let mut r = Reader::new(payload);
+    matches!(read_header(&mut r), Ok(kind::ESTABLISHED)) && r.finish().is_ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -177,12 +177,29 @@ impl PeerMsg {
     /// Decodes exactly one message filling `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
+        let msg = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(msg)
+    }
+
+    /// Decodes one message followed by nothing but zero padding (as in link datagrams).
+    pub fn decode_padded(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let msg = Self::read(&mut r)?;
+        let rest = r.take(r.remaining(), "padding")?;
+        if rest.iter().any(|&b| b != 0) {
+            return Err(DecodeError::BadValue("padding"));
+        }
+        Ok(msg)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let msg = match r.u8("message kind")? {
             kind::HEARTBEAT => Self::Heartbeat(Heartbeat {
                 seq: r.u64("seq")?,
                 incarnation: r.u64("incarnation")?,
                 summary_version: r.u64("summary version")?,
-                neighbours: read_entries(&mut r)?,
+                neighbours: read_entries(r)?,
             }),
             kind::HEARTBEAT_ACK => Self::HeartbeatAck { seq: r.u64("seq")? },
             kind::PING_REQ => Self::PingReq {

@@ -130,7 +130,31 @@ fn heartbeat_bytes_are_stable() {
         id(1)
     )
     .replace(' ', "");
-    assert_eq!(hex::encode(body), expected_body);
+    let (message, padding) = body.split_at(expected_body.len() / 2);
+    assert_eq!(hex::encode(message), expected_body);
+    assert!(padding.iter().all(|&b| b == 0));
+    assert_eq!(bytes.len(), super::datagram::MIN_LINK_LEN);
+}
+
+#[test]
+fn nonzero_padding_is_refused() {
+    let mut body = Vec::new();
+    let mut w = super::codec::Writer::default();
+    PeerMsg::Leave.encode(&mut w);
+    body.extend_from_slice(&w.buf);
+    body.extend_from_slice(&[0, 0, 1]);
+    assert_eq!(PeerMsg::decode_padded(&body), Err(DecodeError::BadValue("padding")));
+    body.pop();
+    assert_eq!(PeerMsg::decode_padded(&body), Ok(PeerMsg::Leave));
+}
+
+#[test]
+fn established_is_recognised_and_nothing_else_is() {
+    let framed = super::handshake::established_frame();
+    let (payload, _) = split_frame(&framed).unwrap().unwrap();
+    assert!(super::handshake::is_established(payload));
+    assert!(!super::handshake::is_established(&payload[..3]));
+    assert!(!super::handshake::is_established(b"HW\x01\x23"));
 }
 
 #[test]
