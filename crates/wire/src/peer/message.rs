@@ -246,7 +246,6 @@ impl PeerMsg {
                 });
             }
         };
-        r.finish()?;
         Ok(msg)
     }
 }

@@ -143,7 +143,10 @@ fn nonzero_padding_is_refused() {
     PeerMsg::Leave.encode(&mut w);
     body.extend_from_slice(&w.buf);
     body.extend_from_slice(&[0, 0, 1]);
-    assert_eq!(PeerMsg::decode_padded(&body), Err(DecodeError::BadValue("padding")));
+    assert_eq!(
+        PeerMsg::decode_padded(&body),
+        Err(DecodeError::BadValue("padding"))
+    );
     body.pop();
     assert_eq!(PeerMsg::decode_padded(&body), Ok(PeerMsg::Leave));
 }
