@@ -1,0 +1,158 @@
+//! What goes into the state machine and what comes out of it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use highway_wire::peer::NeighbourEntry;
+use highway_wire::peer::handshake::{Initiator, LinkKeys};
+use highway_wire::{NodeId, PeerAddr};
+
+/// Inputs besides datagrams and time: what the runtime was asked to do, and how it went.
+#[derive(Debug)]
+pub enum Command {
+    /// Start joining the overlay (the peer asks the Gatekeeper for candidates).
+    Join,
+    /// The Gatekeeper's candidates, answering [`Event::GatekeeperJoin`].
+    Candidates(Vec<NeighbourEntry>),
+    /// The Gatekeeper could not be asked; try again after a backoff.
+    GatekeeperFailed,
+    /// A handshake finished and the link is verified. For an inbound link the runtime
+    /// sends the final "established" frame after this returns.
+    LinkUp(LinkUp),
+    /// An outbound handshake ([`Event::Connect`]) ended without a link.
+    ConnectFailed {
+        my_link_id: u64,
+        outcome: ConnectOutcome,
+    },
+    /// An inbound handshake this peer answered with "accept" did not complete.
+    HandshakeAborted { my_link_id: u64 },
+    /// Leave the overlay: neighbours and the Gatekeeper are told.
+    Leave,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkUp {
+    pub my_link_id: u64,
+    pub their_link_id: u64,
+    pub peer: NodeId,
+    pub addr: PeerAddr,
+    pub keys: LinkKeys,
+    pub their_neighbours: Vec<NeighbourEntry>,
+    /// True when the other peer initiated the handshake.
+    pub inbound: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    /// No TCP connection, a timeout, or a broken handshake.
+    Unreachable,
+    /// The peer has no free slot; its neighbours are where to look next.
+    Full { neighbours: Vec<NeighbourEntry> },
+    /// The peer declined (already linked, leaving, or it was ourselves).
+    Rejected { neighbours: Vec<NeighbourEntry> },
+}
+
+/// Outputs besides datagrams: work for the runtime, and news for whoever watches.
+#[derive(Debug)]
+pub enum Event {
+    /// Ask the Gatekeeper for candidates; answer with [`Command::Candidates`] or
+    /// [`Command::GatekeeperFailed`].
+    GatekeeperJoin,
+    /// Open TCP to `addr`, send `hello`, read the welcome, finish with `initiator`, and
+    /// report [`Command::LinkUp`] or [`Command::ConnectFailed`] with `my_link_id`.
+    Connect {
+        my_link_id: u64,
+        addr: PeerAddr,
+        expected: Option<NodeId>,
+        initiator: Box<Initiator>,
+        hello: Vec<u8>,
+    },
+    NeighbourUp {
+        id: NodeId,
+        addr: PeerAddr,
+    },
+    NeighbourDown {
+        id: NodeId,
+        reason: DownReason,
+    },
+    /// The failure detector moved a neighbour to `state` (`okay` or `warning`).
+    StateChanged {
+        id: NodeId,
+        state: &'static str,
+    },
+    /// Tell the Gatekeeper that `id` was found dead.
+    ReportFailed {
+        id: NodeId,
+    },
+    /// Tell the Gatekeeper this peer is leaving.
+    GatekeeperLeave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    /// Declared dead by the failure detector.
+    Failed,
+    /// It said it was leaving.
+    Left,
+    /// It says it has no link with us.
+    NotNeighbour,
+    /// A second link to the same peer replaced this one.
+    Replaced,
+    /// We are leaving.
+    Leaving,
+}
+
+impl DownReason {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::Left => "left",
+            Self::NotNeighbour => "not_neighbour",
+            Self::Replaced => "replaced",
+            Self::Leaving => "leaving",
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// A neighbour as the control API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourView {
+    pub id: NodeId,
+    pub addr: PeerAddr,
+    pub state: &'static str,
+    pub inbound: bool,
+    pub linked_for: Duration,
+    pub last_heard_ago: Duration,
+    pub sent_seq: u64,
+    pub last_acked_seq: u64,
+    pub incarnation: u64,
+    pub summary_version: u64,
+    pub their_neighbours: Vec<NodeId>,
+}
+
+/// Counters of what happened, for metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub decode_errors: u64,
+    pub bad_tags: u64,
+    pub replays: u64,
+    pub unknown_links: u64,
+    pub stranger_replies: u64,
+    pub stranger_dropped: u64,
+    pub heartbeats_sent: u64,
+    pub heartbeats_received: u64,
+    pub suspicions: u64,
+    pub refuted: u64,
+    pub failures: u64,
+    pub probes_as_witness: u64,
+    pub queue_overflows: u64,
+}

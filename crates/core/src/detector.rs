@@ -1,0 +1,322 @@
+//! Heartbeats and failure detection, in SWIM's terms.
+//!
+//! A neighbour not heard from within the suspect timeout becomes WARNING: we probe it
+//! directly over our link and ask up to k witnesses — our other neighbours, those the
+//! suspect lists as its own neighbours first — to probe it too (a ping-req). A witness
+//! linked to the suspect probes over that link; otherwise it sends a padded stranger probe
+//! whose answer the suspect signs. Any authenticated word from the suspect, or a witness's
+//! "alive", makes it OKAY again; silence until the probe timeout makes it FAILED. A suspect
+//! that learns it is suspected refutes at once with a heartbeat under a higher
+//! incarnation.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use highway_wire::peer::datagram::Datagram;
+use highway_wire::peer::{Heartbeat, PeerMsg, Probe, ProbeAck};
+use highway_wire::{NodeId, PeerAddr};
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use crate::api::Event;
+use crate::link::{Link, LinkState};
+use crate::peer::Peer;
+
+/// A probe this peer runs on behalf of a neighbour (as its witness).
+#[derive(Debug, Clone)]
+pub(crate) struct WitnessRequest {
+    pub requester: NodeId,
+    pub requester_probe_id: u64,
+    pub target: NodeId,
+    pub deadline: Instant,
+}
+
+impl Peer {
+    pub(crate) fn link_deadline(&self, link: &Link) -> Instant {
+        match link.state {
+            LinkState::Okay => link.last_heard + self.config.suspect_timeout,
+            LinkState::Warning { deadline, .. } => deadline,
+        }
+    }
+
+    pub(crate) fn send_heartbeat(&mut self, peer: &NodeId) {
+        let neighbours = self.neighbour_entries(Some(peer));
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        link.sent_seq += 1;
+        let msg = PeerMsg::Heartbeat(Heartbeat {
+            seq: link.sent_seq,
+            incarnation: self.incarnation,
+            summary_version: self.summary_version,
+            neighbours,
+        });
+        self.stats.heartbeats_sent += 1;
+        self.send(peer, &msg);
+    }
+
+    pub(crate) fn send_heartbeats(&mut self) {
+        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        for peer in &peers {
+            self.send_heartbeat(peer);
+        }
+    }
+
+    /// Any authenticated datagram from `peer` proves it alive.
+    pub(crate) fn heard_from(&mut self, now: Instant, peer: NodeId) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        link.last_heard = now;
+        if matches!(link.state, LinkState::Warning { .. }) {
+            link.state = LinkState::Okay;
+            self.stats.refuted += 1;
+            self.emit(Event::StateChanged {
+                id: peer,
+                state: "okay",
+            });
+        }
+    }
+
+    pub(crate) fn check_neighbours(&mut self, now: Instant) {
+        let mut suspects = Vec::new();
+        let mut failed = Vec::new();
+        for link in self.links.values() {
+            match link.state {
+                LinkState::Okay if now >= link.last_heard + self.config.suspect_timeout => {
+                    suspects.push(link.id);
+                }
+                LinkState::Warning { deadline, .. } if now >= deadline => failed.push(link.id),
+                _ => {}
+            }
+        }
+        failed.sort();
+        suspects.sort();
+        for peer in &failed {
+            self.fail(now, peer);
+        }
+        for peer in &suspects {
+            self.suspect(now, peer);
+        }
+    }
+
+    fn suspect(&mut self, now: Instant, peer: &NodeId) {
+        let probe_id: u64 = self.rng.random();
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        link.state = LinkState::Warning {
+            probe_id,
+            since: now,
+            deadline: now + self.config.probe_timeout,
+        };
+        let target_addr = link.addr;
+        let listed: HashSet<NodeId> = link.their_neighbours.iter().map(|e| e.id).collect();
+        self.stats.suspicions += 1;
+        self.emit(Event::StateChanged {
+            id: *peer,
+            state: "warning",
+        });
+        self.send(
+            peer,
+            &PeerMsg::WitnessProbe {
+                probe_id,
+                suspecter: self.id,
+            },
+        );
+        let mut witnesses: Vec<NodeId> = self
+            .links
+            .values()
+            .filter(|l| l.id != *peer && l.state == LinkState::Okay)
+            .map(|l| l.id)
+            .collect();
+        witnesses.sort();
+        witnesses.shuffle(&mut self.rng);
+        // The suspect's own neighbours first: they have a link to it.
+        witnesses.sort_by_key(|w| !listed.contains(w));
+        for witness in witnesses.iter().take(self.config.witnesses) {
+            self.send(
+                witness,
+                &PeerMsg::PingReq {
+                    probe_id,
+                    target: *peer,
+                    target_addr,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn on_link_message(&mut self, now: Instant, peer: NodeId, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Heartbeat(hb) => {
+                self.stats.heartbeats_received += 1;
+                let me = self.id;
+                if let Some(link) = self.links.get_mut(&peer) {
+                    link.their_neighbours =
+                        hb.neighbours.into_iter().filter(|e| e.id != me).collect();
+                    link.their_summary_version = hb.summary_version;
+                    link.their_incarnation = link.their_incarnation.max(hb.incarnation);
+                }
+                self.send(&peer, &PeerMsg::HeartbeatAck { seq: hb.seq });
+            }
+            PeerMsg::HeartbeatAck { seq } => {
+                if let Some(link) = self.links.get_mut(&peer) {
+                    link.last_acked_seq = link.last_acked_seq.max(seq);
+                    link.last_acked_at = Some(now);
+                }
+            }
+            PeerMsg::PingReq {
+                probe_id,
+                target,
+                target_addr,
+            } => {
+                self.act_as_witness(now, peer, probe_id, target, target_addr);
+            }
+            PeerMsg::PingReqAck {
+                probe_id,
+                target,
+                alive,
+            } => {
+                let vouched = self.links.get(&target).is_some_and(
+                    |l| matches!(l.state, LinkState::Warning { probe_id: p, .. } if p == probe_id),
+                );
+                if alive && vouched {
+                    self.heard_from(now, target);
+                }
+            }
+            PeerMsg::WitnessProbe {
+                probe_id,
+                suspecter,
+            } => {
+                self.send(&peer, &PeerMsg::WitnessProbeAck { probe_id });
+                if suspecter != peer && self.links.contains_key(&suspecter) {
+                    self.refute(now, Some(suspecter));
+                }
+            }
+            PeerMsg::WitnessProbeAck { probe_id } => {
+                if self
+                    .witness_requests
+                    .get(&probe_id)
+                    .is_some_and(|r| r.target == peer)
+                {
+                    self.answer_witness_request(probe_id, true);
+                }
+            }
+            PeerMsg::Leave => self.on_peer_left(now, &peer),
+            // Share summaries are exchanged once the search layer provides them.
+            PeerMsg::SummaryRequest { .. } | PeerMsg::SummaryChunk { .. } => {}
+        }
+    }
+
+    fn act_as_witness(
+        &mut self,
+        now: Instant,
+        requester: NodeId,
+        probe_id: u64,
+        target: NodeId,
+        target_addr: PeerAddr,
+    ) {
+        self.stats.probes_as_witness += 1;
+        if target == self.id || self.witness_requests.len() >= self.config.max_witness_requests {
+            let alive = target == self.id;
+            self.send(
+                &requester,
+                &PeerMsg::PingReqAck {
+                    probe_id,
+                    target,
+                    alive,
+                },
+            );
+            return;
+        }
+        let my_probe: u64 = self.rng.random();
+        self.witness_requests.insert(
+            my_probe,
+            WitnessRequest {
+                requester,
+                requester_probe_id: probe_id,
+                target,
+                deadline: now + self.config.probe_timeout / 2,
+            },
+        );
+        if self.links.contains_key(&target) {
+            self.send(
+                &target,
+                &PeerMsg::WitnessProbe {
+                    probe_id: my_probe,
+                    suspecter: requester,
+                },
+            );
+        } else {
+            let probe = Probe {
+                nonce: my_probe,
+                requester: self.id,
+                target,
+            };
+            self.transmit(target_addr.udp_addr(), Datagram::Probe(probe).encode());
+        }
+    }
+
+    fn answer_witness_request(&mut self, my_probe: u64, alive: bool) {
+        let Some(req) = self.witness_requests.remove(&my_probe) else {
+            return;
+        };
+        let msg = PeerMsg::PingReqAck {
+            probe_id: req.requester_probe_id,
+            target: req.target,
+            alive,
+        };
+        self.send(&req.requester, &msg);
+    }
+
+    pub(crate) fn expire_witness_requests(&mut self, now: Instant) {
+        let mut expired: Vec<u64> = self
+            .witness_requests
+            .iter()
+            .filter(|(_, r)| now >= r.deadline)
+            .map(|(&id, _)| id)
+            .collect();
+        expired.sort();
+        for id in expired {
+            self.answer_witness_request(id, false);
+        }
+    }
+
+    pub(crate) fn on_stranger_probe(&mut self, now: Instant, from: SocketAddr, probe: Probe) {
+        if probe.target != self.id || !self.stranger_reply_allowed() {
+            return;
+        }
+        let ack = ProbeAck::sign(&self.key, &probe);
+        self.transmit(from, Datagram::ProbeAck(ack).encode());
+        // Someone is checking on us: our neighbours may suspect us.
+        self.refute(now, None);
+    }
+
+    pub(crate) fn on_probe_ack(&mut self, ack: ProbeAck) {
+        let matches = self
+            .witness_requests
+            .get(&ack.nonce)
+            .is_some_and(|r| r.target == ack.responder);
+        if matches && ack.verify(&self.id) {
+            self.answer_witness_request(ack.nonce, true);
+        }
+    }
+
+    /// Raises our incarnation and heartbeats at once, to `to` or to everyone; at most
+    /// four times per heartbeat interval.
+    fn refute(&mut self, now: Instant, to: Option<NodeId>) {
+        if self
+            .last_refute
+            .is_some_and(|at| now < at + self.config.heartbeat_interval / 4)
+        {
+            return;
+        }
+        self.last_refute = Some(now);
+        self.incarnation += 1;
+        match to {
+            Some(peer) => self.send_heartbeat(&peer),
+            None => self.send_heartbeats(),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Highway's peer protocol logic as a sans-IO state machine.
+//!
+//! Like quinn-proto, it contains no networking code and reads no clock: the runtime (or
+//! the simulator) feeds it datagrams, command results and the current time through
+//! `handle_*`, and drains datagrams to send, events and the next wake-up time through
+//! `poll_*`. Randomness comes from a seeded RNG. Every table and queue is bounded.
+//!
+//! It implements joining (Gatekeeper candidates, then a bounded breadth-first search past
+//! full peers), the neighbour handshake decisions, heartbeats carrying neighbour lists and
+//! the share-summary version, SWIM-style failure detection with indirect probes and
+//! refutation, "not your neighbour", repair, and graceful leave.
+
+mod api;
+mod config;
+mod detector;
+mod link;
+mod overlay;
+mod peer;
+
+pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView, Stats, Transmit};
+pub use config::{Config, ConfigError};
+pub use link::{LinkState, ReplayWindow};
+pub use overlay::InboundAnswer;
+pub use peer::{Peer, Phase};

@@ -1,0 +1,409 @@
+//! Joining and keeping the overlay: candidates from the Gatekeeper, a bounded breadth-first
+//! search past full peers, handshake bookkeeping, and repair after a neighbour is lost.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use highway_wire::peer::NeighbourEntry;
+use highway_wire::peer::handshake::{
+    Decision, HandshakeError, Hello, Initiator, Purpose, Responder,
+};
+use highway_wire::{NodeId, PeerAddr};
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use crate::api::{ConnectOutcome, DownReason, Event, LinkUp};
+use crate::config::Config;
+use crate::link::{Link, LinkState, ReplayWindow};
+use crate::peer::{Peer, Phase};
+
+/// Most peers kept out of reach after failing.
+const MAX_QUARANTINE: usize = 64;
+/// Most entries waiting in the search frontier.
+const MAX_FRONTIER: usize = 64;
+
+#[derive(Debug, Clone)]
+pub(crate) struct PendingOut {
+    pub expected: Option<NodeId>,
+    pub since: Instant,
+}
+
+/// Join and repair state: what we are trying, and what to try next.
+#[derive(Debug)]
+pub(crate) struct Overlay {
+    pub pending_out: HashMap<u64, PendingOut>,
+    /// Slots reserved for inbound handshakes we accepted, by our link id.
+    pub pending_in: HashMap<u64, Instant>,
+    /// The search frontier: peers to try, nearest first.
+    pub frontier: VecDeque<NeighbourEntry>,
+    /// Peers tried since the Gatekeeper was last asked (bounded by `bfs_limit`).
+    pub tried: HashSet<NodeId>,
+    pub gatekeeper_pending: bool,
+    pub next_gatekeeper_at: Option<Instant>,
+    pub backoff: Duration,
+    pub quarantine: VecDeque<(NodeId, Instant)>,
+}
+
+impl Overlay {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            pending_out: HashMap::new(),
+            pending_in: HashMap::new(),
+            frontier: VecDeque::new(),
+            tried: HashSet::new(),
+            gatekeeper_pending: false,
+            next_gatekeeper_at: None,
+            backoff: config.join_backoff_min,
+            quarantine: VecDeque::new(),
+        }
+    }
+
+    pub fn uses_link_id(&self, id: u64) -> bool {
+        self.pending_out.contains_key(&id) || self.pending_in.contains_key(&id)
+    }
+
+    pub fn next_wakeup(&self, config: &Config) -> Option<Instant> {
+        let gatekeeper = self.next_gatekeeper_at.filter(|_| !self.gatekeeper_pending);
+        let handshakes = self
+            .pending_out
+            .values()
+            .map(|p| p.since + config.handshake_timeout * 2)
+            .chain(
+                self.pending_in
+                    .values()
+                    .map(|&since| since + config.handshake_timeout),
+            );
+        gatekeeper.into_iter().chain(handshakes).min()
+    }
+
+    fn quarantined(&self, id: &NodeId) -> bool {
+        self.quarantine.iter().any(|(q, _)| q == id)
+    }
+}
+
+/// What the runtime sends back to a peer that opened a handshake with us.
+#[derive(Debug)]
+pub struct InboundAnswer {
+    /// Present when a link was accepted: finish it with the initiator's confirm.
+    pub responder: Option<Responder>,
+    /// The framed welcome to write.
+    pub welcome: Vec<u8>,
+    pub my_link_id: u64,
+    pub initiator: NodeId,
+    pub initiator_addr: PeerAddr,
+}
+
+impl Peer {
+    fn dialable(&self, id: &NodeId) -> bool {
+        *id != self.id
+            && !self.links.contains_key(id)
+            && !self
+                .overlay
+                .pending_out
+                .values()
+                .any(|p| p.expected.as_ref() == Some(id))
+            && !self.overlay.quarantined(id)
+    }
+
+    /// Adds search candidates at the back (breadth-first) or front (repair first).
+    fn enqueue(&mut self, entries: Vec<NeighbourEntry>, front: bool) {
+        for entry in entries {
+            let fresh = self.dialable(&entry.id)
+                && !self.overlay.frontier.iter().any(|e| e.id == entry.id)
+                && (front || self.overlay.tried.len() < self.config.bfs_limit)
+                && self.overlay.tried.insert(entry.id);
+            if !fresh {
+                continue;
+            }
+            if self.overlay.frontier.len() >= MAX_FRONTIER {
+                self.overlay.frontier.pop_back();
+            }
+            if front {
+                self.overlay.frontier.push_front(entry);
+            } else {
+                self.overlay.frontier.push_back(entry);
+            }
+        }
+    }
+
+    /// Dials from the frontier while below the target degree; asks the Gatekeeper when
+    /// the frontier is exhausted.
+    pub(crate) fn maintain(&mut self, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        while self
+            .overlay
+            .quarantine
+            .front()
+            .is_some_and(|&(_, until)| until <= now)
+        {
+            self.overlay.quarantine.pop_front();
+        }
+        let target = self.config.target_degree;
+        if self.links.len() >= target {
+            self.overlay.backoff = self.config.join_backoff_min;
+            self.overlay.next_gatekeeper_at = None;
+            return;
+        }
+        while self.links.len() + self.overlay.pending_out.len() < target
+            && self.overlay.pending_out.len() < self.config.max_pending_links
+        {
+            let Some(entry) = self.overlay.frontier.pop_front() else {
+                break;
+            };
+            if self.dialable(&entry.id) {
+                self.connect(now, entry.addr, Some(entry.id));
+            }
+        }
+        let idle = self.overlay.frontier.is_empty() && self.overlay.pending_out.is_empty();
+        let due = self.overlay.next_gatekeeper_at.is_none_or(|at| now >= at);
+        if idle && due && !self.overlay.gatekeeper_pending {
+            self.overlay.gatekeeper_pending = true;
+            self.emit(Event::GatekeeperJoin);
+        }
+    }
+
+    fn back_off(&mut self, now: Instant) {
+        self.overlay.next_gatekeeper_at = Some(now + self.overlay.backoff);
+        self.overlay.backoff = (self.overlay.backoff * 2).min(self.config.join_backoff_max);
+    }
+
+    pub(crate) fn on_candidates(&mut self, now: Instant, candidates: Vec<NeighbourEntry>) {
+        self.overlay.gatekeeper_pending = false;
+        self.overlay.tried.clear();
+        self.back_off(now);
+        self.enqueue(candidates, false);
+        self.maintain(now);
+    }
+
+    pub(crate) fn on_gatekeeper_failed(&mut self, now: Instant) {
+        self.overlay.gatekeeper_pending = false;
+        self.back_off(now);
+    }
+
+    fn connect(&mut self, now: Instant, addr: PeerAddr, expected: Option<NodeId>) {
+        let my_link_id = self.fresh_id();
+        let seed: [u8; 32] = self.rng.random();
+        let (initiator, hello) = Initiator::start(&self.key, self.addr, Purpose::Link, seed);
+        self.overlay.pending_out.insert(
+            my_link_id,
+            PendingOut {
+                expected,
+                since: now,
+            },
+        );
+        self.emit(Event::Connect {
+            my_link_id,
+            addr,
+            expected,
+            initiator: Box::new(initiator),
+            hello,
+        });
+    }
+
+    /// Decides on an inbound handshake: accept while a slot is free (reserving it), else
+    /// answer "full" with our neighbours so the initiator can search on.
+    pub fn answer_hello(
+        &mut self,
+        now: Instant,
+        hello_payload: &[u8],
+    ) -> Result<InboundAnswer, HandshakeError> {
+        let hello = Hello::decode(hello_payload)?;
+        let decision = if self.phase != Phase::Running
+            || hello.initiator == self.id
+            || self.links.contains_key(&hello.initiator)
+        {
+            Decision::Reject
+        } else if self.links.len() + self.overlay.pending_in.len() >= self.config.max_degree {
+            Decision::Full
+        } else {
+            Decision::Accept
+        };
+        let my_link_id = self.fresh_id();
+        let seed: [u8; 32] = self.rng.random();
+        let neighbours = self.neighbour_entries(None);
+        let (responder, welcome) = Responder::answer(
+            &self.key,
+            hello_payload,
+            &hello,
+            decision,
+            my_link_id,
+            neighbours,
+            seed,
+        );
+        if responder.is_some() {
+            self.overlay.pending_in.insert(my_link_id, now);
+        }
+        Ok(InboundAnswer {
+            responder,
+            welcome,
+            my_link_id,
+            initiator: hello.initiator,
+            initiator_addr: hello.initiator_addr,
+        })
+    }
+
+    /// True when our link id `my_link_id` belongs to an installed link.
+    pub fn has_link(&self, my_link_id: u64) -> bool {
+        self.by_link_id.contains_key(&my_link_id)
+    }
+
+    pub(crate) fn on_link_up(&mut self, now: Instant, up: LinkUp) {
+        let was_pending = if up.inbound {
+            self.overlay.pending_in.remove(&up.my_link_id).is_some()
+        } else {
+            self.overlay.pending_out.remove(&up.my_link_id).is_some()
+        };
+        if !was_pending || self.phase != Phase::Running || up.peer == self.id {
+            return;
+        }
+        let initiator = if up.inbound { up.peer } else { self.id };
+        if let Some(existing) = self.links.get(&up.peer) {
+            // Both sides keep the link the smaller id initiated, so they agree.
+            if existing.initiator(&self.id) <= initiator {
+                self.maintain(now);
+                return;
+            }
+            let old = existing.my_link_id;
+            self.by_link_id.remove(&old);
+            self.links.remove(&up.peer);
+        } else if self.links.len() >= self.config.max_degree {
+            self.maintain(now);
+            return;
+        }
+        let link = Link {
+            id: up.peer,
+            addr: up.addr,
+            my_link_id: up.my_link_id,
+            their_link_id: up.their_link_id,
+            keys: up.keys,
+            initiated_by_me: !up.inbound,
+            send_counter: 0,
+            window: ReplayWindow::default(),
+            state: LinkState::Okay,
+            since: now,
+            last_heard: now,
+            sent_seq: 0,
+            last_acked_seq: 0,
+            last_acked_at: None,
+            their_neighbours: up
+                .their_neighbours
+                .into_iter()
+                .filter(|e| e.id != self.id)
+                .collect(),
+            their_incarnation: 0,
+            their_summary_version: 0,
+        };
+        self.by_link_id.insert(up.my_link_id, up.peer);
+        self.links.insert(up.peer, link);
+        self.emit(Event::NeighbourUp {
+            id: up.peer,
+            addr: up.addr,
+        });
+        self.send_heartbeat(&up.peer);
+        self.maintain(now);
+    }
+
+    pub(crate) fn on_connect_failed(
+        &mut self,
+        now: Instant,
+        my_link_id: u64,
+        outcome: ConnectOutcome,
+    ) {
+        if self.overlay.pending_out.remove(&my_link_id).is_none() {
+            return;
+        }
+        match outcome {
+            ConnectOutcome::Full { neighbours } | ConnectOutcome::Rejected { neighbours } => {
+                self.enqueue(neighbours, false);
+            }
+            ConnectOutcome::Unreachable => {}
+        }
+        self.maintain(now);
+    }
+
+    pub(crate) fn expire_handshakes(&mut self, now: Instant) {
+        let timeout = self.config.handshake_timeout;
+        self.overlay
+            .pending_out
+            .retain(|_, p| now < p.since + timeout * 2);
+        self.overlay
+            .pending_in
+            .retain(|_, since| now < *since + timeout);
+    }
+
+    pub(crate) fn drop_link(&mut self, peer: &NodeId, reason: DownReason) -> Option<Link> {
+        let link = self.links.remove(peer)?;
+        self.by_link_id.remove(&link.my_link_id);
+        self.emit(Event::NeighbourDown { id: *peer, reason });
+        Some(link)
+    }
+
+    /// Replaces a lost neighbour: its cached neighbours first, the Gatekeeper after.
+    fn repair_from(&mut self, now: Instant, lost: Link) {
+        let mut candidates = lost.their_neighbours;
+        candidates.shuffle(&mut self.rng);
+        self.enqueue(candidates, true);
+        self.maintain(now);
+    }
+
+    pub(crate) fn fail(&mut self, now: Instant, peer: &NodeId) {
+        let Some(link) = self.drop_link(peer, DownReason::Failed) else {
+            return;
+        };
+        self.stats.failures += 1;
+        self.emit(Event::ReportFailed { id: *peer });
+        if self.overlay.quarantine.len() >= MAX_QUARANTINE {
+            self.overlay.quarantine.pop_front();
+        }
+        self.overlay
+            .quarantine
+            .push_back((*peer, now + self.config.failed_quarantine));
+        self.repair_from(now, link);
+    }
+
+    pub(crate) fn on_peer_left(&mut self, now: Instant, peer: &NodeId) {
+        if let Some(link) = self.drop_link(peer, DownReason::Left) {
+            self.repair_from(now, link);
+        }
+    }
+
+    pub(crate) fn on_not_neighbour(&mut self, now: Instant, nn: highway_wire::peer::NotNeighbour) {
+        let Some(peer) = self
+            .links
+            .values()
+            .find(|l| l.id == nn.responder && l.their_link_id == nn.link_id)
+            .map(|l| l.id)
+        else {
+            return;
+        };
+        if !nn.verify() {
+            self.stats.bad_tags += 1;
+            return;
+        }
+        if let Some(link) = self.drop_link(&peer, DownReason::NotNeighbour) {
+            self.repair_from(now, link);
+        }
+    }
+
+    pub(crate) fn leave(&mut self) {
+        if self.phase == Phase::Left {
+            return;
+        }
+        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        for peer in &peers {
+            self.send(peer, &highway_wire::peer::PeerMsg::Leave);
+        }
+        for peer in &peers {
+            self.drop_link(peer, DownReason::Leaving);
+        }
+        self.overlay.frontier.clear();
+        self.overlay.pending_out.clear();
+        self.overlay.pending_in.clear();
+        if self.phase == Phase::Running {
+            self.emit(Event::GatekeeperLeave);
+        }
+        self.phase = Phase::Left;
+    }
+}
