@@ -392,3 +392,75 @@ proptest! {
         prop_assert_eq!(frame.open(&[3; 32]), Ok(msg));
     }
 }
+
+fn corpus_dir(target: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
+
+/// Valid datagrams of every kind: the fuzzer's starting corpus.
+fn seed_datagrams() -> Vec<(String, Vec<u8>)> {
+    let mut seeds: Vec<(String, Vec<u8>)> = samples()
+        .iter()
+        .enumerate()
+        .map(|(i, msg)| (format!("link-{i}"), seal(i as u64 + 1, 1, msg, &[9; 32])))
+        .collect();
+    let probe = Probe {
+        nonce: 1,
+        requester: id(1),
+        target: id(2),
+    };
+    seeds.push(("probe".into(), Datagram::Probe(probe).encode()));
+    seeds.push((
+        "probe-ack".into(),
+        Datagram::ProbeAck(ProbeAck::sign(&key(2), &probe)).encode(),
+    ));
+    seeds.push((
+        "not-neighbour".into(),
+        Datagram::NotNeighbour(NotNeighbour::sign(&key(3), 5)).encode(),
+    ));
+    seeds
+}
+
+/// Regenerates the seed corpus: `cargo test -p highway-wire -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files; run by hand to refresh fuzz/corpus"]
+fn write_fuzz_seeds() {
+    let dir = corpus_dir("datagram");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in seed_datagrams() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let (_, hello) = Initiator::start(&key(1), addr(1), Purpose::Link, [11; 32]);
+    let dir = corpus_dir("handshake");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hello"), hello).unwrap();
+}
+
+/// Replays the whole fuzz corpus (seeds and whatever fuzzing added) through the decoders
+/// on every test run, so CI exercises it on the stable toolchain.
+#[test]
+fn the_fuzz_corpus_decodes_without_panicking() {
+    let mut files = 0;
+    for target in ["datagram", "handshake"] {
+        let Ok(entries) = std::fs::read_dir(corpus_dir(target)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            if let Ok(Datagram::Link(frame)) = decode(&bytes) {
+                let _ = frame.open(&[9; 32]);
+            }
+            let _ = PeerMsg::decode_padded(&bytes);
+            if let Ok(Some((payload, _))) = split_frame(&bytes) {
+                let _ = Hello::decode(payload);
+            }
+            files += 1;
+        }
+    }
+    assert!(
+        files >= seed_datagrams().len(),
+        "the fuzz corpus is missing ({files} files)"
+    );
+}
