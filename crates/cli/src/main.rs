@@ -1,7 +1,9 @@
 //! `highway`: one binary for every role.
 
 mod bench;
+mod control_cmd;
 mod gatekeeper_cmd;
+mod node_cmd;
 mod peers_cmd;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,13 @@ enum Command {
     Gatekeeper(gatekeeper_cmd::Args),
     /// List the live peers a Gatekeeper knows.
     Peers(peers_cmd::Args),
+    /// Run a headless peer (Ctrl-C or SIGTERM leaves the overlay gracefully).
+    Node(node_cmd::Args),
+    /// Show a running node's id, addresses, phase and degree.
+    Status(control_cmd::StatusArgs),
+    /// Show a running node's neighbours and their state.
+    #[command(alias = "neighbours")]
+    Neighbors(control_cmd::NeighborsArgs),
     /// Measure performance (prints figures; see docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -54,6 +63,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Gatekeeper(args) => gatekeeper_cmd::run(args).await,
             Command::Peers(args) => peers_cmd::run(args).await,
+            Command::Node(args) => node_cmd::run(args).await,
+            Command::Status(args) => control_cmd::status(args).await,
+            Command::Neighbors(args) => control_cmd::neighbors(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     });

@@ -146,6 +146,8 @@ pub struct Stats {
     pub bad_tags: u64,
     pub replays: u64,
     pub unknown_links: u64,
+    /// Datagrams on a link we dialled, arriving before our side installed it.
+    pub early_link_datagrams: u64,
     pub stranger_replies: u64,
     pub stranger_dropped: u64,
     pub heartbeats_sent: u64,

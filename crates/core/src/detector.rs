@@ -57,7 +57,7 @@ impl Peer {
     }
 
     pub(crate) fn send_heartbeats(&mut self) {
-        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        let peers = self.link_peers();
         for peer in &peers {
             self.send_heartbeat(peer);
         }

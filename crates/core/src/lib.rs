@@ -21,4 +21,4 @@ pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView,
 pub use config::{Config, ConfigError};
 pub use link::{LinkState, ReplayWindow};
 pub use overlay::InboundAnswer;
-pub use peer::{Peer, Phase};
+pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};

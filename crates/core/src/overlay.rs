@@ -63,7 +63,12 @@ impl Overlay {
     }
 
     pub fn next_wakeup(&self, config: &Config) -> Option<Instant> {
-        let gatekeeper = self.next_gatekeeper_at.filter(|_| !self.gatekeeper_pending);
+        // Only while the search is idle: with dials in flight or candidates queued,
+        // `maintain` does not ask, and a past instant here would make the host spin.
+        let idle = self.frontier.is_empty() && self.pending_out.is_empty();
+        let gatekeeper = self
+            .next_gatekeeper_at
+            .filter(|_| idle && !self.gatekeeper_pending);
         let handshakes = self
             .pending_out
             .values()
@@ -106,13 +111,20 @@ impl Peer {
     }
 
     /// Adds search candidates at the back (breadth-first) or front (repair first).
+    /// Repair candidates skip the search bound and the "tried" set: a peer tried during
+    /// the join (full, or not yet running then) is exactly who to try after a loss.
     fn enqueue(&mut self, entries: Vec<NeighbourEntry>, front: bool) {
         for entry in entries {
-            let fresh = self.dialable(&entry.id)
-                && !self.overlay.frontier.iter().any(|e| e.id == entry.id)
-                && (front || self.overlay.tried.len() < self.config.bfs_limit)
-                && self.overlay.tried.insert(entry.id);
-            if !fresh {
+            if !self.dialable(&entry.id) {
+                continue;
+            }
+            if front {
+                self.overlay.frontier.retain(|e| e.id != entry.id);
+                self.overlay.tried.insert(entry.id);
+            } else if self.overlay.frontier.iter().any(|e| e.id == entry.id)
+                || self.overlay.tried.len() >= self.config.bfs_limit
+                || !self.overlay.tried.insert(entry.id)
+            {
                 continue;
             }
             if self.overlay.frontier.len() >= MAX_FRONTIER {
@@ -215,7 +227,11 @@ impl Peer {
             || self.links.contains_key(&hello.initiator)
         {
             Decision::Reject
-        } else if self.links.len() + self.overlay.pending_in.len() >= self.config.max_degree {
+        } else if self.links.len() + self.overlay.pending_in.len() + self.overlay.pending_out.len()
+            >= self.config.max_degree
+        {
+            // Our own dials in flight count too: otherwise inbound links could fill every
+            // slot and our dial's link would be refused here after the other side installed it.
             Decision::Full
         } else {
             Decision::Accept
@@ -265,9 +281,7 @@ impl Peer {
                 self.maintain(now);
                 return;
             }
-            let old = existing.my_link_id;
-            self.by_link_id.remove(&old);
-            self.links.remove(&up.peer);
+            self.drop_link(&up.peer, DownReason::Replaced);
         } else if self.links.len() >= self.config.max_degree {
             self.maintain(now);
             return;
@@ -301,7 +315,11 @@ impl Peer {
             id: up.peer,
             addr: up.addr,
         });
-        self.send_heartbeat(&up.peer);
+        // The initiator speaks first: it installs the link only after our "established"
+        // frame, so a heartbeat from us now could arrive before it knows the link.
+        if !up.inbound {
+            self.send_heartbeat(&up.peer);
+        }
         self.maintain(now);
     }
 
@@ -391,7 +409,7 @@ impl Peer {
         if self.phase == Phase::Left {
             return;
         }
-        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        let peers = self.link_peers();
         for peer in &peers {
             self.send(peer, &highway_wire::peer::PeerMsg::Leave);
         }

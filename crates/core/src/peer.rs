@@ -17,10 +17,12 @@ use crate::detector::WitnessRequest;
 use crate::link::Link;
 use crate::overlay::Overlay;
 
-/// Most datagrams waiting in [`Peer::poll_transmit`]'s queue; past it new ones are dropped.
-const MAX_TRANSMITS: usize = 4096;
-/// Most events waiting in [`Peer::poll_event`]'s queue.
-const MAX_EVENTS: usize = 1024;
+/// Most datagrams waiting in [`Peer::poll_transmit`]'s queue; past it new ones are dropped
+/// (and counted in [`Stats::queue_overflows`]).
+pub const MAX_TRANSMITS: usize = 4096;
+/// Most events waiting in [`Peer::poll_event`]'s queue; past it new ones are dropped (and
+/// counted in [`Stats::queue_overflows`]).
+pub const MAX_EVENTS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -158,6 +160,12 @@ impl Peer {
         match frame {
             Datagram::Link(frame) => {
                 let Some(&peer) = self.by_link_id.get(&frame.link_id) else {
+                    if self.overlay.pending_out.contains_key(&frame.link_id) {
+                        // Our dial's link is up on the other side already; ours follows
+                        // in a moment. Not a stranger: no "not your neighbour".
+                        self.stats.early_link_datagrams += 1;
+                        return;
+                    }
                     self.unknown_link(from, frame.link_id, bytes.len());
                     return;
                 };
@@ -193,7 +201,12 @@ impl Peer {
             return;
         }
         if now >= self.next_heartbeat {
-            self.next_heartbeat = (self.next_heartbeat + self.config.heartbeat_interval).max(now);
+            let interval = self.config.heartbeat_interval;
+            // Woken late, skip the missed rounds: one catch-up round, not a burst.
+            self.next_heartbeat += interval;
+            if self.next_heartbeat <= now {
+                self.next_heartbeat = now + interval;
+            }
             self.stranger_budget = self.config.stranger_replies_per_interval;
             self.send_heartbeats();
         }
@@ -315,6 +328,14 @@ impl Peer {
             .collect();
         out.sort_by_key(|e| e.id);
         out
+    }
+
+    /// Our neighbours in id order: iterating `links` directly would follow the
+    /// `HashMap`'s random order and make the output differ from run to run.
+    pub(crate) fn link_peers(&self) -> Vec<NodeId> {
+        let mut peers: Vec<NodeId> = self.links.keys().copied().collect();
+        peers.sort_unstable();
+        peers
     }
 
     pub(crate) fn fresh_id(&mut self) -> u64 {

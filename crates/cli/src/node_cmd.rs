@@ -1,0 +1,116 @@
+//! `highway node`: a headless peer.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use highway_node::NodeConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The Gatekeeper's URL, e.g. http://127.0.0.1:7700.
+    #[arg(long, value_name = "URL")]
+    gatekeeper: String,
+    /// The address to bind and publish, e.g. 127.0.0.2 (not 0.0.0.0: peers dial it).
+    #[arg(long, value_name = "IP")]
+    bind: IpAddr,
+    /// Where the identity key lives (created on first start). One per node.
+    #[arg(long, value_name = "DIR", default_value = "./highway-data")]
+    data_dir: PathBuf,
+    /// Loopback address of the control API used by `highway status` and `highway
+    /// neighbors`; port 0 picks a free one (printed as `control: ADDR` at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    control: SocketAddr,
+    /// UDP port for datagrams (0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    udp_port: u16,
+    /// TCP port for handshakes (0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    tcp_port: u16,
+    /// Neighbours to look for [default: 3].
+    #[arg(long, value_name = "N")]
+    target_degree: Option<usize>,
+    /// Most neighbours to accept [default: 5].
+    #[arg(long, value_name = "N")]
+    max_degree: Option<usize>,
+    /// Heartbeat period [default: 1s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Option<Duration>,
+    /// Silence after which a neighbour is suspected and probed [default: 3s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    suspect_timeout: Option<Duration>,
+    /// Time a suspected neighbour has to answer a probe before it is failed [default: 2s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    probe_timeout: Option<Duration>,
+    /// Testing only: drop this fraction (0..1) of datagrams at random, received and sent.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    loss: f64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut core = highway_core::Config::default();
+    if let Some(n) = args.target_degree {
+        core.target_degree = n;
+    }
+    if let Some(n) = args.max_degree {
+        core.max_degree = n;
+    }
+    if let Some(d) = args.heartbeat_interval {
+        core.heartbeat_interval = d;
+    }
+    if let Some(d) = args.suspect_timeout {
+        core.suspect_timeout = d;
+    }
+    if let Some(d) = args.probe_timeout {
+        core.probe_timeout = d;
+    }
+    let config = NodeConfig {
+        bind: args.bind,
+        udp_port: args.udp_port,
+        tcp_port: args.tcp_port,
+        gatekeeper: args.gatekeeper,
+        data_dir: args.data_dir,
+        control: args.control,
+        core,
+        loss: args.loss,
+    };
+    let mut node = highway_node::start(config).await?;
+    // Scripts read these lines (see README): keep their form. A closed stdout must not
+    // stop the node, so write errors are ignored.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "id: {}", node.id());
+    let _ = writeln!(out, "udp: {}", node.udp_addr());
+    let _ = writeln!(out, "tcp: {}", node.tcp_addr());
+    let _ = writeln!(out, "control: {}", node.control_addr());
+    let _ = out.flush();
+    drop(out);
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("leaving the overlay"),
+        () = node.stopped() => {}
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,131 @@
+//! What a node is told at start: where to bind, whom to ask, where to keep its key.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::NodeError;
+
+/// Everything [`crate::start`] needs. Build it with [`NodeConfig::new`], adjust
+/// fields, and let `start` validate it.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The address the UDP socket and the TCP listener bind, and the one published to
+    /// other peers: it must be dialable (not 0.0.0.0 or ::). Distinct loopback addresses
+    /// (127.0.0.2, 127.0.0.3, ...) let many peers share one machine.
+    pub bind: IpAddr,
+    /// UDP port for datagrams; 0 lets the OS choose.
+    pub udp_port: u16,
+    /// TCP port for handshakes; 0 lets the OS choose.
+    pub tcp_port: u16,
+    /// The Gatekeeper's base URL, e.g. `http://127.0.0.1:7700`.
+    pub gatekeeper: String,
+    /// Holds `identity.key`; created if missing.
+    pub data_dir: PathBuf,
+    /// Where the control API listens. Must be a loopback address: the API is
+    /// unauthenticated and can make the node leave.
+    pub control: SocketAddr,
+    /// Protocol timers and degrees. The capacity announced to the Gatekeeper is
+    /// `core.max_degree`.
+    pub core: highway_core::Config,
+    /// Fault injection for tests: the fraction (0.0..=1.0) of datagrams dropped at random,
+    /// both received and sent. 0 in normal use.
+    pub loss: f64,
+}
+
+impl NodeConfig {
+    /// A node on `bind` with OS-chosen ports, default protocol settings, no loss and the
+    /// control API on `127.0.0.1:0`.
+    pub fn new(bind: IpAddr, gatekeeper: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind,
+            udp_port: 0,
+            tcp_port: 0,
+            gatekeeper: gatekeeper.into(),
+            data_dir: data_dir.into(),
+            control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            core: highway_core::Config::default(),
+            loss: 0.0,
+        }
+    }
+
+    /// Checks everything that can be checked without touching the network or the disk.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if self.bind.is_unspecified() {
+            return Err(NodeError::UnspecifiedBind(self.bind));
+        }
+        if self.bind.is_multicast() {
+            return Err(NodeError::MulticastBind(self.bind));
+        }
+        if !self.control.ip().is_loopback() {
+            return Err(NodeError::ControlNotLoopback(self.control));
+        }
+        if !(0.0..=1.0).contains(&self.loss) {
+            return Err(NodeError::Loss(self.loss));
+        }
+        self.core.validate().map_err(NodeError::Core)?;
+        Ok(())
+    }
+
+    /// The capacity announced to the Gatekeeper.
+    pub fn capacity(&self) -> usize {
+        self.core.max_degree
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NodeConfig {
+        NodeConfig::new(
+            "127.0.0.2".parse().unwrap(),
+            "http://127.0.0.1:7700",
+            "/tmp/x",
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn undialable_bind_addresses_are_refused() {
+        for ip in ["0.0.0.0", "::", "224.0.0.1"] {
+            let c = NodeConfig {
+                bind: ip.parse().unwrap(),
+                ..config()
+            };
+            assert!(c.validate().is_err(), "{ip} was accepted");
+        }
+    }
+
+    #[test]
+    fn control_api_must_stay_on_loopback() {
+        let c = NodeConfig {
+            control: "0.0.0.0:7800".parse().unwrap(),
+            ..config()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(NodeError::ControlNotLoopback(_))
+        ));
+        let v6 = NodeConfig {
+            control: "[::1]:0".parse().unwrap(),
+            ..config()
+        };
+        assert!(v6.validate().is_ok());
+    }
+
+    #[test]
+    fn loss_outside_zero_to_one_and_bad_core_settings_are_refused() {
+        let c = NodeConfig {
+            loss: 1.5,
+            ..config()
+        };
+        assert!(matches!(c.validate(), Err(NodeError::Loss(_))));
+        let mut c = config();
+        c.core.target_degree = 9;
+        assert!(matches!(c.validate(), Err(NodeError::Core(_))));
+    }
+}

@@ -1,0 +1,415 @@
+//! The local control API: a small HTTP/JSON server on a loopback address, used by
+//! `highway status`, `highway neighbors` and scripts.
+//!
+//! - `GET /v1/status` → [`StatusView`]
+//! - `GET /v1/neighbors` → array of [`NeighbourJson`]
+//! - `POST /v1/leave` → [`LeaveView`] once the neighbours and the Gatekeeper were told;
+//!   the node then stops.
+//!
+//! Errors are `{"error": "<code>", "message": "<text>"}`. It has no authentication, so it
+//! only ever listens on loopback, and refuses requests a web page could make: any with an
+//! `Origin` header, or a `Host` that is not a loopback address or `localhost` (DNS
+//! rebinding).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use highway_core::{NeighbourView, Phase, Stats};
+use highway_wire::{NodeId, PeerAddr};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::owner::Counters;
+use crate::owner::{Msg, Snapshot};
+
+/// How long a request waits for the owner task.
+const OWNER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `POST /v1/leave` waits for the leave to finish.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `GET /v1/status`: who this node is and how it is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The NodeId, 64 hex characters.
+    pub id: NodeId,
+    /// Its first 12 hex characters, as tables and logs show it.
+    pub short_id: String,
+    /// Where other peers reach this node.
+    pub addr: PeerAddr,
+    /// `idle`, `running` or `left`.
+    pub phase: String,
+    /// Current number of neighbours.
+    pub degree: usize,
+    pub target_degree: usize,
+    pub max_degree: usize,
+    /// The Gatekeeper's URL.
+    pub gatekeeper: String,
+    /// The protocol's counters (`highway_core::Stats`).
+    pub stats: StatsView,
+    /// The runtime's own counters (handshakes, loss injection, Gatekeeper errors).
+    #[serde(default)]
+    pub runtime: RuntimeStats,
+}
+
+/// One neighbour, in `GET /v1/neighbors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourJson {
+    pub id: NodeId,
+    pub short_id: String,
+    pub addr: PeerAddr,
+    /// `okay` or `warning` (failed neighbours are removed at once).
+    pub state: String,
+    /// True when the neighbour opened the link.
+    pub inbound: bool,
+    pub linked_for_ms: u64,
+    pub last_heard_ms_ago: u64,
+    /// Sequence number of the last heartbeat sent to it.
+    pub sent_seq: u64,
+    /// Highest of our heartbeat sequence numbers it acknowledged.
+    pub last_acked_seq: u64,
+    /// Its incarnation (raised each time it refuted a suspicion).
+    pub incarnation: u64,
+    /// The version of its share summary (0: none).
+    pub summary_version: u64,
+    /// Its neighbours, as its last heartbeat listed them.
+    pub their_neighbours: Vec<NodeId>,
+}
+
+/// `POST /v1/leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveView {
+    pub left: bool,
+}
+
+/// The core's counters (every field of `highway_core::Stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsView {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub decode_errors: u64,
+    pub bad_tags: u64,
+    pub replays: u64,
+    pub unknown_links: u64,
+    pub early_link_datagrams: u64,
+    pub stranger_replies: u64,
+    pub stranger_dropped: u64,
+    pub heartbeats_sent: u64,
+    pub heartbeats_received: u64,
+    pub suspicions: u64,
+    pub refuted: u64,
+    pub failures: u64,
+    pub probes_as_witness: u64,
+    pub queue_overflows: u64,
+}
+
+impl From<&Stats> for StatsView {
+    fn from(stats: &Stats) -> Self {
+        // Destructured without `..`: a counter added to the core fails to compile here
+        // until it is shown.
+        let Stats {
+            datagrams_in,
+            datagrams_out,
+            decode_errors,
+            bad_tags,
+            replays,
+            unknown_links,
+            early_link_datagrams,
+            stranger_replies,
+            stranger_dropped,
+            heartbeats_sent,
+            heartbeats_received,
+            suspicions,
+            refuted,
+            failures,
+            probes_as_witness,
+            queue_overflows,
+        } = *stats;
+        Self {
+            datagrams_in,
+            datagrams_out,
+            decode_errors,
+            bad_tags,
+            replays,
+            unknown_links,
+            early_link_datagrams,
+            stranger_replies,
+            stranger_dropped,
+            heartbeats_sent,
+            heartbeats_received,
+            suspicions,
+            refuted,
+            failures,
+            probes_as_witness,
+            queue_overflows,
+        }
+    }
+}
+
+/// What the runtime did around the core: handshakes over TCP, datagrams dropped by loss
+/// injection, Gatekeeper errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuntimeStats {
+    /// Outbound handshakes started, and how they ended.
+    pub outbound_started: u64,
+    pub outbound_linked: u64,
+    pub outbound_full: u64,
+    pub outbound_rejected: u64,
+    pub outbound_unreachable: u64,
+    /// Dials refused because too many were running.
+    pub outbound_refused_busy: u64,
+    /// Inbound handshakes that ended with a link installed, or failed part-way.
+    pub inbound_linked: u64,
+    pub inbound_failed: u64,
+    /// Inbound connections closed at once because too many handshakes were running.
+    pub inbound_refused_busy: u64,
+    /// Datagrams held until their outbound link was reported up.
+    pub early_datagrams: u64,
+    /// Datagrams dropped on purpose by `--loss`, received and sent.
+    pub loss_dropped_in: u64,
+    pub loss_dropped_out: u64,
+    pub udp_send_errors: u64,
+    pub gatekeeper_errors: u64,
+    /// Times the core's timer fired.
+    pub timer_wakeups: u64,
+}
+
+impl From<&Counters> for RuntimeStats {
+    fn from(c: &Counters) -> Self {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        Self {
+            outbound_started: get(&c.outbound_started),
+            outbound_linked: get(&c.outbound_linked),
+            outbound_full: get(&c.outbound_full),
+            outbound_rejected: get(&c.outbound_rejected),
+            outbound_unreachable: get(&c.outbound_unreachable),
+            outbound_refused_busy: get(&c.outbound_refused_busy),
+            inbound_linked: get(&c.inbound_linked),
+            inbound_failed: get(&c.inbound_failed),
+            inbound_refused_busy: get(&c.inbound_refused_busy),
+            early_datagrams: get(&c.early_datagrams),
+            loss_dropped_in: get(&c.loss_dropped_in),
+            loss_dropped_out: get(&c.loss_dropped_out),
+            udp_send_errors: get(&c.udp_send_errors),
+            gatekeeper_errors: get(&c.gatekeeper_errors),
+            timer_wakeups: get(&c.timer_wakeups),
+        }
+    }
+}
+
+/// The name of a phase, as the API shows it.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Idle => "idle",
+        Phase::Running => "running",
+        Phase::Left => "left",
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<&NeighbourView> for NeighbourJson {
+    fn from(n: &NeighbourView) -> Self {
+        Self {
+            id: n.id,
+            short_id: n.id.short(),
+            addr: n.addr,
+            state: n.state.to_string(),
+            inbound: n.inbound,
+            linked_for_ms: millis(n.linked_for),
+            last_heard_ms_ago: millis(n.last_heard_ago),
+            sent_seq: n.sent_seq,
+            last_acked_seq: n.last_acked_seq,
+            incarnation: n.incarnation,
+            summary_version: n.summary_version,
+            their_neighbours: n.their_neighbours.clone(),
+        }
+    }
+}
+
+pub(crate) fn status_view(snap: &Snapshot, gatekeeper: &str, runtime: RuntimeStats) -> StatusView {
+    StatusView {
+        id: snap.id,
+        short_id: snap.id.short(),
+        addr: snap.addr,
+        phase: phase_name(snap.phase).to_string(),
+        degree: snap.neighbours.len(),
+        target_degree: snap.target_degree,
+        max_degree: snap.max_degree,
+        gatekeeper: gatekeeper.to_string(),
+        stats: StatsView::from(&snap.stats),
+        runtime,
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlState {
+    pub owner: mpsc::Sender<Msg>,
+    pub gatekeeper: String,
+    pub counters: std::sync::Arc<Counters>,
+}
+
+impl ControlState {
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let (reply, rx) = oneshot::channel();
+        let ask = async {
+            self.owner.send(Msg::Snapshot { reply }).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(OWNER_TIMEOUT, ask)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorJson {
+    error: &'static str,
+    message: String,
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    let body = ErrorJson {
+        error: code,
+        message: message.into(),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn stopped() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stopped",
+        "the node is stopping or has stopped",
+    )
+}
+
+pub(crate) fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/neighbors", get(neighbors))
+        .route("/v1/leave", post(leave))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; try GET /v1/status, GET /v1/neighbors, POST /v1/leave",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "wrong method for this endpoint",
+            )
+        })
+        .layer(middleware::from_fn(local_callers_only))
+        .with_state(state)
+}
+
+/// Refuses what a browser could send on a web page's behalf.
+async fn local_callers_only(request: Request, next: Next) -> Response {
+    if request.headers().contains_key(header::ORIGIN) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-origin requests are refused",
+        );
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if let Some(host) = host
+        && !is_local_host(host)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the Host header must name a loopback address",
+        );
+    }
+    next.run(request).await
+}
+
+/// True for `localhost`, `127.0.0.1`, `[::1]` and the like, with or without a port.
+fn is_local_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or("", |(name, _)| name)
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn status(State(state): State<ControlState>) -> Response {
+    match state.snapshot().await {
+        Some(snap) => {
+            let runtime = RuntimeStats::from(state.counters.as_ref());
+            axum::Json(status_view(&snap, &state.gatekeeper, runtime)).into_response()
+        }
+        None => stopped(),
+    }
+}
+
+async fn neighbors(State(state): State<ControlState>) -> Response {
+    match state.snapshot().await {
+        Some(snap) => {
+            let list: Vec<NeighbourJson> =
+                snap.neighbours.iter().map(NeighbourJson::from).collect();
+            axum::Json(list).into_response()
+        }
+        None => stopped(),
+    }
+}
+
+async fn leave(State(state): State<ControlState>) -> Response {
+    let (reply, done) = oneshot::channel();
+    let ask = async {
+        state
+            .owner
+            .send(Msg::Leave { reply: Some(reply) })
+            .await
+            .ok()?;
+        done.await.ok()
+    };
+    match tokio::time::timeout(LEAVE_TIMEOUT, ask).await {
+        Ok(Some(())) => axum::Json(LeaveView { left: true }).into_response(),
+        _ => stopped(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_local() {
+        for host in [
+            "127.0.0.1:7800",
+            "127.0.0.1",
+            "127.1.2.3:1",
+            "localhost:7800",
+            "LOCALHOST",
+            "[::1]:7800",
+            "[::1]",
+        ] {
+            assert!(is_local_host(host), "{host}");
+        }
+        for host in ["evil.example:7800", "10.0.0.1:80", "[::2]:1", "", "[::1"] {
+            assert!(!is_local_host(host), "{host}");
+        }
+    }
+}

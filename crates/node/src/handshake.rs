@@ -1,0 +1,319 @@
+//! The TCP side of linking: dialling a peer the core asked for, and answering peers that
+//! dial us. The decisions are the core's (through the owner task); this module only
+//! moves frames, under a deadline, and reports how it went.
+//!
+//! Outbound: connect, write the hello, read the welcome, finish with the `Initiator`;
+//! when linked, write the confirm and wait for the responder's "established" frame, which
+//! says the link is installed on its side, before telling the core.
+//!
+//! Inbound: read the hello, let the core answer it, write the welcome; when the core
+//! accepted, read the confirm, verify it, hand the link to the core, and write
+//! "established" only if the core installed it. Either way the connection then closes:
+//! the link lives on UDP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use highway_core::{Command, ConnectOutcome, LinkUp};
+use highway_wire::peer::handshake::{
+    Decision, HandshakeError, Initiator, InitiatorOutcome, MAX_FRAME, established_frame,
+    is_established, split_frame,
+};
+use highway_wire::peer::{DecodeError, NeighbourEntry};
+use highway_wire::{NodeId, PeerAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::owner::{Counters, Msg};
+
+/// Inbound handshakes served at once; further connections are closed at once.
+pub const MAX_INBOUND_HANDSHAKES: usize = 64;
+
+/// Why one handshake connection ended without a link. Nothing was installed (or the
+/// core was told to release what it reserved).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("bad frame: {0}")]
+    Frame(#[from] DecodeError),
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("timed out")]
+    Timeout,
+    #[error("the peer did not confirm that the link is established")]
+    NotEstablished,
+    #[error("the node is stopping")]
+    Stopping,
+    #[error("the hello names address {claimed}, but the connection comes from {actual}")]
+    AddressMismatch {
+        claimed: std::net::IpAddr,
+        actual: std::net::IpAddr,
+    },
+}
+
+/// A TCP stream read one length-prefixed frame at a time, never buffering more than
+/// one maximal frame.
+struct Framed {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Framed {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<Vec<u8>, LinkError> {
+        loop {
+            if let Some((payload, used)) = split_frame(&self.buf)? {
+                let payload = payload.to_vec();
+                self.buf.drain(..used);
+                return Ok(payload);
+            }
+            // split_frame refused any declared length over MAX_FRAME, so a whole frame
+            // always fits in this bound.
+            let room = (4 + MAX_FRAME).saturating_sub(self.buf.len());
+            let mut chunk = [0u8; 1024];
+            let want = room.min(chunk.len());
+            if want == 0 {
+                return Err(LinkError::Closed);
+            }
+            let n = self.stream.read(&mut chunk[..want]).await?;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+}
+
+/// What the core asked for in one `Event::Connect`.
+#[derive(Debug)]
+pub(crate) struct Dial {
+    /// Our bind address: the connection must come from it, since the responder checks
+    /// the hello's address against the connection's source.
+    pub local_ip: std::net::IpAddr,
+    pub my_link_id: u64,
+    pub addr: PeerAddr,
+    pub expected: Option<NodeId>,
+    pub initiator: Box<Initiator>,
+    pub hello: Vec<u8>,
+}
+
+/// Runs one outbound handshake within `timeout` and returns the command that reports
+/// its result to the core.
+pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
+    let my_link_id = dial.my_link_id;
+    let addr = dial.addr;
+    let result = tokio::time::timeout(timeout, dial_inner(dial))
+        .await
+        .unwrap_or(Err(LinkError::Timeout));
+    match result {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            tracing::debug!(peer = %addr, error = %e, "outbound handshake failed");
+            Command::ConnectFailed {
+                my_link_id,
+                outcome: ConnectOutcome::Unreachable,
+            }
+        }
+    }
+}
+
+async fn dial_inner(dial: Dial) -> Result<Command, LinkError> {
+    let remote = dial.addr.tcp_addr();
+    let socket = if remote.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(dial.local_ip, 0))?;
+    let stream = socket.connect(remote).await?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = Framed::new(stream);
+    conn.write(&dial.hello).await?;
+    let welcome = conn.read_frame().await?;
+    let outcome = dial
+        .initiator
+        .on_welcome(&welcome, dial.expected, dial.my_link_id)?;
+    match outcome {
+        InitiatorOutcome::Linked {
+            responder,
+            responder_link_id,
+            keys,
+            neighbours,
+            confirm,
+        } => {
+            conn.write(&confirm).await?;
+            let last = conn.read_frame().await?;
+            if !is_established(&last) {
+                return Err(LinkError::NotEstablished);
+            }
+            Ok(Command::LinkUp(LinkUp {
+                my_link_id: dial.my_link_id,
+                their_link_id: responder_link_id,
+                peer: responder,
+                addr: dial.addr,
+                keys,
+                their_neighbours: neighbours,
+                inbound: false,
+            }))
+        }
+        InitiatorOutcome::NotLinked {
+            decision,
+            neighbours,
+            ..
+        } => Ok(Command::ConnectFailed {
+            my_link_id: dial.my_link_id,
+            outcome: not_linked(decision, neighbours),
+        }),
+    }
+}
+
+fn not_linked(decision: Decision, neighbours: Vec<NeighbourEntry>) -> ConnectOutcome {
+    match decision {
+        Decision::Full => ConnectOutcome::Full { neighbours },
+        // An "accept" without a link only happens for a query, which we never send.
+        Decision::Reject | Decision::Accept => ConnectOutcome::Rejected { neighbours },
+    }
+}
+
+/// Accepts handshake connections until the task is aborted. Each one runs in its own
+/// task, at most [`MAX_INBOUND_HANDSHAKES`] at once, each within `timeout`.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    owner: mpsc::Sender<Msg>,
+    timeout: Duration,
+    counters: Arc<Counters>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_INBOUND_HANDSHAKES));
+    // Dropped with this task, which aborts every connection still being served.
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accepting a handshake connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            counters
+                .inbound_refused_busy
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, "too many handshakes in progress; closing");
+            continue;
+        };
+        let owner = owner.clone();
+        let counters = counters.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            answer(stream, from, owner, timeout, &counters).await;
+        });
+    }
+}
+
+/// Serves one inbound handshake connection from start to close.
+async fn answer(
+    stream: TcpStream,
+    from: SocketAddr,
+    owner: mpsc::Sender<Msg>,
+    timeout: Duration,
+    counters: &Counters,
+) {
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + timeout;
+    let mut conn = Framed::new(stream);
+    // Set once the core reserved a slot for this handshake.
+    let mut reserved = None;
+    let result = tokio::time::timeout_at(deadline, async {
+        let hello = conn.read_frame().await?;
+        let (reply, answer) = oneshot::channel();
+        owner
+            .send(Msg::Hello {
+                payload: hello,
+                reply,
+            })
+            .await
+            .map_err(|_| LinkError::Stopping)?;
+        let answer = answer.await.map_err(|_| LinkError::Stopping)??;
+        let Some(responder) = answer.responder else {
+            conn.write(&answer.welcome).await?;
+            return Ok(false);
+        };
+        reserved = Some(answer.my_link_id);
+        // Our heartbeats will go to the address the hello names: it must be the one the
+        // connection comes from, or a peer could aim our datagrams at a third party.
+        if answer.initiator_addr.ip != from.ip() {
+            return Err(LinkError::AddressMismatch {
+                claimed: answer.initiator_addr.ip,
+                actual: from.ip(),
+            });
+        }
+        conn.write(&answer.welcome).await?;
+        let confirm = conn.read_frame().await?;
+        let accepted = responder.on_confirm(&confirm)?;
+        let up = LinkUp {
+            my_link_id: answer.my_link_id,
+            their_link_id: accepted.initiator_link_id,
+            peer: accepted.initiator,
+            addr: answer.initiator_addr,
+            keys: accepted.keys,
+            their_neighbours: Vec::new(),
+            inbound: true,
+        };
+        let (reply, installed) = oneshot::channel();
+        owner
+            .send(Msg::InboundLinkUp { up, reply })
+            .await
+            .map_err(|_| LinkError::Stopping)?;
+        // From here the core has consumed the reservation, whatever it decided.
+        reserved = None;
+        if installed.await.map_err(|_| LinkError::Stopping)? {
+            conn.write(&established_frame()).await?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    })
+    .await
+    .unwrap_or(Err(LinkError::Timeout));
+    match result {
+        Ok(true) => {
+            counters.inbound_linked.fetch_add(1, Ordering::Relaxed);
+            // Let the initiator read "established" before the close reaches it.
+            let _ = conn.stream.shutdown().await;
+        }
+        Ok(false) => {
+            let _ = conn.stream.shutdown().await;
+        }
+        Err(e) => {
+            counters.inbound_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, error = %e, "inbound handshake failed");
+            if let Some(my_link_id) = reserved {
+                let _ = owner
+                    .send(Msg::Command(Command::HandshakeAborted { my_link_id }))
+                    .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Highway's node runtime: the tokio tasks around the sans-IO core.
+//!
+//! One node has one UDP socket and one TCP listener on its bind address (so dozens of
+//! peers fit on the 127.0.0.x addresses of one machine), a persistent identity key in its
+//! data directory, a Gatekeeper client, and a local control API on a loopback address.
+//!
+//! Tasks, each owning its state and talking through bounded channels:
+//! - the **owner** (`owner.rs`) owns the core `Peer`: UDP datagrams, the core's timer
+//!   and messages from the other tasks go in; datagrams go out on the socket and events
+//!   become work for the tasks below;
+//! - **handshakes** (`handshake.rs`): an accept loop for inbound TCP handshakes, and one
+//!   task per outbound dial, each bounded in number and in time;
+//! - **Gatekeeper** calls (`gatekeeper.rs`): joins when the core asks, failure reports,
+//!   a status every interval, and the leave;
+//! - the **control API** ([`control`]): `GET /v1/status`, `GET /v1/neighbors`,
+//!   `POST /v1/leave`.
+//!
+//! Start one with [`start`] (tests run several in one process), or with [`run`] until a
+//! shutdown future completes.
+
+pub mod config;
+pub mod control;
+mod gatekeeper;
+mod handshake;
+pub mod identity;
+mod node;
+mod owner;
+
+pub use config::NodeConfig;
+pub use control::{LeaveView, NeighbourJson, RuntimeStats, StatsView, StatusView};
+pub use node::{NodeError, NodeEvent, NodeHandle, run, start};

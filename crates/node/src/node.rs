@@ -1,0 +1,318 @@
+//! Starting and stopping a node.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use highway_core::{Command, DownReason, Peer};
+use highway_gatekeeper::{ClientError, GatekeeperClient};
+use highway_wire::{NodeId, PeerAddr};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::control::{self, ControlState, NeighbourJson, RuntimeStats, StatusView};
+use crate::owner::{Counters, Msg, OWNER_QUEUE, Owner};
+use crate::{gatekeeper, handshake, identity};
+
+/// Events kept for slow [`NodeHandle::events`] subscribers before the oldest are lost.
+const EVENT_BUFFER: usize = 256;
+/// How long a stopping node lets the control API finish answering.
+const CONTROL_DRAIN: Duration = Duration::from_secs(2);
+
+/// Why a node did not start. Nothing is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("--bind {0} is unspecified; give the address other peers should dial, e.g. 127.0.0.2")]
+    UnspecifiedBind(IpAddr),
+    #[error("--bind {0} is a multicast address; give a unicast address peers can dial")]
+    MulticastBind(IpAddr),
+    #[error(
+        "control address {0} is not a loopback address; the control API is unauthenticated, so it only listens on 127.0.0.1 or ::1"
+    )]
+    ControlNotLoopback(SocketAddr),
+    #[error("loss must be a fraction between 0 and 1, got {0}")]
+    Loss(f64),
+    #[error("invalid protocol settings: {0}")]
+    Core(highway_core::ConfigError),
+    #[error(transparent)]
+    Gatekeeper(#[from] ClientError),
+    #[error("identity key {}: {error}", path.display())]
+    Identity {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("identity key {} is unreadable: {reason}; move it away to get a new identity", path.display())]
+    BadIdentity { path: PathBuf, reason: String },
+    #[error("cannot bind the {what} on {addr}: {error}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// What happened to this node's neighbours, for whoever watches (tests, a shell).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    NeighbourUp {
+        id: NodeId,
+        addr: PeerAddr,
+    },
+    NeighbourDown {
+        id: NodeId,
+        reason: DownReason,
+    },
+    /// The failure detector moved a neighbour to `okay` or `warning`.
+    StateChanged {
+        id: NodeId,
+        state: &'static str,
+    },
+}
+
+/// A running node. Dropping it stops every task at once, without leaving (like a crash);
+/// [`NodeHandle::shutdown`] leaves gracefully.
+#[derive(Debug)]
+pub struct NodeHandle {
+    id: NodeId,
+    addr: PeerAddr,
+    control_addr: SocketAddr,
+    gatekeeper: String,
+    owner_tx: mpsc::Sender<Msg>,
+    owner: Option<JoinHandle<()>>,
+    accept: JoinHandle<()>,
+    control: Option<JoinHandle<()>>,
+    control_stop: Option<oneshot::Sender<()>>,
+    events: broadcast::Sender<NodeEvent>,
+    counters: Arc<Counters>,
+}
+
+async fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NodeError> {
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|error| NodeError::Bind {
+            what: "UDP socket",
+            addr,
+            error,
+        })
+}
+
+async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| NodeError::Bind { what, addr, error })
+}
+
+fn local_addr(
+    what: &'static str,
+    addr: SocketAddr,
+    r: std::io::Result<SocketAddr>,
+) -> Result<SocketAddr, NodeError> {
+    r.map_err(|error| NodeError::Bind { what, addr, error })
+}
+
+/// Starts a node: validates `config`, loads (or creates) the identity, binds the UDP
+/// socket, the TCP listener and the control API, and starts joining.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    let key = tokio::task::spawn_blocking(move || identity::load_or_create(&data_dir))
+        .await
+        .map_err(|e| NodeError::Identity {
+            path: config.data_dir.join(identity::IDENTITY_FILE),
+            error: std::io::Error::other(e.to_string()),
+        })??;
+    let client =
+        GatekeeperClient::new(&config.gatekeeper, key.clone(), gatekeeper::client_config())?;
+
+    let udp_at = SocketAddr::new(config.bind, config.udp_port);
+    let tcp_at = SocketAddr::new(config.bind, config.tcp_port);
+    let socket = bind_udp(udp_at).await?;
+    let listener = bind_tcp("TCP listener", tcp_at).await?;
+    let control_listener = bind_tcp("control API", config.control).await?;
+    let udp_addr = local_addr("UDP socket", udp_at, socket.local_addr())?;
+    let tcp_addr = local_addr("TCP listener", tcp_at, listener.local_addr())?;
+    let control_addr = local_addr("control API", config.control, control_listener.local_addr())?;
+    let addr = PeerAddr::new(config.bind, udp_addr.port(), tcp_addr.port());
+
+    let now = Instant::now();
+    let mut peer = Peer::new(config.core.clone(), key, addr, rand::random(), now);
+    let id = peer.id();
+    peer.handle_command(now, Command::Join);
+
+    let (owner_tx, owner_rx) = mpsc::channel(OWNER_QUEUE);
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let counters = Arc::new(Counters::default());
+    let handshake_timeout = config.core.handshake_timeout;
+    let owner = Owner {
+        peer,
+        socket,
+        rx: owner_rx,
+        tx: owner_tx.clone(),
+        gatekeeper: Arc::new(client),
+        counters: counters.clone(),
+        events: events.clone(),
+        loss: config.loss,
+    };
+    let owner = tokio::spawn(owner.run());
+    let accept = tokio::spawn(handshake::accept_loop(
+        listener,
+        owner_tx.clone(),
+        handshake_timeout,
+        counters.clone(),
+    ));
+    let state = ControlState {
+        owner: owner_tx.clone(),
+        gatekeeper: config.gatekeeper.clone(),
+        counters: counters.clone(),
+    };
+    let (control_stop, stop) = oneshot::channel::<()>();
+    let control = tokio::spawn(async move {
+        let serve =
+            axum::serve(control_listener, control::router(state)).with_graceful_shutdown(async {
+                let _ = stop.await;
+            });
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "the control API stopped");
+        }
+    });
+    tracing::info!(
+        id = %id,
+        udp = %udp_addr,
+        tcp = %tcp_addr,
+        control = %control_addr,
+        gatekeeper = %config.gatekeeper,
+        "node started"
+    );
+    Ok(NodeHandle {
+        id,
+        addr,
+        control_addr,
+        gatekeeper: config.gatekeeper,
+        owner_tx,
+        owner: Some(owner),
+        accept,
+        control: Some(control),
+        control_stop: Some(control_stop),
+        events,
+        counters,
+    })
+}
+
+/// Runs a node until `shutdown` completes (then leaves gracefully) or until it is told
+/// to leave through its control API.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let mut node = start(config).await?;
+    tokio::select! {
+        () = shutdown => {}
+        () = node.stopped() => {}
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+impl NodeHandle {
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address published to other peers.
+    pub fn addr(&self) -> PeerAddr {
+        self.addr
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.addr.udp_addr()
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.addr.tcp_addr()
+    }
+
+    /// Where the control API listens.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// Neighbour events from now on. A subscriber that falls more than 256 events
+    /// behind loses the oldest (and is told so by the receiver).
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// What `GET /v1/status` would answer; `None` once the node stopped.
+    pub async fn status(&self) -> Option<StatusView> {
+        let snap = self.state().snapshot().await?;
+        let runtime = RuntimeStats::from(self.counters.as_ref());
+        Some(control::status_view(&snap, &self.gatekeeper, runtime))
+    }
+
+    /// What `GET /v1/neighbors` would answer; `None` once the node stopped.
+    pub async fn neighbours(&self) -> Option<Vec<NeighbourJson>> {
+        let snap = self.state().snapshot().await?;
+        Some(snap.neighbours.iter().map(NeighbourJson::from).collect())
+    }
+
+    fn state(&self) -> ControlState {
+        ControlState {
+            owner: self.owner_tx.clone(),
+            gatekeeper: self.gatekeeper.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Completes when the node stopped on its own (after `POST /v1/leave`). Cancel-safe.
+    pub async fn stopped(&mut self) {
+        if let Some(owner) = self.owner.as_mut() {
+            let _ = owner.await;
+            self.owner = None;
+        }
+    }
+
+    /// Leaves gracefully — neighbours get a Leave datagram, the Gatekeeper a leave — and
+    /// stops every task. After [`NodeHandle::stopped`] it only stops the remaining tasks,
+    /// letting the control API finish its answers first.
+    pub async fn shutdown(mut self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .owner_tx
+            .send(Msg::Leave { reply: Some(reply) })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+        self.stopped().await;
+        self.close().await;
+    }
+
+    /// Stops the remaining tasks once the owner task ended, letting the control API
+    /// finish its answers (such as the one to `POST /v1/leave`).
+    async fn close(&mut self) {
+        self.accept.abort();
+        if let Some(stop) = self.control_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut control) = self.control.take()
+            && tokio::time::timeout(CONTROL_DRAIN, &mut control)
+                .await
+                .is_err()
+        {
+            control.abort();
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.owner {
+            owner.abort();
+        }
+        self.accept.abort();
+        if let Some(control) = &self.control {
+            control.abort();
+        }
+    }
+}

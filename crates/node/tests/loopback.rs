@@ -1,0 +1,299 @@
+//! Smoke test of the runtime: an in-process Gatekeeper and four in-process nodes on
+//! 127.0.0.2..5, with the test timers (heartbeat 100 ms, suspicion after 500 ms).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use highway_core::DownReason;
+use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig};
+use highway_node::{NeighbourJson, NodeConfig, NodeEvent, NodeHandle, StatusView};
+use highway_wire::NodeId;
+use tokio::sync::{broadcast, oneshot};
+
+/// Polls `check` every 50 ms until it holds, or panics after `limit` naming `what`.
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn overlay(nodes: &[NodeHandle]) -> BTreeMap<NodeId, BTreeSet<NodeId>> {
+    let mut graph = BTreeMap::new();
+    for node in nodes {
+        let neighbours = node.neighbours().await.expect("node is running");
+        graph.insert(node.id(), neighbours.iter().map(|n| n.id).collect());
+    }
+    graph
+}
+
+fn connected(graph: &BTreeMap<NodeId, BTreeSet<NodeId>>) -> bool {
+    let Some(&start) = graph.keys().next() else {
+        return true;
+    };
+    let mut seen = BTreeSet::from([start]);
+    let mut stack = vec![start];
+    while let Some(node) = stack.pop() {
+        for next in graph.get(&node).into_iter().flatten() {
+            if graph.contains_key(next) && seen.insert(*next) {
+                stack.push(*next);
+            }
+        }
+    }
+    seen.len() == graph.len()
+}
+
+/// Every event received so far, without waiting.
+fn drain(rx: &mut broadcast::Receiver<NodeEvent>, into: &mut Vec<NodeEvent>) {
+    while let Ok(event) = rx.try_recv() {
+        into.push(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_gatekeeper, stopped) = oneshot::channel::<()>();
+    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
+    let gatekeeper_task = tokio::spawn(highway_gatekeeper::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    let mut watchers = Vec::new();
+    for i in 0..4u8 {
+        let mut config = NodeConfig::new(
+            format!("127.0.0.{}", i + 2).parse().unwrap(),
+            gatekeeper.clone(),
+            dir.path().join(format!("node-{i}")),
+        );
+        config.core = highway_core::Config::test();
+        let node = highway_node::start(config).await.expect("node starts");
+        assert_eq!(node.addr().ip.to_string(), format!("127.0.0.{}", i + 2));
+        assert!(node.control_addr().ip().is_loopback());
+        watchers.push(node.events());
+        nodes.push(node);
+    }
+
+    let formed = Instant::now();
+    wait_until(
+        Duration::from_secs(15),
+        "every node has a neighbour and the overlay is connected",
+        || async {
+            let graph = overlay(&nodes).await;
+            graph.values().all(|n| !n.is_empty()) && connected(&graph)
+        },
+    )
+    .await;
+    eprintln!("overlay connected after {:?}", formed.elapsed());
+
+    // Links are symmetric once heartbeats flowed, and within the degree bounds.
+    wait_until(
+        Duration::from_secs(5),
+        "both ends list every link",
+        || async {
+            let graph = overlay(&nodes).await;
+            graph
+                .iter()
+                .all(|(id, ns)| ns.iter().all(|n| graph[n].contains(id)))
+        },
+    )
+    .await;
+
+    // The control API answers over HTTP with the documented shapes.
+    let http = reqwest::Client::new();
+    let control = nodes[1].control_addr();
+    let status: StatusView = http
+        .get(format!("http://{control}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status.id, nodes[1].id());
+    assert_eq!(status.phase, "running");
+    assert_eq!(status.gatekeeper, gatekeeper);
+    assert!(status.degree >= 1 && status.degree <= status.max_degree);
+    let listed: Vec<NeighbourJson> = http
+        .get(format!("http://{control}/v1/neighbors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), status.degree);
+    let raw: serde_json::Value = http
+        .get(format!("http://{control}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in ["id", "short_id", "addr", "phase", "degree", "stats"] {
+        assert!(raw.get(key).is_some(), "status lacks {key}: {raw}");
+    }
+    let refused = http
+        .get(format!("http://{control}/v1/status"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403, "a browser's cross-origin request");
+
+    for node in &nodes {
+        let status = node.status().await.unwrap();
+        assert_eq!(
+            status.stats.failures, 0,
+            "{} failed a peer",
+            status.short_id
+        );
+    }
+
+    // Node 0 leaves gracefully; each of its neighbours drops it as "left", well before
+    // the failure detector could have (suspicion alone takes 500 ms).
+    let leaver = nodes.remove(0);
+    watchers.remove(0);
+    let leaver_id = leaver.id();
+    let its_neighbours: BTreeSet<NodeId> = leaver
+        .neighbours()
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert!(!its_neighbours.is_empty());
+    let left_at = Instant::now();
+    leaver.shutdown().await;
+    let mut seen: Vec<Vec<NodeEvent>> = vec![Vec::new(); nodes.len()];
+    wait_until(
+        Duration::from_millis(400),
+        "every neighbour of the leaver dropped it",
+        || {
+            for (rx, seen) in watchers.iter_mut().zip(seen.iter_mut()) {
+                drain(rx, seen);
+            }
+            let all_dropped = nodes
+                .iter()
+                .zip(&seen)
+                .filter(|(n, _)| its_neighbours.contains(&n.id()))
+                .all(|(_, events)| {
+                    events.contains(&NodeEvent::NeighbourDown {
+                        id: leaver_id,
+                        reason: DownReason::Left,
+                    })
+                });
+            async move { all_dropped }
+        },
+    )
+    .await;
+    eprintln!(
+        "neighbours dropped the leaver after {:?}",
+        left_at.elapsed()
+    );
+
+    // Long enough for a false suspicion to turn into a failure (500 + 400 ms), and for
+    // the survivors to settle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut early = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        let status = node.status().await.unwrap();
+        assert_eq!(
+            status.stats.failures, 0,
+            "node {} declared a live peer failed",
+            status.short_id
+        );
+        early += status.runtime.early_datagrams;
+        drain(&mut watchers[i], &mut seen[i]);
+        // Neither a failure nor a fresh link torn down by a "not your neighbour" (the
+        // responder's first heartbeat racing the initiator's handshake report).
+        for event in &seen[i] {
+            assert!(
+                !matches!(
+                    event,
+                    NodeEvent::NeighbourDown {
+                        reason: DownReason::Failed | DownReason::NotNeighbour,
+                        ..
+                    }
+                ),
+                "{event:?}"
+            );
+        }
+        let neighbours = node.neighbours().await.unwrap();
+        assert!(neighbours.iter().all(|n| n.id != leaver_id));
+    }
+    eprintln!("datagrams held for links not yet reported up: {early}");
+    let survivors = overlay(&nodes).await;
+    assert!(connected(&survivors), "the survivors stay one overlay");
+
+    // The Gatekeeper forgot the leaver at once.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let client =
+        highway_gatekeeper::GatekeeperClient::new(&gatekeeper, key, Default::default()).unwrap();
+    let peers = client.all_peers().await.unwrap();
+    assert!(peers.iter().all(|p| p.id != leaver_id));
+    assert_eq!(peers.len(), 3);
+
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = stop_gatekeeper.send(());
+    let _ = gatekeeper_task.await;
+}
+
+/// A hello naming another address than the connection's source gets no welcome: our
+/// heartbeats must not be aimed at a third party.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_claiming_someone_elses_address_is_refused() {
+    use highway_wire::PeerAddr;
+    use highway_wire::peer::handshake::{Initiator, Purpose};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
+    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
+    let gatekeeper_task = tokio::spawn(highway_gatekeeper::run(
+        listener,
+        app,
+        std::future::pending(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::new(
+        "127.0.0.20".parse().unwrap(),
+        gatekeeper,
+        dir.path().join("n"),
+    );
+    config.core = highway_core::Config::test();
+    let node = highway_node::start(config).await.expect("node starts");
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let victim = PeerAddr::new("127.0.0.99".parse().unwrap(), 9, 9);
+    let (_, hello) = Initiator::start(&key, victim, Purpose::Link, [1; 32]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.21:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(node.tcp_addr()).await.unwrap();
+    stream.write_all(&hello).await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the node neither answered nor closed");
+    assert!(
+        reply.is_empty(),
+        "a welcome was sent to a peer lying about its address"
+    );
+    assert_eq!(node.neighbours().await.unwrap().len(), 0);
+    node.shutdown().await;
+    gatekeeper_task.abort();
+}
