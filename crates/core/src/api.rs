@@ -137,8 +137,9 @@ pub struct NeighbourView {
     pub their_neighbours: Vec<NodeId>,
 }
 
-/// Counters of what happened, for metrics and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters of what happened, for metrics, the control API and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Stats {
     pub datagrams_in: u64,
     pub datagrams_out: u64,

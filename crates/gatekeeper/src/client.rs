@@ -82,7 +82,7 @@ impl ClientError {
 }
 
 /// `e` and its causes, so "error sending request" comes with "connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

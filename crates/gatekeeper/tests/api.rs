@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use highway_gatekeeper::{GatekeeperClient, GatekeeperConfig, Store};
 use highway_wire::gatekeeper::{
-    API_VERSION, ErrorCode, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
-    MAX_BODY_BYTES, PeerInfo, PeersPage, ReportRequest, ReportResponse, SIGNATURE_HEADER,
-    StatusRequest, StatusResponse,
+    API_VERSION, ErrorCode, Health, JoinRequest, JoinResponse, LeaveResponse, MAX_BODY_BYTES,
+    PeerInfo, PeersPage, ReportResponse, SIGNATURE_HEADER, StatusResponse,
 };
 use highway_wire::{NodeId, PeerAddr};
 use reqwest::Method;
@@ -23,50 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use support::{
-    Raw, Reply, addrs, assert_error, assert_error_shape, fresh_ts, id_of, key, sign,
-    start_gatekeeper, steady_config, wait_until,
+    Raw, Reply, addrs, assert_error, assert_error_shape, id_of, join_req, key, leave_req,
+    report_req, sign, start_gatekeeper, status_req, steady_config, wait_until,
 };
-
-fn join_req(key: &SigningKey, host: u8, want: u16) -> JoinRequest {
-    JoinRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-        addrs: addrs(host),
-        neighbours: 0,
-        capacity: 8,
-        want,
-    }
-}
-
-fn status_req(key: &SigningKey, host: u8, neighbour_ids: Vec<NodeId>) -> StatusRequest {
-    StatusRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-        addrs: addrs(host),
-        neighbours: u16::try_from(neighbour_ids.len()).unwrap(),
-        capacity: 8,
-        neighbour_ids,
-    }
-}
-
-fn report_req(key: &SigningKey, target: NodeId) -> ReportRequest {
-    ReportRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-        target,
-    }
-}
-
-fn leave_req(key: &SigningKey) -> LeaveRequest {
-    LeaveRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-    }
-}
 
 /// Joins `key` with a raw signed request and returns the answer.
 async fn raw_join(raw: &Raw, key: &SigningKey, host: u8, want: u16) -> JoinResponse {

@@ -9,59 +9,15 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use highway_gatekeeper::{GatekeeperConfig, RedisStore};
 use highway_wire::NodeId;
-use highway_wire::gatekeeper::{
-    API_VERSION, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, ReportRequest,
-    ReportResponse, StatusRequest,
-};
+use highway_wire::gatekeeper::{Health, JoinResponse, LeaveResponse, ReportResponse};
 
 use support::{
-    Raw, RedisServer, Reply, addrs, assert_error, fresh_ts, id_of, key, redis_options,
-    start_gatekeeper, steady_config, unique_prefix, wait_until,
+    Raw, RedisServer, Reply, assert_error, id_of, join_req, key, leave_req, redis_options,
+    report_req, start_gatekeeper, status_req, steady_config, unique_prefix, wait_until,
 };
 
 /// Longest a request may take while the store is down (the store's op timeout is 2 s).
 const OUTAGE_ANSWER_BOUND: Duration = Duration::from_secs(3);
-
-fn join_req(key: &SigningKey, host: u8, want: u16) -> JoinRequest {
-    JoinRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-        addrs: addrs(host),
-        neighbours: 0,
-        capacity: 8,
-        want,
-    }
-}
-
-fn status_req(key: &SigningKey, host: u8, neighbour_ids: Vec<NodeId>) -> StatusRequest {
-    StatusRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-        addrs: addrs(host),
-        neighbours: u16::try_from(neighbour_ids.len()).unwrap(),
-        capacity: 8,
-        neighbour_ids,
-    }
-}
-
-fn report_req(key: &SigningKey, target: NodeId) -> ReportRequest {
-    ReportRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-        target,
-    }
-}
-
-fn leave_req(key: &SigningKey) -> LeaveRequest {
-    LeaveRequest {
-        v: API_VERSION,
-        id: id_of(key),
-        ts_ms: fresh_ts(),
-    }
-}
 
 /// A registered test peer: key, address host and lease token.
 struct Registered {

@@ -87,70 +87,8 @@ pub struct LeaveView {
     pub left: bool,
 }
 
-/// The core's counters (every field of `highway_core::Stats`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StatsView {
-    pub datagrams_in: u64,
-    pub datagrams_out: u64,
-    pub decode_errors: u64,
-    pub bad_tags: u64,
-    pub replays: u64,
-    pub unknown_links: u64,
-    pub early_link_datagrams: u64,
-    pub stranger_replies: u64,
-    pub stranger_dropped: u64,
-    pub heartbeats_sent: u64,
-    pub heartbeats_received: u64,
-    pub suspicions: u64,
-    pub refuted: u64,
-    pub failures: u64,
-    pub probes_as_witness: u64,
-    pub queue_overflows: u64,
-}
-
-impl From<&Stats> for StatsView {
-    fn from(stats: &Stats) -> Self {
-        // Destructured without `..`: a counter added to the core fails to compile here
-        // until it is shown.
-        let Stats {
-            datagrams_in,
-            datagrams_out,
-            decode_errors,
-            bad_tags,
-            replays,
-            unknown_links,
-            early_link_datagrams,
-            stranger_replies,
-            stranger_dropped,
-            heartbeats_sent,
-            heartbeats_received,
-            suspicions,
-            refuted,
-            failures,
-            probes_as_witness,
-            queue_overflows,
-        } = *stats;
-        Self {
-            datagrams_in,
-            datagrams_out,
-            decode_errors,
-            bad_tags,
-            replays,
-            unknown_links,
-            early_link_datagrams,
-            stranger_replies,
-            stranger_dropped,
-            heartbeats_sent,
-            heartbeats_received,
-            suspicions,
-            refuted,
-            failures,
-            probes_as_witness,
-            queue_overflows,
-        }
-    }
-}
+/// The core's counters, as `highway_core::Stats` serializes them.
+pub type StatsView = Stats;
 
 /// What the runtime did around the core: handshakes over TCP, datagrams dropped by loss
 /// injection, Gatekeeper errors.
@@ -246,7 +184,7 @@ pub(crate) fn status_view(snap: &Snapshot, gatekeeper: &str, runtime: RuntimeSta
         target_degree: snap.target_degree,
         max_degree: snap.max_degree,
         gatekeeper: gatekeeper.to_string(),
-        stats: StatsView::from(&snap.stats),
+        stats: snap.stats.clone(),
         runtime,
     }
 }

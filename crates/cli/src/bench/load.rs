@@ -3,6 +3,7 @@
 //! `highway_gatekeeper::GatekeeperClient` builds them (JSON body, ed25519 signature over
 //! [`signing_message`] in [`SIGNATURE_HEADER`], or `Authorization: Bearer <lease>`).
 
+use highway_gatekeeper::client::error_chain;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -118,18 +119,6 @@ impl Http {
         }
         Ok(bytes.to_vec())
     }
-}
-
-/// `e` and its causes, so "error sending request" comes with "connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One simulated peer: its key (derived from the run's salt and its index, so keys are

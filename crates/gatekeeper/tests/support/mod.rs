@@ -19,7 +19,10 @@ use ed25519_dalek::{Signer, SigningKey};
 use highway_gatekeeper::{
     App, ClientConfig, GatekeeperClient, GatekeeperConfig, RedisOptions, RedisStore, Store,
 };
-use highway_wire::gatekeeper::{ErrorBody, SIGNATURE_HEADER, signing_message};
+use highway_wire::gatekeeper::{
+    API_VERSION, ErrorBody, JoinRequest, LeaveRequest, ReportRequest, SIGNATURE_HEADER,
+    StatusRequest, signing_message,
+};
 use highway_wire::{NodeId, PeerAddr};
 use serde::Serialize;
 use serde_json::Value;
@@ -681,5 +684,48 @@ where
             "timed out after {within:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Request bodies with fresh timestamps, as a peer would build them.
+
+pub fn join_req(key: &SigningKey, host: u8, want: u16) -> JoinRequest {
+    JoinRequest {
+        v: API_VERSION,
+        id: id_of(key),
+        ts_ms: fresh_ts(),
+        addrs: addrs(host),
+        neighbours: 0,
+        capacity: 8,
+        want,
+    }
+}
+
+pub fn status_req(key: &SigningKey, host: u8, neighbour_ids: Vec<NodeId>) -> StatusRequest {
+    StatusRequest {
+        v: API_VERSION,
+        id: id_of(key),
+        ts_ms: fresh_ts(),
+        addrs: addrs(host),
+        neighbours: u16::try_from(neighbour_ids.len()).unwrap(),
+        capacity: 8,
+        neighbour_ids,
+    }
+}
+
+pub fn report_req(key: &SigningKey, target: NodeId) -> ReportRequest {
+    ReportRequest {
+        v: API_VERSION,
+        id: id_of(key),
+        ts_ms: fresh_ts(),
+        target,
+    }
+}
+
+pub fn leave_req(key: &SigningKey) -> LeaveRequest {
+    LeaveRequest {
+        v: API_VERSION,
+        id: id_of(key),
+        ts_ms: fresh_ts(),
     }
 }

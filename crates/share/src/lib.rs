@@ -1,0 +1,20 @@
+//! The shared folder and the bytes that leave it or arrive into it.
+//!
+//! Knows nothing about the overlay: it turns a directory into an index of files addressed
+//! by BLAKE3 content hash and searchable by keyword, summarises that index for neighbours,
+//! serves indexed files, and downloads files with every chunk verified against the hash.
+
+pub mod folder;
+pub mod hashcache;
+pub mod index;
+pub mod scan;
+pub mod summary;
+mod sync;
+pub mod tokenize;
+pub mod transfer;
+pub mod watch;
+
+pub use folder::{LocatedFile, Share, ShareError, ShareOptions, ShareStats};
+pub use index::SharedFile;
+pub use scan::{ScanPhase, ScanProgress};
+pub use summary::{Summary, SummaryAssembler};

@@ -1,0 +1,372 @@
+//! Walking the shared root and hashing what is in it.
+//!
+//! A full scan has two phases: a walk that lists every shareable file with its size and
+//! modification time (quick: metadata only), then a pass that indexes each file, from the
+//! hash cache when its size and time are known, otherwise by reading it through BLAKE3.
+//! Files become searchable one by one as the second phase reaches them, and progress (files
+//! and bytes, done and total) is published on a [`tokio::sync::watch`] channel. The scan
+//! runs on a blocking thread; nothing waits for it.
+//!
+//! What is shared: regular files under the root, reached through real directories.
+//! **Symbolic links are skipped entirely**, whether they point at files or directories,
+//! inside the root or out of it: following them would let a link share (and serve) files
+//! outside the root, and checking every target would not close the race with a link that
+//! changes after the check. Also skipped: other special files (FIFOs, sockets, devices,
+//! which could block a reader), names that are not valid UTF-8 (with a warning), hidden
+//! names (starting with `.`) unless configured, partial downloads, the data directory when
+//! it lies inside the root, and anything deeper than [`MAX_DEPTH`] directories.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use highway_wire::ContentId;
+
+use crate::hashcache::FileStamp;
+use crate::sync::{PathFilter, Shared, Update};
+
+/// Deepest directory nesting walked below the root.
+pub const MAX_DEPTH: usize = 64;
+/// Read size while hashing (BLAKE3 uses SIMD across 16 KiB and more at a time).
+const READ_CHUNK: usize = 256 * 1024;
+/// How often progress is published at most, while a scan runs.
+const PROGRESS_EVERY: Duration = Duration::from_millis(25);
+
+/// Where a scan is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScanPhase {
+    /// Loading the hash cache; no scan has begun.
+    #[default]
+    Starting,
+    /// Listing files.
+    Walking,
+    /// Indexing the listed files (from the cache or by hashing them).
+    Hashing,
+    /// The scan finished; the index reflects the whole root (until the next change).
+    Done,
+}
+
+/// Progress of the current (or last) full scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// Number of the scan: 1 for the first after opening, then one more per rescan.
+    pub scan: u64,
+    pub phase: ScanPhase,
+    /// Files found by the walk (known once hashing begins).
+    pub files_total: u64,
+    /// Files indexed, skipped or found gone so far.
+    pub files_done: u64,
+    /// Bytes in the files found by the walk.
+    pub bytes_total: u64,
+    /// Bytes of `files_total` accounted for so far (read, or known from the cache).
+    pub bytes_done: u64,
+    /// Files read and hashed by this scan (the rest came from the cache).
+    pub files_hashed: u64,
+    /// Files or directories that could not be read.
+    pub errors: u64,
+}
+
+impl ScanProgress {
+    /// Whether a scan has completed and no other is running.
+    pub fn is_done(&self) -> bool {
+        self.phase == ScanPhase::Done
+    }
+}
+
+/// A shareable file found by a walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub rel: PathBuf,
+    pub stamp: FileStamp,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Walk {
+    pub files: Vec<Found>,
+    pub errors: u64,
+    /// The walk stopped at `max_files`.
+    pub truncated: bool,
+}
+
+/// Lists the shareable files at or below `start` (relative to `root`, which is canonical;
+/// `start` must be a real directory, not reached through a symlink). Stops early, with what
+/// it has, when `stop` is set or `max_files` are found.
+pub(crate) fn walk(
+    root: &Path,
+    start: &Path,
+    filter: &PathFilter,
+    max_files: usize,
+    stop: &AtomicBool,
+) -> Walk {
+    let mut out = Walk::default();
+    let mut dirs: Vec<(PathBuf, usize)> = vec![(start.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let entries = match fs::read_dir(root.join(&dir)) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list directory; skipped");
+                out.errors += 1;
+                continue;
+            }
+        };
+        for entry in entries {
+            if stop.load(Ordering::Relaxed) {
+                return out;
+            }
+            let Ok(entry) = entry else {
+                out.errors += 1;
+                continue;
+            };
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                tracing::warn!(dir = %dir.display(), name = ?file_name, "name is not valid UTF-8; not shared");
+                continue;
+            };
+            let rel = dir.join(name);
+            // `DirEntry::file_type` and `metadata` do not follow symlinks.
+            let Ok(kind) = entry.file_type() else {
+                out.errors += 1;
+                continue;
+            };
+            if kind.is_symlink() {
+                tracing::debug!(path = %rel.display(), "symlink; not followed");
+            } else if kind.is_dir() {
+                if filter.skips(&rel, name, true) {
+                    continue;
+                }
+                if depth + 1 > MAX_DEPTH {
+                    tracing::warn!(dir = %rel.display(), "directory nested too deep; skipped");
+                    continue;
+                }
+                dirs.push((rel, depth + 1));
+            } else if kind.is_file() {
+                if filter.skips(&rel, name, false) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else {
+                    out.errors += 1;
+                    continue;
+                };
+                if out.files.len() >= max_files {
+                    out.truncated = true;
+                    return out;
+                }
+                out.files.push(Found {
+                    rel,
+                    stamp: FileStamp::of(&meta),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Hashes the regular file at `path` with BLAKE3, streaming. Returns the content id and
+/// the stamp of the file as it was opened, or `None` if `stop` was set meanwhile. Refuses
+/// (as `InvalidInput`) anything that is not a regular file once opened.
+pub fn hash_file(
+    path: &Path,
+    stop: &AtomicBool,
+    on_bytes: &mut dyn FnMut(u64),
+) -> io::Result<Option<(ContentId, FileStamp)>> {
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let stamp = FileStamp::of(&meta);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        on_bytes(n as u64);
+    }
+    Ok(Some((ContentId::from(hasher.finalize()), stamp)))
+}
+
+/// One full scan of the root: walk, drop what disappeared, index what is there. Blocking.
+pub(crate) fn full_scan(shared: &Shared) {
+    let started = Instant::now();
+    let mut p = ScanProgress {
+        scan: shared.progress.borrow().scan + 1,
+        phase: ScanPhase::Walking,
+        ..ScanProgress::default()
+    };
+    shared.progress.send_replace(p.clone());
+
+    let walked = walk(
+        &shared.root,
+        Path::new(""),
+        &shared.filter,
+        shared.options.max_files,
+        &shared.stopping,
+    );
+    if shared.is_stopping() {
+        return;
+    }
+    if walked.truncated {
+        tracing::warn!(
+            max = shared.options.max_files,
+            "share holds more files than the limit; the rest is not shared"
+        );
+    }
+    let seen: HashSet<PathBuf> = walked.files.iter().map(|f| f.rel.clone()).collect();
+    // Removals first, so a file moved while we were not looking keeps its cached hash.
+    shared.prune_unseen(Path::new(""), &seen);
+    shared.lock().cache.forget_all_but(&seen);
+
+    p.phase = ScanPhase::Hashing;
+    p.errors = walked.errors;
+    p.files_total = walked.files.len() as u64;
+    p.bytes_total = walked.files.iter().map(|f| f.stamp.size).sum();
+    shared.progress.send_replace(p.clone());
+    let mut published = Instant::now();
+
+    for found in &walked.files {
+        if shared.is_stopping() {
+            return;
+        }
+        let before = p.bytes_done;
+        if !shared.is_current(&found.rel, &found.stamp) {
+            let mut read = 0u64;
+            let mut on_bytes = |n: u64| {
+                read += n;
+                if published.elapsed() >= PROGRESS_EVERY {
+                    shared.progress.send_modify(|q| {
+                        q.bytes_done = (before + read).min(q.bytes_total);
+                    });
+                    published = Instant::now();
+                }
+            };
+            match shared.update_file(&found.rel, true, &mut on_bytes) {
+                Update::Hashed => p.files_hashed += 1,
+                Update::Skipped if !shared.is_stopping() => p.errors += 1,
+                Update::Known | Update::Gone | Update::Skipped => {}
+            }
+        }
+        p.files_done += 1;
+        p.bytes_done = before + found.stamp.size;
+        if published.elapsed() >= PROGRESS_EVERY {
+            shared.progress.send_replace(p.clone());
+            published = Instant::now();
+        }
+    }
+    p.phase = ScanPhase::Done;
+    shared.progress.send_replace(p.clone());
+    tracing::debug!(
+        scan = p.scan,
+        files = p.files_total,
+        hashed = p.files_hashed,
+        errors = p.errors,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "share scan done"
+    );
+    shared.save_cache();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter() -> PathFilter {
+        PathFilter {
+            excluded_dir: Some("data".into()),
+            share_hidden: false,
+            ignore_suffixes: vec![".part".into()],
+        }
+    }
+
+    #[test]
+    fn walk_lists_regular_files_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::create_dir_all(root.join("data")).unwrap();
+        fs::create_dir_all(root.join(".git")).unwrap();
+        for f in [
+            "top.txt",
+            "a/one.txt",
+            "a/b/two.txt",
+            "data/hashcache.json",
+            ".hidden",
+            ".git/x",
+            "movie.mkv.part",
+        ] {
+            fs::write(root.join(f), f).unwrap();
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root.join("top.txt"), root.join("link.txt")).unwrap();
+
+        let w = walk(
+            &root,
+            Path::new(""),
+            &filter(),
+            100,
+            &AtomicBool::new(false),
+        );
+        let mut got: Vec<String> = w
+            .files
+            .iter()
+            .map(|f| f.rel.display().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["a/b/two.txt", "a/one.txt", "top.txt"]);
+        assert_eq!(
+            w.files
+                .iter()
+                .find(|f| f.rel == Path::new("top.txt"))
+                .unwrap()
+                .stamp
+                .size,
+            7
+        );
+
+        let sub = walk(
+            &root,
+            Path::new("a"),
+            &filter(),
+            100,
+            &AtomicBool::new(false),
+        );
+        assert_eq!(sub.files.len(), 2);
+        let capped = walk(&root, Path::new(""), &filter(), 2, &AtomicBool::new(false));
+        assert!(capped.truncated);
+        assert_eq!(capped.files.len(), 2);
+    }
+
+    #[test]
+    fn hash_file_streams_to_the_blake3_of_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..(READ_CHUNK * 2 + 17)).map(|i| i as u8).collect();
+        fs::write(&path, &content).unwrap();
+        let mut seen = 0;
+        let (id, stamp) = hash_file(&path, &AtomicBool::new(false), &mut |n| seen += n)
+            .unwrap()
+            .unwrap();
+        assert_eq!(id, ContentId::of(&content));
+        assert_eq!(stamp.size, content.len() as u64);
+        assert_eq!(seen, content.len() as u64);
+        assert!(
+            hash_file(&path, &AtomicBool::new(true), &mut |_| {})
+                .unwrap()
+                .is_none()
+        );
+        assert!(hash_file(dir.path(), &AtomicBool::new(false), &mut |_| {}).is_err());
+    }
+}
