@@ -3,6 +3,7 @@
 //! `api_tests!` macro at the bottom runs every case against the embedded store and against
 //! Redis (a real `redis-server` per test).
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -953,31 +954,7 @@ async fn reported_peer_that_keeps_sending_status_stays_listed<S: Store>(store: S
 // Instantiation
 // ---------------------------------------------------------------------------------------
 
-macro_rules! api_tests {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(highway_gatekeeper::EmbeddedStore::in_memory()).await;
-                }
-            )*
-        }
-
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let server = crate::support::RedisServer::start();
-                    super::$case(server.store()).await;
-                    drop(server);
-                }
-            )*
-        }
-    };
-}
-
-api_tests!(
+for_both_stores!(
     join_status_leave_round_trip,
     signed_status_renews_the_lease,
     reports_over_http,

@@ -89,6 +89,20 @@ fn assert_health_unavailable(reply: &Reply) {
     );
 }
 
+/// A report (peer 1 on peer 0), a leave (peer 2) and `/healthz` all get the outage answer.
+async fn assert_report_leave_health_unavailable(raw: &Raw, peers: &[Registered], port: u16) {
+    let report = report_req(&peers[1].key, peers[0].id());
+    let reply = raw
+        .post_bearer("/v1/report", &peers[1].token, &report)
+        .await;
+    assert_unavailable(&reply, "report", port);
+    let reply = raw
+        .post_bearer("/v1/leave", &peers[2].token, &leave_req(&peers[2].key))
+        .await;
+    assert_unavailable(&reply, "leave", port);
+    assert_health_unavailable(&raw.get("/healthz").await);
+}
+
 fn sorted(mut ids: Vec<NodeId>) -> Vec<NodeId> {
     ids.sort();
     ids
@@ -130,19 +144,7 @@ async fn outage_answers_503_and_recovers_without_losing_registrations() {
         assert_unavailable(&reply, "status", port);
         let reply = raw.get("/v1/peers").await;
         assert_unavailable(&reply, "GET /v1/peers", port);
-        let reply = raw
-            .post_bearer(
-                "/v1/report",
-                &peers[1].token,
-                &report_req(&peers[1].key, peers[0].id()),
-            )
-            .await;
-        assert_unavailable(&reply, "report", port);
-        let reply = raw
-            .post_bearer("/v1/leave", &peers[2].token, &leave_req(&peers[2].key))
-            .await;
-        assert_unavailable(&reply, "leave", port);
-        assert_health_unavailable(&raw.get("/healthz").await);
+        assert_report_leave_health_unavailable(&raw, &peers, port).await;
     }
 
     // Let every registration miss its deadline, then bring Redis back.
@@ -319,19 +321,7 @@ async fn replica_serves_the_peer_list_while_the_primary_is_down() {
         )
         .await;
     assert_unavailable(&reply, "signed status", port);
-    let reply = raw
-        .post_bearer(
-            "/v1/report",
-            &peers[1].token,
-            &report_req(&peers[1].key, peers[0].id()),
-        )
-        .await;
-    assert_unavailable(&reply, "report", port);
-    let reply = raw
-        .post_bearer("/v1/leave", &peers[2].token, &leave_req(&peers[2].key))
-        .await;
-    assert_unavailable(&reply, "leave", port);
-    assert_health_unavailable(&raw.get("/healthz").await);
+    assert_report_leave_health_unavailable(&raw, &peers, port).await;
 
     // Still served, unchanged.
     assert_eq!(sorted(raw.peer_ids().await), expected);

@@ -3,6 +3,7 @@
 //! instantiates each case for the embedded in-memory store and for Redis (a real
 //! `redis-server` per test, see `support`).
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeSet;
@@ -1013,31 +1014,7 @@ async fn embedded_journal_compaction_keeps_tombstones_and_live_entries() {
 // Instantiation
 // ---------------------------------------------------------------------------------------
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(highway_gatekeeper::EmbeddedStore::in_memory()).await;
-                }
-            )*
-        }
-
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let server = crate::support::RedisServer::start();
-                    super::$case(server.store()).await;
-                    drop(server);
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+for_both_stores!(
     join_registers_and_returns_others,
     candidates_come_in_order_and_skip_expired_suspected_and_self,
     equal_candidates_are_picked_at_random,

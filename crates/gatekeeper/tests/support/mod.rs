@@ -729,3 +729,30 @@ pub fn leave_req(key: &SigningKey) -> LeaveRequest {
         ts_ms: fresh_ts(),
     }
 }
+
+/// Instantiates each generic `async fn case<S: Store>(store: S)` twice: `embedded::case`
+/// on an in-memory store and `redis::case` on a fresh `redis-server`.
+#[allow(unused_macros)] // redis_ops.rs shares this module but has Redis-only tests
+macro_rules! for_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(highway_gatekeeper::EmbeddedStore::in_memory()).await;
+                }
+            )*
+        }
+
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = crate::support::RedisServer::start();
+                    super::$case(server.store()).await;
+                    drop(server);
+                }
+            )*
+        }
+    };
+}
