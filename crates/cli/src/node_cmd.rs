@@ -43,6 +43,28 @@ pub struct Args {
     /// Time a suspected neighbour has to answer a probe before it is failed [default: 2s].
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     probe_timeout: Option<Duration>,
+    /// A folder to share: indexed in the background, watched for changes, searchable by
+    /// other peers and served by the file server.
+    #[arg(long, value_name = "DIR")]
+    share: Option<PathBuf>,
+    /// TCP port of the file server (HTTP/1.1, on --bind; 0: any free port).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    http_port: u16,
+    /// Where downloads with a relative destination go.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    download_dir: PathBuf,
+    /// Hops a search travels [default: 4].
+    #[arg(long, value_name = "N")]
+    ttl: Option<u8>,
+    /// How long a peer waits per hop ahead for a forwarded query's answers [default: 1.5s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    query_hop_timeout: Option<Duration>,
+    /// How long a relayed answer is cached at first; popular ones up to 6x [default: 10s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    hit_cache_ttl: Option<Duration>,
+    /// Testing only: rescan the share every 2 s and react to changes after 50 ms.
+    #[arg(long, hide = true)]
+    fast_share: bool,
     /// Testing only: drop this fraction (0..1) of datagrams at random, received and sent.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     loss: f64,
@@ -65,6 +87,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(d) = args.probe_timeout {
         core.probe_timeout = d;
     }
+    if let Some(n) = args.ttl {
+        core.default_ttl = n;
+    }
+    if let Some(d) = args.query_hop_timeout {
+        core.query_hop_timeout = d;
+    }
+    if let Some(d) = args.hit_cache_ttl {
+        core.hit_cache_ttl = d;
+        core.hit_cache_max_ttl = d * 6;
+    }
     let config = NodeConfig {
         bind: args.bind,
         udp_port: args.udp_port,
@@ -73,6 +105,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         control: args.control,
         core,
+        share: args.share,
+        http_port: args.http_port,
+        download_dir: args.download_dir,
+        fast_share: args.fast_share,
         loss: args.loss,
     };
     let mut node = highway_node::start(config).await?;
@@ -83,6 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = writeln!(out, "udp: {}", node.udp_addr());
     let _ = writeln!(out, "tcp: {}", node.tcp_addr());
     let _ = writeln!(out, "control: {}", node.control_addr());
+    let _ = writeln!(out, "files: {}", node.file_server_addr());
     let _ = out.flush();
     drop(out);
     tokio::select! {

@@ -86,6 +86,16 @@ pub enum Event {
     },
     /// Tell the Gatekeeper this peer is leaving.
     GatekeeperLeave,
+    /// Hits for search `id` ([`crate::Peer::start_search`]), new ones only.
+    SearchHits {
+        id: highway_wire::peer::QueryId,
+        hits: Vec<highway_wire::peer::Hit>,
+    },
+    /// Search `id` ended: every branch answered, or (`timed_out`) its time ran out.
+    SearchDone {
+        id: highway_wire::peer::QueryId,
+        timed_out: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,4 +168,32 @@ pub struct Stats {
     pub failures: u64,
     pub probes_as_witness: u64,
     pub queue_overflows: u64,
+    /// Searches this peer started.
+    pub queries_started: u64,
+    /// Queries from neighbours, and what became of them.
+    pub queries_received: u64,
+    pub queries_duplicate: u64,
+    pub queries_rate_limited: u64,
+    /// Queries not forwarded because too many were being routed.
+    pub queries_dropped: u64,
+    /// Queries answered from the hit cache instead of being forwarded.
+    pub queries_cache_answered: u64,
+    /// Queries the local share had hits for.
+    pub queries_answered: u64,
+    /// Query datagrams sent to neighbours (a query to three neighbours counts three).
+    pub queries_forwarded: u64,
+    pub hits_sent: u64,
+    pub hits_received: u64,
+    /// Hits over a query's cap or already passed on.
+    pub hits_dropped: u64,
+    /// Hits for a query with no route (ended, unknown, or not from a branch of it).
+    pub hits_unroutable: u64,
+    /// Routes (searches, relayed queries) closed by their deadline.
+    pub routes_timed_out: u64,
+    pub summary_requests_sent: u64,
+    pub summary_requests_refused: u64,
+    pub summary_chunks_sent: u64,
+    pub summary_chunks_received: u64,
+    pub summaries_completed: u64,
+    pub summary_errors: u64,
 }

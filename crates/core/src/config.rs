@@ -32,6 +32,30 @@ pub struct Config {
     pub max_witness_requests: usize,
     /// How long a peer declared failed is not dialled again.
     pub failed_quarantine: Duration,
+    /// Hops a search travels unless the searcher says otherwise (1..=7).
+    pub default_ttl: u8,
+    /// How long a peer waits for the branches it forwarded a query to, per hop still
+    /// ahead: a peer forwarding with `ttl` hops left waits `(ttl - 1) ×` this, so every
+    /// branch closes before the one above it gives up.
+    pub query_hop_timeout: Duration,
+    /// Queries this peer is routing at once (each waits for its branches).
+    pub max_routes: usize,
+    /// Query ids remembered for duplicate suppression, and for how long.
+    pub seen_queries: usize,
+    pub seen_ttl: Duration,
+    /// Most hits relayed back for one query (and kept by a searcher).
+    pub max_hits_per_query: u32,
+    /// Queries accepted from one neighbour: a token bucket refilled at this rate, up to
+    /// `query_burst`. Queries beyond it are dropped (and the branch closed).
+    pub queries_per_second: u32,
+    pub query_burst: u32,
+    /// Hit cache: queries whose answers are kept, for how long at first, and at most
+    /// (each time a cached answer is used it is kept one `hit_cache_ttl` longer).
+    pub hit_cache_entries: usize,
+    pub hit_cache_ttl: Duration,
+    pub hit_cache_max_ttl: Duration,
+    /// Summary requests from one neighbour answered per heartbeat interval.
+    pub summary_requests_per_interval: u32,
 }
 
 impl Default for Config {
@@ -51,6 +75,18 @@ impl Default for Config {
             stranger_replies_per_interval: 32,
             max_witness_requests: 64,
             failed_quarantine: Duration::from_secs(30),
+            default_ttl: 4,
+            query_hop_timeout: Duration::from_millis(1500),
+            max_routes: 1024,
+            seen_queries: 8192,
+            seen_ttl: Duration::from_secs(120),
+            max_hits_per_query: 200,
+            queries_per_second: 20,
+            query_burst: 40,
+            hit_cache_entries: 512,
+            hit_cache_ttl: Duration::from_secs(10),
+            hit_cache_max_ttl: Duration::from_secs(60),
+            summary_requests_per_interval: 2,
         }
     }
 }
@@ -58,6 +94,8 @@ impl Default for Config {
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    #[error("default TTL {0} must be between 1 and 7")]
+    Ttl(u8),
     #[error("target degree {target} must be between 1 and the maximum degree {max}")]
     Degree { target: usize, max: usize },
     #[error("maximum degree {0} exceeds the {MAX_HEARTBEAT_NEIGHBOURS} a heartbeat can list")]
@@ -82,6 +120,9 @@ impl Config {
             join_backoff_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(2),
             failed_quarantine: Duration::from_secs(3),
+            query_hop_timeout: Duration::from_millis(500),
+            hit_cache_ttl: Duration::from_millis(500),
+            hit_cache_max_ttl: Duration::from_secs(2),
             ..Self::default()
         }
     }
@@ -96,6 +137,9 @@ impl Config {
         if self.max_degree > MAX_HEARTBEAT_NEIGHBOURS {
             return Err(ConfigError::MaxDegree(self.max_degree));
         }
+        if !(1..=highway_wire::peer::search::MAX_TTL).contains(&self.default_ttl) {
+            return Err(ConfigError::Ttl(self.default_ttl));
+        }
         if self.suspect_timeout <= self.heartbeat_interval {
             return Err(ConfigError::SuspectTimeout {
                 suspect: self.suspect_timeout,
@@ -107,6 +151,12 @@ impl Config {
             ("probe timeout", self.probe_timeout.is_zero()),
             ("max pending links", self.max_pending_links == 0),
             ("handshake timeout", self.handshake_timeout.is_zero()),
+            ("query hop timeout", self.query_hop_timeout.is_zero()),
+            ("max routes", self.max_routes == 0),
+            ("seen queries", self.seen_queries == 0),
+            ("max hits per query", self.max_hits_per_query == 0),
+            ("queries per second", self.queries_per_second == 0),
+            ("query burst", self.query_burst == 0),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));

@@ -158,6 +158,7 @@ impl Peer {
                     link.their_summary_version = hb.summary_version;
                     link.their_incarnation = link.their_incarnation.max(hb.incarnation);
                 }
+                self.on_summary_version(peer, hb.summary_version);
                 self.send(&peer, &PeerMsg::HeartbeatAck { seq: hb.seq });
             }
             PeerMsg::HeartbeatAck { seq } => {
@@ -204,8 +205,23 @@ impl Peer {
                 }
             }
             PeerMsg::Leave => self.on_peer_left(now, &peer),
-            // Share summaries are exchanged once the search layer provides them.
-            PeerMsg::SummaryRequest { .. } | PeerMsg::SummaryChunk { .. } => {}
+            PeerMsg::SummaryRequest { version, chunk } => {
+                self.on_summary_request(peer, version, chunk);
+            }
+            PeerMsg::SummaryChunk {
+                version,
+                chunk,
+                chunks,
+                data,
+            } => self.on_summary_chunk(peer, version, chunk, chunks, &data),
+            PeerMsg::Query {
+                id,
+                ttl,
+                hops,
+                target,
+            } => self.on_query(now, peer, id, ttl, hops, target),
+            PeerMsg::QueryHits { id, hits } => self.on_query_hits(peer, id, hits),
+            PeerMsg::QueryDone { id } => self.on_query_done(now, peer, id),
         }
     }
 

@@ -16,9 +16,11 @@ mod detector;
 mod link;
 mod overlay;
 mod peer;
+mod search;
 
 pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView, Stats, Transmit};
 pub use config::{Config, ConfigError};
 pub use link::{LinkState, ReplayWindow};
 pub use overlay::InboundAnswer;
 pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};
+pub use search::{Catalog, LocalFile, SearchError, SearchRequest};

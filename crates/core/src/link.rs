@@ -77,6 +77,8 @@ pub struct Link {
     pub their_neighbours: Vec<NeighbourEntry>,
     pub their_incarnation: u64,
     pub their_summary_version: u64,
+    /// The neighbour's share summary and query budget.
+    pub(crate) search: crate::search::LinkSearch,
 }
 
 impl Link {

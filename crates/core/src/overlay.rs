@@ -308,6 +308,9 @@ impl Peer {
                 .collect(),
             their_incarnation: 0,
             their_summary_version: 0,
+            search: crate::search::LinkSearch::with_budget(
+                self.config.summary_requests_per_interval,
+            ),
         };
         self.by_link_id.insert(up.my_link_id, up.peer);
         self.links.insert(up.peer, link);
@@ -355,6 +358,7 @@ impl Peer {
         let link = self.links.remove(peer)?;
         self.by_link_id.remove(&link.my_link_id);
         self.emit(Event::NeighbourDown { id: *peer, reason });
+        self.search_link_down(peer);
         Some(link)
     }
 

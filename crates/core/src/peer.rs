@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::detector::WitnessRequest;
 use crate::link::Link;
 use crate::overlay::Overlay;
+use crate::search::SearchState;
 
 /// Most datagrams waiting in [`Peer::poll_transmit`]'s queue; past it new ones are dropped
 /// (and counted in [`Stats::queue_overflows`]).
@@ -52,6 +53,7 @@ pub struct Peer {
     pub(crate) witness_requests: HashMap<u64, WitnessRequest>,
     pub(crate) stranger_budget: u32,
     pub(crate) last_refute: Option<Instant>,
+    pub(crate) search: SearchState,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -85,6 +87,7 @@ impl Peer {
             witness_requests: HashMap::new(),
             stranger_budget,
             last_refute: None,
+            search: SearchState::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -208,8 +211,10 @@ impl Peer {
                 self.next_heartbeat = now + interval;
             }
             self.stranger_budget = self.config.stranger_replies_per_interval;
+            self.refill_summary_budgets();
             self.send_heartbeats();
         }
+        self.expire_routes(now);
         self.check_neighbours(now);
         self.expire_witness_requests(now);
         self.expire_handshakes(now);
@@ -262,6 +267,9 @@ impl Peer {
             next = next.min(req.deadline);
         }
         if let Some(at) = self.overlay.next_wakeup(&self.config) {
+            next = next.min(at);
+        }
+        if let Some(at) = self.next_route_deadline() {
             next = next.min(at);
         }
         Some(next)

@@ -27,6 +27,14 @@ pub struct NodeConfig {
     /// Protocol timers and degrees. The capacity announced to the Gatekeeper is
     /// `core.max_degree`.
     pub core: highway_core::Config,
+    /// The folder to share, if any (it can also be set later through `POST /v1/share`).
+    pub share: Option<PathBuf>,
+    /// TCP port of the file server (HTTP/1.1, on `bind`); 0 lets the OS choose.
+    pub http_port: u16,
+    /// Where downloads with a relative `out` path go.
+    pub download_dir: PathBuf,
+    /// Short share timers (rescans every 2 s, 50 ms debounce) for tests.
+    pub fast_share: bool,
     /// Fault injection for tests: the fraction (0.0..=1.0) of datagrams dropped at random,
     /// both received and sent. 0 in normal use.
     pub loss: f64,
@@ -44,6 +52,10 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             core: highway_core::Config::default(),
+            share: None,
+            http_port: 0,
+            download_dir: PathBuf::from("."),
+            fast_share: false,
             loss: 0.0,
         }
     }

@@ -117,6 +117,10 @@ pub struct RuntimeStats {
     pub gatekeeper_errors: u64,
     /// Times the core's timer fired.
     pub timer_wakeups: u64,
+    /// Verified file bytes fetched by downloads (not counting resumed ones).
+    pub bytes_fetched: u64,
+    pub downloads_done: u64,
+    pub downloads_failed: u64,
 }
 
 impl From<&Counters> for RuntimeStats {
@@ -138,6 +142,9 @@ impl From<&Counters> for RuntimeStats {
             udp_send_errors: get(&c.udp_send_errors),
             gatekeeper_errors: get(&c.gatekeeper_errors),
             timer_wakeups: get(&c.timer_wakeups),
+            bytes_fetched: get(&c.bytes_fetched),
+            downloads_done: get(&c.downloads_done),
+            downloads_failed: get(&c.downloads_failed),
         }
     }
 }
@@ -195,6 +202,8 @@ pub(crate) struct ControlState {
     pub owner: mpsc::Sender<Msg>,
     pub gatekeeper: String,
     pub counters: std::sync::Arc<Counters>,
+    /// Share, searches and downloads.
+    pub app: std::sync::Arc<crate::control_share::App>,
 }
 
 impl ControlState {
@@ -217,7 +226,11 @@ struct ErrorJson {
     message: String,
 }
 
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+pub(crate) fn error(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> Response {
     let body = ErrorJson {
         error: code,
         message: message.into(),
@@ -225,7 +238,7 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
     (status, axum::Json(body)).into_response()
 }
 
-fn stopped() -> Response {
+pub(crate) fn stopped() -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "stopped",
@@ -238,11 +251,12 @@ pub(crate) fn router(state: ControlState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/neighbors", get(neighbors))
         .route("/v1/leave", post(leave))
+        .merge(crate::control_share::routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; try GET /v1/status, GET /v1/neighbors, POST /v1/leave",
+                "no such endpoint; see docs/PROTOCOL.md (GET /v1/status, /v1/neighbors, /v1/files, POST /v1/search, /v1/downloads, ...)",
             )
         })
         .method_not_allowed_fallback(|| async {

@@ -20,11 +20,16 @@
 
 pub mod config;
 pub mod control;
+mod control_share;
+mod downloads;
 mod gatekeeper;
 mod handshake;
 pub mod identity;
 mod node;
 mod owner;
+mod searches;
+mod sharing;
+pub mod views;
 
 pub use config::NodeConfig;
 pub use control::{LeaveView, NeighbourJson, RuntimeStats, StatsView, StatusView};

@@ -14,7 +14,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
 use crate::control::{self, ControlState, NeighbourJson, RuntimeStats, StatusView};
+use crate::control_share::App;
+use crate::downloads::Downloads;
 use crate::owner::{Counters, Msg, OWNER_QUEUE, Owner};
+use crate::searches::Searches;
+use crate::sharing::Sharing;
 use crate::{gatekeeper, handshake, identity};
 
 /// Events kept for slow [`NodeHandle::events`] subscribers before the oldest are lost.
@@ -46,6 +50,10 @@ pub enum NodeError {
     },
     #[error("identity key {} is unreadable: {reason}; move it away to get a new identity", path.display())]
     BadIdentity { path: PathBuf, reason: String },
+    #[error("cannot share the folder: {0}")]
+    Share(#[from] crate::sharing::SharingError),
+    #[error("cannot start the downloader: {0}")]
+    Downloader(std::io::Error),
     #[error("cannot bind the {what} on {addr}: {error}")]
     Bind {
         what: &'static str,
@@ -79,7 +87,9 @@ pub struct NodeHandle {
     id: NodeId,
     addr: PeerAddr,
     control_addr: SocketAddr,
+    file_server: SocketAddr,
     gatekeeper: String,
+    app: Arc<App>,
     owner_tx: mpsc::Sender<Msg>,
     owner: Option<JoinHandle<()>>,
     accept: JoinHandle<()>,
@@ -132,6 +142,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let socket = bind_udp(udp_at).await?;
     let listener = bind_tcp("TCP listener", tcp_at).await?;
     let control_listener = bind_tcp("control API", config.control).await?;
+    let http_at = SocketAddr::new(config.bind, config.http_port);
+    let http_listener = bind_tcp("file server", http_at).await?;
+    let file_server = local_addr("file server", http_at, http_listener.local_addr())?;
     let udp_addr = local_addr("UDP socket", udp_at, socket.local_addr())?;
     let tcp_addr = local_addr("TCP listener", tcp_at, listener.local_addr())?;
     let control_addr = local_addr("control API", config.control, control_listener.local_addr())?;
@@ -145,6 +158,29 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let (owner_tx, owner_rx) = mpsc::channel(OWNER_QUEUE);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let counters = Arc::new(Counters::default());
+    let searches = Arc::new(Searches::default());
+    let sharing = Sharing::new(
+        http_listener,
+        file_server,
+        config.data_dir.clone(),
+        config.fast_share,
+        owner_tx.clone(),
+    );
+    let downloads = Downloads::new(
+        owner_tx.clone(),
+        searches.clone(),
+        config.download_dir.clone(),
+        counters.clone(),
+    )
+    .map_err(NodeError::Downloader)?;
+    let app = Arc::new(App {
+        sharing,
+        searches: searches.clone(),
+        downloads: Arc::new(downloads),
+    });
+    if let Some(root) = &config.share {
+        app.sharing.start(root).await?;
+    }
     let handshake_timeout = config.core.handshake_timeout;
     let owner = Owner {
         peer,
@@ -155,6 +191,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         counters: counters.clone(),
         events: events.clone(),
         loss: config.loss,
+        searches,
     };
     let owner = tokio::spawn(owner.run());
     let accept = tokio::spawn(handshake::accept_loop(
@@ -167,6 +204,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         owner: owner_tx.clone(),
         gatekeeper: config.gatekeeper.clone(),
         counters: counters.clone(),
+        app: app.clone(),
     };
     let (control_stop, stop) = oneshot::channel::<()>();
     let control = tokio::spawn(async move {
@@ -183,6 +221,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         udp = %udp_addr,
         tcp = %tcp_addr,
         control = %control_addr,
+        files = %file_server,
         gatekeeper = %config.gatekeeper,
         "node started"
     );
@@ -190,7 +229,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         id,
         addr,
         control_addr,
+        file_server,
         gatekeeper: config.gatekeeper,
+        app,
         owner_tx,
         owner: Some(owner),
         accept,
@@ -236,6 +277,11 @@ impl NodeHandle {
         self.control_addr
     }
 
+    /// Where the file server listens (HTTP/1.1: `GET /v1/files/{hash}`).
+    pub fn file_server_addr(&self) -> SocketAddr {
+        self.file_server
+    }
+
     /// Neighbour events from now on. A subscriber that falls more than 256 events
     /// behind loses the oldest (and is told so by the receiver).
     pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
@@ -260,6 +306,7 @@ impl NodeHandle {
             owner: self.owner_tx.clone(),
             gatekeeper: self.gatekeeper.clone(),
             counters: self.counters.clone(),
+            app: self.app.clone(),
         }
     }
 

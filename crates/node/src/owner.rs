@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use highway_core::{
-    Command, ConnectOutcome, DownReason, Event, InboundAnswer, LinkUp, NeighbourView, Peer, Phase,
-    Stats,
+    Catalog, Command, ConnectOutcome, DownReason, Event, InboundAnswer, LinkUp, NeighbourView,
+    Peer, Phase, SearchError, SearchRequest, Stats,
 };
 use highway_gatekeeper::GatekeeperClient;
+use highway_wire::peer::QueryId;
 use highway_wire::peer::datagram::{self, Datagram};
 use highway_wire::peer::handshake::HandshakeError;
 use highway_wire::peer::{MAX_DATAGRAM, NeighbourEntry};
+use highway_wire::summary::Summary;
 use highway_wire::{NodeId, PeerAddr};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -30,6 +32,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use crate::NodeEvent;
 use crate::gatekeeper::{self, GatekeeperCall};
 use crate::handshake::{self, Dial};
+use crate::searches::Searches;
 
 /// Capacity of the channel into the owner task.
 pub const OWNER_QUEUE: usize = 1024;
@@ -72,6 +75,18 @@ pub(crate) enum Msg {
     /// Leave gracefully and stop; the reply comes once neighbours and the Gatekeeper
     /// were told.
     Leave { reply: Option<oneshot::Sender<()>> },
+    /// The share changed: where the core looks up local files, and the file server.
+    SetCatalog {
+        catalog: Option<Arc<dyn Catalog>>,
+        server: Option<SocketAddr>,
+    },
+    /// A new share summary to announce (or none).
+    Summary(Option<Summary>),
+    /// Start a search; its hits go to the search book.
+    Search {
+        request: SearchRequest,
+        reply: oneshot::Sender<Result<QueryId, SearchError>>,
+    },
 }
 
 /// The state the control API and the status loop see.
@@ -104,6 +119,9 @@ pub(crate) struct Counters {
     pub udp_send_errors: AtomicU64,
     pub gatekeeper_errors: AtomicU64,
     pub timer_wakeups: AtomicU64,
+    pub bytes_fetched: AtomicU64,
+    pub downloads_done: AtomicU64,
+    pub downloads_failed: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -121,6 +139,8 @@ pub(crate) struct Owner {
     pub counters: Arc<Counters>,
     pub events: broadcast::Sender<NodeEvent>,
     pub loss: f64,
+    /// Where search hits and ends are recorded for the control API.
+    pub searches: Arc<Searches>,
 }
 
 /// The owner task's working state around [`Owner`].
@@ -312,6 +332,17 @@ impl Running {
                 });
             }
             Msg::Leave { reply } => return Some(reply),
+            Msg::SetCatalog { catalog, server } => self.o.peer.set_catalog(catalog, server),
+            Msg::Summary(summary) => self.o.peer.set_summary(summary.as_ref()),
+            Msg::Search { request, reply } => {
+                let target = request.target.clone();
+                let cap = request.max_results;
+                let started = self.o.peer.start_search(now, request);
+                if let Ok(id) = &started {
+                    self.o.searches.begin(id, &target, cap, now);
+                }
+                let _ = reply.send(started);
+            }
         }
         None
     }
@@ -448,6 +479,10 @@ impl Running {
                 self.tasks.spawn(async move { call.report(id).await });
             }
             Event::GatekeeperLeave => self.leave_gatekeeper = true,
+            Event::SearchHits { id, hits } => {
+                self.o.searches.add_hits(&id, hits, Instant::now());
+            }
+            Event::SearchDone { id, .. } => self.o.searches.finish(&id, Instant::now()),
         }
     }
 

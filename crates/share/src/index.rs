@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 use highway_wire::ContentId;
 
-use crate::summary::{CountingFilter, Summary};
+use crate::summary::{CountingFilter, Summary, content_keyword};
 use crate::tokenize::{token_matches, tokens};
 
 /// Default bound on the number of indexed files.
@@ -318,7 +318,11 @@ impl Index {
                 }
             }
         }
-        self.by_content.entry(file.content).or_default().insert(id);
+        let holders = self.by_content.entry(file.content).or_default();
+        if holders.is_empty() {
+            self.filter.add_exact(&content_keyword(&file.content));
+        }
+        holders.insert(id);
         self.by_path.insert(file.rel_path.clone(), id);
         self.entries.insert(id, Entry { file, tokens: toks });
     }
@@ -341,6 +345,8 @@ impl Index {
             ids.remove(&id);
             if ids.is_empty() {
                 self.by_content.remove(&entry.file.content);
+                self.filter
+                    .remove_exact(&content_keyword(&entry.file.content));
             }
         }
         entry
@@ -525,13 +531,26 @@ mod tests {
         let mut ix = Index::default();
         ix.insert(file("Blue Monday.mp3", b"1")).unwrap();
         ix.insert(file("Blue Velvet.mkv", b"2")).unwrap();
-        let expected = Summary::from_keywords(1, ix.keywords());
-        assert_eq!(ix.summary(1), expected);
+        // Keywords with their prefixes, and each content hash on its own.
+        let expected = |ix: &Index| {
+            let mut filter = CountingFilter::default();
+            for k in ix.keywords() {
+                filter.add(k);
+            }
+            for f in ix.files() {
+                filter.add_exact(&content_keyword(&f.content));
+            }
+            filter.summary(1)
+        };
+        assert_eq!(ix.summary(1), expected(&ix));
         assert!(ix.summary(1).might_match(&q("velv blue")));
+        let velvet = ContentId::of(b"2");
+        assert!(ix.summary(1).might_hold(&velvet));
         let g = ix.summary_generation();
         ix.remove(Path::new("Blue Velvet.mkv"));
         assert_ne!(ix.summary_generation(), g);
-        assert_eq!(ix.summary(1), Summary::from_keywords(1, ix.keywords()));
+        assert_eq!(ix.summary(1), expected(&ix));
+        assert!(!ix.summary(1).might_hold(&velvet));
         ix.remove(Path::new("Blue Monday.mp3"));
         assert_eq!(ix.summary(1), Summary::empty(1));
     }

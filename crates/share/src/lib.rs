@@ -8,13 +8,14 @@ pub mod folder;
 pub mod hashcache;
 pub mod index;
 pub mod scan;
-pub mod summary;
 mod sync;
-pub mod tokenize;
 pub mod transfer;
 pub mod watch;
 
 pub use folder::{LocatedFile, Share, ShareError, ShareOptions, ShareStats};
+/// The keyword summary and tokenizer are wire formats (peers must agree on them), so they
+/// live in `highway-wire`; re-exported here where the share builds them.
+pub use highway_wire::{summary, tokenize};
 pub use index::SharedFile;
 pub use scan::{ScanPhase, ScanProgress};
 pub use summary::{Summary, SummaryAssembler};

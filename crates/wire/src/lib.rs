@@ -9,6 +9,8 @@ pub mod addr;
 pub mod gatekeeper;
 pub mod id;
 pub mod peer;
+pub mod summary;
+pub mod tokenize;
 
 pub use addr::{AddrError, PeerAddr};
 pub use id::{ContentId, IdParseError, NodeId};

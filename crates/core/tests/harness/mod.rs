@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use highway_core::{Command, Config, ConnectOutcome, DownReason, Event, LinkUp, Peer, Phase};
 use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, LinkKeys, Purpose, split_frame};
-use highway_wire::peer::{Datagram, NeighbourEntry, PeerMsg, decode, seal};
+use highway_wire::peer::{Datagram, Hit, NeighbourEntry, PeerMsg, QueryId, decode, seal};
 use highway_wire::{NodeId, PeerAddr};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -104,6 +104,15 @@ pub enum Rec {
         peer: NodeId,
     },
     GatekeeperLeave,
+    /// Hits for one of this peer's searches.
+    Hits {
+        id: QueryId,
+        hits: Vec<Hit>,
+    },
+    SearchDone {
+        id: QueryId,
+        timed_out: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -429,6 +438,38 @@ impl Net {
         self.pump();
     }
 
+    /// Node `i` for direct calls (catalog, summary); call [`Net::pump`] after anything
+    /// that makes it send.
+    pub fn peer_mut(&mut self, i: usize) -> &mut Peer {
+        &mut self.nodes[i].peer
+    }
+
+    /// Starts a search on `i` and delivers what it sent.
+    pub fn search(
+        &mut self,
+        i: usize,
+        request: highway_core::SearchRequest,
+    ) -> Result<QueryId, highway_core::SearchError> {
+        let now = self.now;
+        let id = self.nodes[i].peer.start_search(now, request);
+        self.pump();
+        id
+    }
+
+    /// Every hit search `id` of node `i` delivered, and whether (and how) it ended.
+    pub fn search_results(&self, i: usize, id: QueryId) -> (Vec<Hit>, Option<bool>) {
+        let mut hits = Vec::new();
+        let mut done = None;
+        for (_, rec) in &self.nodes[i].events {
+            match rec {
+                Rec::Hits { id: got, hits: h } if *got == id => hits.extend(h.iter().cloned()),
+                Rec::SearchDone { id: got, timed_out } if *got == id => done = Some(*timed_out),
+                _ => {}
+            }
+        }
+        (hits, done)
+    }
+
     pub fn join(&mut self, i: usize) {
         self.command(i, Command::Join);
     }
@@ -520,7 +561,7 @@ impl Net {
 
     /// Drains every peer's outputs and delivers datagrams and handshake steps due now,
     /// until nothing is left to do at this instant.
-    fn pump(&mut self) {
+    pub fn pump(&mut self) {
         loop {
             let mut busy = false;
             for i in 0..self.nodes.len() {
@@ -667,6 +708,10 @@ impl Net {
             Event::StateChanged { id, state } => self.record(i, Rec::State { peer: id, state }),
             Event::ReportFailed { id } => self.record(i, Rec::ReportFailed { peer: id }),
             Event::GatekeeperLeave => self.record(i, Rec::GatekeeperLeave),
+            Event::SearchHits { id, hits } => self.record(i, Rec::Hits { id, hits }),
+            Event::SearchDone { id, timed_out } => {
+                self.record(i, Rec::SearchDone { id, timed_out });
+            }
         }
     }
 

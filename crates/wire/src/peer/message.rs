@@ -1,6 +1,7 @@
 //! What neighbours say to each other inside an authenticated link datagram.
 
 use super::codec::{DecodeError, Reader, Writer};
+use super::search::{Hit, MAX_HITS_PER_MESSAGE, MAX_TTL, QueryId, QueryTarget};
 use crate::{NodeId, PeerAddr};
 
 /// Most neighbours a heartbeat lists (a peer's maximum degree must not exceed it).
@@ -71,6 +72,25 @@ pub enum PeerMsg {
         chunks: u16,
         data: Vec<u8>,
     },
+    /// A search, flooded: answer from the local share, forward while `ttl` lasts, and
+    /// close the branch with [`PeerMsg::QueryDone`].
+    Query {
+        id: QueryId,
+        /// Hops left, counting this one (1: answer, do not forward).
+        ttl: u8,
+        /// Hops travelled so far (0 at the searcher's neighbours' sender, the searcher).
+        hops: u8,
+        target: QueryTarget,
+    },
+    /// Hits for query `id`, travelling back towards the searcher.
+    QueryHits {
+        id: QueryId,
+        hits: Vec<Hit>,
+    },
+    /// Everything from this branch of query `id` was sent (or its time ran out).
+    QueryDone {
+        id: QueryId,
+    },
 }
 
 mod kind {
@@ -83,6 +103,9 @@ mod kind {
     pub const LEAVE: u8 = 0x16;
     pub const SUMMARY_REQUEST: u8 = 0x17;
     pub const SUMMARY_CHUNK: u8 = 0x18;
+    pub const QUERY: u8 = 0x20;
+    pub const QUERY_HITS: u8 = 0x21;
+    pub const QUERY_DONE: u8 = 0x22;
 }
 
 pub(crate) fn write_entries(w: &mut Writer, entries: &[NeighbourEntry]) {
@@ -171,6 +194,31 @@ impl PeerMsg {
                 w.u16(*chunks);
                 w.blob(&data[..data.len().min(MAX_SUMMARY_CHUNK)]);
             }
+            Self::Query {
+                id,
+                ttl,
+                hops,
+                target,
+            } => {
+                w.u8(kind::QUERY);
+                w.bytes(id);
+                w.u8(*ttl);
+                w.u8(*hops);
+                target.write(w);
+            }
+            Self::QueryHits { id, hits } => {
+                w.u8(kind::QUERY_HITS);
+                w.bytes(id);
+                let hits = &hits[..hits.len().min(MAX_HITS_PER_MESSAGE)];
+                w.count(hits.len());
+                for hit in hits {
+                    hit.write(w);
+                }
+            }
+            Self::QueryDone { id } => {
+                w.u8(kind::QUERY_DONE);
+                w.bytes(id);
+            }
         }
     }
 
@@ -239,6 +287,32 @@ impl PeerMsg {
                     data,
                 }
             }
+            kind::QUERY => {
+                let id = r.array::<16>("query id")?;
+                let ttl = r.u8("ttl")?;
+                if ttl == 0 || ttl > MAX_TTL {
+                    return Err(DecodeError::BadValue("query ttl"));
+                }
+                let hops = r.u8("hops")?;
+                Self::Query {
+                    id,
+                    ttl,
+                    hops,
+                    target: QueryTarget::read(r)?,
+                }
+            }
+            kind::QUERY_HITS => {
+                let id = r.array::<16>("query id")?;
+                let n = r.count("hits", MAX_HITS_PER_MESSAGE)?;
+                let mut hits = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hits.push(Hit::read(r)?);
+                }
+                Self::QueryHits { id, hits }
+            }
+            kind::QUERY_DONE => Self::QueryDone {
+                id: r.array::<16>("query id")?,
+            },
             other => {
                 return Err(DecodeError::UnknownKind {
                     what: "message",

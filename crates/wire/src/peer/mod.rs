@@ -6,10 +6,12 @@ pub mod codec;
 pub mod datagram;
 pub mod handshake;
 pub mod message;
+pub mod search;
 
 pub use codec::DecodeError;
 pub use datagram::{Datagram, LinkKey, MAX_DATAGRAM, NotNeighbour, Probe, ProbeAck, decode, seal};
 pub use message::{Heartbeat, NeighbourEntry, PeerMsg};
+pub use search::{Hit, QueryId, QueryTarget};
 
 #[cfg(test)]
 mod tests;

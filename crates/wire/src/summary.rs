@@ -50,9 +50,9 @@
 //! a chunk of a version not newer than the last summary it completed or older than the
 //! one it is assembling, and a payload that does not decode exactly as above.
 //!
-//! [`PeerMsg::SummaryChunk`]: highway_wire::peer::message::PeerMsg::SummaryChunk
+//! [`PeerMsg::SummaryChunk`]: crate::peer::message::PeerMsg::SummaryChunk
 
-use highway_wire::peer::message::MAX_SUMMARY_CHUNK;
+use crate::peer::message::MAX_SUMMARY_CHUNK;
 
 use crate::tokenize::matchable_prefixes;
 
@@ -106,6 +106,12 @@ pub fn bit_index(keyword: &str) -> u16 {
     let digest = blake3::hash(keyword.as_bytes());
     let d = digest.as_bytes();
     u16::from_le_bytes([d[0], d[1]])
+}
+
+/// The string whose bit marks that a share holds `content`, so that hash queries can use
+/// the summary too. Only its own bit is set (no prefixes), and `#` never starts a token.
+pub fn content_keyword(content: &crate::ContentId) -> String {
+    format!("#{content}")
 }
 
 /// A versioned keyword bitmap; see the [module documentation](self) for its meaning and
@@ -181,6 +187,11 @@ impl Summary {
         !query_tokens.is_empty() && query_tokens.iter().all(|t| self.bit(bit_index(t.as_ref())))
     }
 
+    /// Whether the summarised share might hold the file with this content hash.
+    pub fn might_hold(&self, content: &crate::ContentId) -> bool {
+        self.bit(bit_index(&content_keyword(content)))
+    }
+
     /// The payload: a tag byte and the dense or sparse body, whichever is shorter.
     pub fn encode(&self) -> Vec<u8> {
         let mut sparse = Vec::with_capacity(64);
@@ -244,7 +255,7 @@ impl Summary {
     /// The encoded summary cut for [`PeerMsg::SummaryChunk`]: `(chunk, chunks, data)` for
     /// each chunk in order; at least one, at most [`MAX_SUMMARY_CHUNKS`].
     ///
-    /// [`PeerMsg::SummaryChunk`]: highway_wire::peer::message::PeerMsg::SummaryChunk
+    /// [`PeerMsg::SummaryChunk`]: crate::peer::message::PeerMsg::SummaryChunk
     pub fn chunks(&self) -> Vec<(u16, u16, Vec<u8>)> {
         let payload = self.encode();
         let count = payload.len().div_ceil(MAX_SUMMARY_CHUNK) as u16;
@@ -288,13 +299,13 @@ fn read_varint(bytes: &[u8]) -> Result<(u32, usize), SummaryError> {
 /// Holds at most one version in progress ([`MAX_SUMMARY_CHUNKS`] × 1 KiB). A chunk of a
 /// newer version discards the partial one; chunks of the version already yielded or of an
 /// older one are [`SummaryError::Stale`].
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SummaryAssembler {
     completed: Option<u64>,
     partial: Option<Partial>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Partial {
     version: u64,
     parts: Vec<Option<Vec<u8>>>,
@@ -439,6 +450,26 @@ impl CountingFilter {
             let c = &mut self.counts[usize::from(bit_index(prefix))];
             *c = c.saturating_add(1);
             if *c == 1 {
+                self.generation += 1;
+            }
+        }
+    }
+
+    /// Counts one exact string (no prefixes), such as a [`content_keyword`].
+    pub fn add_exact(&mut self, keyword: &str) {
+        let c = &mut self.counts[usize::from(bit_index(keyword))];
+        *c = c.saturating_add(1);
+        if *c == 1 {
+            self.generation += 1;
+        }
+    }
+
+    /// Uncounts a string previously [added exactly](Self::add_exact).
+    pub fn remove_exact(&mut self, keyword: &str) {
+        let c = &mut self.counts[usize::from(bit_index(keyword))];
+        if *c != 0 && *c != u32::MAX {
+            *c -= 1;
+            if *c == 0 {
                 self.generation += 1;
             }
         }

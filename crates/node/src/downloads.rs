@@ -1,0 +1,386 @@
+//! Downloads started through the control API: find holders (from recent hits, or by a
+//! search for the content hash), then fetch with every chunk verified (highway-share's
+//! downloader), keeping a view of the progress for `GET /v1/downloads`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use highway_core::SearchRequest;
+use highway_share::transfer::{
+    DownloadOptions, DownloadRequest as TransferRequest, Downloader, Holder, Progress,
+};
+use highway_wire::ContentId;
+use highway_wire::peer::QueryTarget;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::owner::{Counters, Msg};
+use crate::searches::{Searches, id_hex};
+use crate::views::{DownloadRequest, DownloadView};
+
+/// Downloads running at once; more are refused until one ends.
+pub const MAX_RUNNING: usize = 16;
+/// Finished downloads remembered.
+const MAX_FINISHED: usize = 256;
+/// How long a download searches for holders of its hash.
+const HOLDER_SEARCH: Duration = Duration::from_secs(8);
+/// After the first holder turns up, how much longer to wait for more.
+const MORE_HOLDERS: Duration = Duration::from_millis(500);
+/// Window the transfer rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("{0} already exists; choose another --out path or remove it")]
+    Exists(PathBuf),
+    #[error("the directory {0} does not exist; create it first")]
+    NoDirectory(PathBuf),
+    #[error("{MAX_RUNNING} downloads are running; wait for one to finish")]
+    Busy,
+    #[error("a download to {0} is already running")]
+    SameDestination(PathBuf),
+}
+
+#[derive(Debug)]
+struct Record {
+    view: DownloadView,
+    started: Instant,
+    samples: VecDeque<(Instant, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    next_id: u64,
+    records: BTreeMap<u64, Record>,
+}
+
+/// This node's downloads.
+#[derive(Debug)]
+pub(crate) struct Downloads {
+    book: Mutex<Book>,
+    downloader: Downloader,
+    owner: mpsc::Sender<Msg>,
+    searches: Arc<Searches>,
+    download_dir: PathBuf,
+    counters: Arc<Counters>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Downloads {
+    pub fn new(
+        owner: mpsc::Sender<Msg>,
+        searches: Arc<Searches>,
+        download_dir: PathBuf,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Self> {
+        let downloader =
+            Downloader::new(DownloadOptions::default()).map_err(std::io::Error::other)?;
+        Ok(Self {
+            book: Mutex::new(Book::default()),
+            downloader,
+            owner,
+            searches,
+            download_dir,
+            counters,
+        })
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a download in the background; its view at once.
+    pub fn start(
+        self: &Arc<Self>,
+        request: DownloadRequest,
+    ) -> Result<DownloadView, DownloadError> {
+        let out = if request.out.is_absolute() {
+            request.out.clone()
+        } else {
+            self.download_dir.join(&request.out)
+        };
+        if out.exists() {
+            return Err(DownloadError::Exists(out));
+        }
+        let dir = out.parent().unwrap_or(Path::new("/")).to_path_buf();
+        if !dir.is_dir() {
+            return Err(DownloadError::NoDirectory(dir));
+        }
+        let view = {
+            let mut book = self.book();
+            let running = book.records.values().filter(|r| !is_final(&r.view));
+            let mut busy = 0;
+            for r in running {
+                if r.view.out == out {
+                    return Err(DownloadError::SameDestination(out));
+                }
+                busy += 1;
+            }
+            if busy >= MAX_RUNNING {
+                return Err(DownloadError::Busy);
+            }
+            book.next_id += 1;
+            let id = book.next_id;
+            let view = DownloadView {
+                id,
+                hash: request.hash,
+                out: out.clone(),
+                state: if request.holders.is_empty() {
+                    "searching".into()
+                } else {
+                    "running".into()
+                },
+                size: request.size,
+                done_bytes: 0,
+                resumed_bytes: 0,
+                rate_bps: 0,
+                eta_ms: None,
+                holders: request.holders.clone(),
+                corrupt_holders: Vec::new(),
+                error: None,
+                elapsed_ms: 0,
+            };
+            book.records.insert(
+                id,
+                Record {
+                    view: view.clone(),
+                    started: Instant::now(),
+                    samples: VecDeque::new(),
+                },
+            );
+            forget_old(&mut book);
+            view
+        };
+        let this = self.clone();
+        tokio::spawn(async move { this.run(view.id, request, out).await });
+        Ok(view)
+    }
+
+    pub fn list(&self) -> Vec<DownloadView> {
+        let book = self.book();
+        book.records.values().map(|r| current(r)).collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<DownloadView> {
+        self.book().records.get(&id).map(current)
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut Record)) {
+        if let Some(r) = self.book().records.get_mut(&id) {
+            f(r);
+        }
+    }
+
+    async fn run(self: Arc<Self>, id: u64, request: DownloadRequest, out: PathBuf) {
+        let mut holders = request.holders.clone();
+        let mut size = request.size;
+        if holders.is_empty() {
+            for (addr, s) in self.find_holders(&request.hash).await {
+                holders.push(addr);
+                size = size.or(Some(s));
+            }
+            if holders.is_empty() {
+                self.update(id, |r| {
+                    r.view.state = "failed".into();
+                    r.view.error = Some(format!(
+                        "no peer answered a search for {} within {} s; check the hash, or search again later",
+                        request.hash,
+                        HOLDER_SEARCH.as_secs()
+                    ));
+                });
+                return;
+            }
+            self.update(id, |r| {
+                r.view.state = "running".into();
+                r.view.holders = holders.clone();
+                r.view.size = r.view.size.or(size);
+            });
+        }
+        let (tx, mut rx) = watch::channel(Progress::default());
+        let transfer = TransferRequest {
+            id: request.hash,
+            holders: holders.iter().copied().map(Holder::from).collect(),
+            expected_size: request.size,
+            dest: out,
+        };
+        let downloader = self.downloader.clone();
+        let mut task = tokio::spawn(async move { downloader.download(transfer, Some(tx)).await });
+        let result = loop {
+            tokio::select! {
+                result = &mut task => break result,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break (&mut task).await;
+                    }
+                    let p = rx.borrow_and_update().clone();
+                    self.update(id, |r| record_progress(r, &p));
+                }
+            }
+        };
+        let p = rx.borrow().clone();
+        match result {
+            Ok(Ok(report)) => {
+                self.counters
+                    .bytes_fetched
+                    .fetch_add(report.bytes_fetched, Ordering::Relaxed);
+                let corrupt = addrs(report.corrupt_holders());
+                self.update(id, |r| {
+                    record_progress(r, &p);
+                    r.view.state = "done".into();
+                    r.view.size = Some(report.size);
+                    r.view.done_bytes = report.size;
+                    r.view.resumed_bytes = report.bytes_resumed;
+                    r.view.corrupt_holders = corrupt;
+                    r.view.eta_ms = Some(0);
+                    r.view.elapsed_ms = millis(r.started.elapsed());
+                });
+                self.counters.downloads_done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                self.update(id, |r| {
+                    record_progress(r, &p);
+                    r.view.state = "failed".into();
+                    r.view.error = Some(e.to_string());
+                    r.view.elapsed_ms = millis(r.started.elapsed());
+                });
+                self.counters
+                    .downloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.update(id, |r| {
+                    r.view.state = "failed".into();
+                    r.view.error = Some(format!("the download task stopped: {e}"));
+                });
+                self.counters
+                    .downloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Holders of `content`: from recent hits, else from a search by hash.
+    async fn find_holders(&self, content: &ContentId) -> Vec<(SocketAddr, u64)> {
+        let known = self.searches.holders_of(content);
+        if !known.is_empty() {
+            return known;
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = SearchRequest {
+            target: QueryTarget::Hash(*content),
+            ttl: None,
+            timeout: HOLDER_SEARCH,
+            max_results: 32,
+        };
+        if self
+            .owner
+            .send(Msg::Search { request, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let Ok(Ok(query)) = answer.await else {
+            return Vec::new();
+        };
+        let key = id_hex(&query);
+        let started = tokio::time::Instant::now();
+        let mut after = 0;
+        let mut first_found: Option<tokio::time::Instant> = None;
+        loop {
+            let wait = match first_found {
+                Some(at) => {
+                    (at + MORE_HOLDERS).saturating_duration_since(tokio::time::Instant::now())
+                }
+                None => (started + HOLDER_SEARCH + Duration::from_secs(1))
+                    .saturating_duration_since(tokio::time::Instant::now()),
+            };
+            let Some(page) = self.searches.wait_page(&key, after, wait).await else {
+                break;
+            };
+            after = page.next;
+            if page.next > 0 && first_found.is_none() {
+                first_found = Some(tokio::time::Instant::now());
+            }
+            if page.done || wait.is_zero() {
+                break;
+            }
+        }
+        self.searches.holders_of(content)
+    }
+}
+
+fn is_final(view: &DownloadView) -> bool {
+    view.state == "done" || view.state == "failed"
+}
+
+fn forget_old(book: &mut Book) {
+    let finished: Vec<u64> = book
+        .records
+        .iter()
+        .filter(|(_, r)| is_final(&r.view))
+        .map(|(id, _)| *id)
+        .collect();
+    if finished.len() > MAX_FINISHED {
+        for id in &finished[..finished.len() - MAX_FINISHED] {
+            book.records.remove(id);
+        }
+    }
+}
+
+fn addrs<'a>(holders: impl Iterator<Item = &'a Holder>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = holders
+        .filter_map(|h| {
+            let url = h.url();
+            let host = url
+                .host_str()?
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            Some(SocketAddr::new(host.parse().ok()?, url.port()?))
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The view with its elapsed time brought up to date.
+fn current(r: &Record) -> DownloadView {
+    let mut view = r.view.clone();
+    if !is_final(&view) {
+        view.elapsed_ms = millis(r.started.elapsed());
+    }
+    view
+}
+
+fn record_progress(r: &mut Record, p: &Progress) {
+    let now = Instant::now();
+    r.view.size = p.size.or(r.view.size);
+    r.view.done_bytes = p.verified;
+    r.view.resumed_bytes = p.resumed;
+    r.samples.push_back((now, p.verified));
+    while r
+        .samples
+        .front()
+        .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+    {
+        r.samples.pop_front();
+    }
+    if let (Some(&(t0, b0)), Some(&(t1, b1))) = (r.samples.front(), r.samples.back()) {
+        let secs = t1.duration_since(t0).as_secs_f64();
+        if secs > 0.05 {
+            r.view.rate_bps = ((b1.saturating_sub(b0)) as f64 / secs) as u64;
+        }
+    }
+    r.view.eta_ms = match (r.view.size, r.view.rate_bps) {
+        (Some(size), rate) if rate > 0 => {
+            Some(size.saturating_sub(p.verified).saturating_mul(1000) / rate)
+        }
+        _ => None,
+    };
+}

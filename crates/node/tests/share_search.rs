@@ -1,0 +1,199 @@
+//! The control API's share, search and download endpoints on in-process nodes: a file
+//! shared by one node is found by another's search and downloaded, verified.
+
+use std::time::{Duration, Instant};
+
+use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig};
+use highway_node::views::{DownloadView, FilesView, SearchPage, SearchStarted};
+use highway_node::{NodeConfig, NodeHandle};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+struct Net {
+    nodes: Vec<NodeHandle>,
+    http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+    dir: tempfile::TempDir,
+}
+
+async fn network(n: u8, shares: &[(u8, &[(&str, &[u8])])]) -> Net {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
+    tokio::spawn(highway_gatekeeper::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let mut config = NodeConfig::new(
+            format!("127.0.0.{}", i + 40).parse().unwrap(),
+            gatekeeper.clone(),
+            dir.path().join(format!("node-{i}")),
+        );
+        config.core = highway_core::Config::test();
+        config.fast_share = true;
+        config.download_dir = dir.path().to_path_buf();
+        if let Some((_, files)) = shares.iter().find(|(j, _)| *j == i) {
+            let root = dir.path().join(format!("share-{i}"));
+            std::fs::create_dir_all(&root).unwrap();
+            for (name, content) in files.iter() {
+                std::fs::write(root.join(name), content).unwrap();
+            }
+            config.share = Some(root);
+        }
+        nodes.push(highway_node::start(config).await.unwrap());
+    }
+    Net {
+        nodes,
+        http: reqwest::Client::new(),
+        _stop: stop,
+        dir,
+    }
+}
+
+impl Net {
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{path}", self.nodes[i].control_addr())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, i: usize, path: &str) -> T {
+        let r = self.http.get(self.url(i, path)).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    async fn post(&self, i: usize, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(i, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs a search from node `i` to its end.
+    async fn search(&self, i: usize, body: serde_json::Value) -> SearchPage {
+        let r = self.post(i, "/v1/search", body).await;
+        assert_eq!(r.status(), 202);
+        let started: SearchStarted = r.json().await.unwrap();
+        loop {
+            let page: SearchPage = self
+                .get(
+                    i,
+                    &format!("/v1/search/{}?after=0&wait_ms=2000", started.search),
+                )
+                .await;
+            if page.done {
+                return page;
+            }
+        }
+    }
+}
+
+async fn wait_until(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_file_is_found_and_downloaded_verified() {
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let net = network(
+        4,
+        &[(3, &[("Moon Landing 1969.mov", &big), ("notes.txt", b"hi")])],
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "node 3 indexed its share",
+        async || {
+            let files: FilesView = net.get(3, "/v1/files").await;
+            !files.scanning && files.total_files == 2
+        },
+    )
+    .await;
+    wait_until(Duration::from_secs(10), "the overlay formed", async || {
+        let mut ok = true;
+        for n in &net.nodes {
+            ok &= !n.neighbours().await.unwrap().is_empty();
+        }
+        ok
+    })
+    .await;
+
+    // Summaries travel on heartbeats; a search finds the file once they arrived.
+    let mut page = None;
+    wait_until(
+        Duration::from_secs(10),
+        "a search finds the file",
+        async || {
+            let p = net
+                .search(0, json!({"query": "moon landing", "timeout_ms": 3000}))
+                .await;
+            let found = p.hits.iter().any(|h| h.name == "Moon Landing 1969.mov");
+            page = Some(p);
+            found
+        },
+    )
+    .await;
+    let page = page.unwrap();
+    let hit = page
+        .hits
+        .iter()
+        .find(|h| h.name == "Moon Landing 1969.mov")
+        .unwrap();
+    assert_eq!(hit.size, big.len() as u64);
+    assert_eq!(hit.holder, net.nodes[3].id());
+    assert_eq!(hit.addr, net.nodes[3].file_server_addr());
+    assert!(page.first_hit_ms.is_some());
+
+    // Download by hash alone: the node finds the holder itself.
+    let out = net.dir.path().join("downloaded.mov");
+    let r = net
+        .post(0, "/v1/downloads", json!({"hash": hit.hash, "out": out}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let view: DownloadView = r.json().await.unwrap();
+    let mut last = view.clone();
+    wait_until(Duration::from_secs(20), "the download ended", async || {
+        last = net.get(0, &format!("/v1/downloads/{}", view.id)).await;
+        last.state == "done" || last.state == "failed"
+    })
+    .await;
+    assert_eq!(last.state, "done", "{:?}", last.error);
+    assert_eq!(std::fs::read(&out).unwrap(), big);
+
+    // The same file again to the same place is refused, clearly.
+    let r = net
+        .post(0, "/v1/downloads", json!({"hash": hit.hash, "out": out}))
+        .await;
+    assert_eq!(r.status(), 409);
+
+    // Bad searches are refused with a message.
+    let r = net.post(0, "/v1/search", json!({"query": "!!"})).await;
+    assert_eq!(r.status(), 400);
+    let r = net
+        .post(0, "/v1/search", json!({"query": "x", "ttl": 9}))
+        .await;
+    assert_eq!(r.status(), 400);
+
+    // A plain HTTP client fetches a range from the holder's file server.
+    let r = net
+        .http
+        .get(format!(
+            "http://{}/v1/files/{}",
+            net.nodes[3].file_server_addr(),
+            hit.hash
+        ))
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &big[100..200]);
+}
