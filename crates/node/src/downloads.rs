@@ -143,6 +143,7 @@ impl Downloads {
                 eta_ms: None,
                 holders: request.holders.clone(),
                 corrupt_holders: Vec::new(),
+                faults: Vec::new(),
                 error: None,
                 elapsed_ms: 0,
             };
@@ -164,7 +165,7 @@ impl Downloads {
 
     pub fn list(&self) -> Vec<DownloadView> {
         let book = self.book();
-        book.records.values().map(|r| current(r)).collect()
+        book.records.values().map(current).collect()
     }
 
     pub fn get(&self, id: u64) -> Option<DownloadView> {
@@ -230,6 +231,7 @@ impl Downloads {
                     .bytes_fetched
                     .fetch_add(report.bytes_fetched, Ordering::Relaxed);
                 let corrupt = addrs(report.corrupt_holders());
+                let faults: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
                 self.update(id, |r| {
                     record_progress(r, &p);
                     r.view.state = "done".into();
@@ -237,6 +239,7 @@ impl Downloads {
                     r.view.done_bytes = report.size;
                     r.view.resumed_bytes = report.bytes_resumed;
                     r.view.corrupt_holders = corrupt;
+                    r.view.faults = faults;
                     r.view.eta_ms = Some(0);
                     r.view.elapsed_ms = millis(r.started.elapsed());
                 });

@@ -116,6 +116,10 @@ pub struct DownloadView {
     /// Holders known, and those caught serving bytes that failed verification.
     pub holders: Vec<SocketAddr>,
     pub corrupt_holders: Vec<SocketAddr>,
+    /// Every fault met, in order, as `"URL: what went wrong"` (a holder that refused, timed
+    /// out, or sent bad bytes or a bad outboard); retried faults included.
+    #[serde(default)]
+    pub faults: Vec<String>,
     /// Why it failed.
     pub error: Option<String>,
     pub elapsed_ms: u64,

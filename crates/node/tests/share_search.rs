@@ -16,7 +16,10 @@ struct Net {
     dir: tempfile::TempDir,
 }
 
-async fn network(n: u8, shares: &[(u8, &[(&str, &[u8])])]) -> Net {
+/// Files a node shares: (name, content).
+type Files<'a> = &'a [(&'a str, &'a [u8])];
+
+async fn network(n: u8, shares: &[(u8, Files<'_>)]) -> Net {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();

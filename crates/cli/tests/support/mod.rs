@@ -51,6 +51,8 @@ pub struct NodeProcess {
     child: Child,
     pub id: String,
     pub control: String,
+    /// The file server's address (`files:` line).
+    pub files: String,
     http: reqwest::Client,
 }
 
@@ -82,9 +84,9 @@ impl NodeProcess {
             .expect("spawn highway node");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut id, mut control) = (None, None);
+        let (mut id, mut control, mut files) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while id.is_none() || control.is_none() {
+        while id.is_none() || control.is_none() || files.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = tokio::time::timeout(left, lines.next_line())
                 .await
@@ -99,6 +101,9 @@ impl NodeProcess {
             if let Some(v) = line.strip_prefix("control: ") {
                 control = Some(v.trim().to_string());
             }
+            if let Some(v) = line.strip_prefix("files: ") {
+                files = Some(v.trim().to_string());
+            }
         }
         // Keep draining stdout so the node never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -106,6 +111,7 @@ impl NodeProcess {
             child,
             id: id.unwrap_or_default(),
             control: control.unwrap_or_default(),
+            files: files.unwrap_or_default(),
             http: reqwest::Client::new(),
         }
     }
@@ -142,6 +148,12 @@ impl NodeProcess {
         let _ = self.child.start_kill();
     }
 
+    /// SIGKILL, and wait until the process is gone (its ports are free again).
+    pub async fn kill_and_wait(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
     /// SIGSTOP, wait, SIGCONT.
     pub async fn pause_for(&self, pause: Duration) {
         let pid = self.pid().to_string();
@@ -167,6 +179,14 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize, node_args: &[&str]) -> Self {
+        Self::start_each(n, |_, _| node_args.iter().map(|a| a.to_string()).collect()).await
+    }
+
+    /// As [`Cluster::start`], with each node's arguments from `args_for(index, dir)`.
+    pub async fn start_each(
+        n: usize,
+        args_for: impl Fn(usize, &std::path::Path) -> Vec<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -193,7 +213,9 @@ impl Cluster {
         for i in 0..n {
             let bind = format!("127.0.0.{}", i + 2);
             let data = dir.path().join(format!("node-{i}"));
-            nodes.push(NodeProcess::start(&gatekeeper_url, &bind, &data, node_args).await);
+            let args = args_for(i, dir.path());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            nodes.push(NodeProcess::start(&gatekeeper_url, &bind, &data, &args).await);
         }
         Self {
             gatekeeper,
