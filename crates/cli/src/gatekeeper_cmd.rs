@@ -1,4 +1,8 @@
 //! `highway gatekeeper`: the registry service.
+//!
+//! Every flag can also come from an environment variable, `HIGHWAY_GATEKEEPER_` and the
+//! flag's name in upper case (`--redis-replica` ↔ `HIGHWAY_GATEKEEPER_REDIS_REPLICA`), as a
+//! Kubernetes ConfigMap sets them (deploy/k8s). A flag given on the command line wins.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,37 +15,81 @@ use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, Red
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to serve the HTTP API on, e.g. 127.0.0.1:7700 or [::]:7700.
-    #[arg(long, default_value = "127.0.0.1:7700")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_LISTEN",
+        default_value = "127.0.0.1:7700"
+    )]
     listen: SocketAddr,
     /// Journal file for the embedded store, so a restart loses no registration.
-    #[arg(long, value_name = "PATH", conflicts_with = "redis")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_STORE",
+        value_name = "PATH",
+        conflicts_with = "redis"
+    )]
     store: Option<PathBuf>,
     /// Keep registrations in Redis (writes go here), e.g. redis://127.0.0.1:6379.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "HIGHWAY_GATEKEEPER_REDIS", value_name = "URL")]
     redis: Option<String>,
     /// A Redis replica of --redis to read from.
-    #[arg(long, value_name = "URL", requires = "redis")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_REDIS_REPLICA",
+        value_name = "URL",
+        requires = "redis"
+    )]
     redis_replica: Option<String>,
     /// Prefix of every Redis key.
-    #[arg(long, default_value = "hw:", requires = "redis")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_REDIS_PREFIX",
+        default_value = "hw:",
+        requires = "redis"
+    )]
     redis_prefix: String,
     /// How often peers send a status.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_STATUS_INTERVAL",
+        value_parser = humantime::parse_duration,
+        default_value = "5s"
+    )]
     status_interval: Duration,
     /// Missed statuses after which a peer expires.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "HIGHWAY_GATEKEEPER_MISSED_STATUSES", default_value_t = 3)]
     missed_statuses: u32,
     /// Lifetime of lease tokens.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_LEASE_TTL",
+        value_parser = humantime::parse_duration,
+        default_value = "10m"
+    )]
     lease_ttl: Duration,
     /// Largest accepted difference between a signed request's timestamp and this clock.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_CLOCK_SKEW",
+        value_parser = humantime::parse_duration,
+        default_value = "30s"
+    )]
     max_clock_skew: Duration,
     /// How long a reported peer stays registered without sending a status.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_REPORT_GRACE",
+        value_parser = humantime::parse_duration,
+        default_value = "10s"
+    )]
     report_grace: Duration,
     /// How often expired peers are purged.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_SWEEP_INTERVAL",
+        value_parser = humantime::parse_duration,
+        default_value = "1s"
+    )]
     sweep_interval: Duration,
 }
 

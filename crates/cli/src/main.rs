@@ -1,10 +1,18 @@
 //! `highway`: one binary for every role.
 
 mod bench;
+mod control_client;
 mod control_cmd;
+mod demo;
 mod gatekeeper_cmd;
+mod get_cmd;
 mod node_cmd;
 mod peers_cmd;
+mod render;
+mod search_cmd;
+mod shell;
+mod sim_cmd;
+mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -32,14 +40,25 @@ enum Command {
     /// Show a running node's neighbours and their state.
     #[command(alias = "neighbours")]
     Neighbors(control_cmd::NeighborsArgs),
+    /// Simulate thousands of peers in virtual time and write a report (docs/SCALE.md).
+    Sim(sim_cmd::Args),
+    /// Search the network through a running node; hits print as they arrive.
+    Search(search_cmd::Args),
+    /// Download a file by content hash through a running node, verified.
+    Get(get_cmd::Args),
+    /// An interactive shell: share a folder, search, download (scriptable from stdin).
+    Shell(shell::Args),
+    /// A whole network on this machine: search, verified download, then a shell.
+    Demo(demo::Args),
     /// Measure performance (prints figures; see docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `HIGHWAY_LOG` or `default`.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HIGHWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -48,7 +67,10 @@ fn init_logging() {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The shell and the demo run nodes next to a prompt: only warnings by default, so
+    // routine logs do not interleave with what the user reads.
+    let quiet = matches!(cli.command, Command::Shell(_) | Command::Demo(_));
+    init_logging(if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,7 +88,12 @@ fn main() -> std::process::ExitCode {
             Command::Node(args) => node_cmd::run(args).await,
             Command::Status(args) => control_cmd::status(args).await,
             Command::Neighbors(args) => control_cmd::neighbors(args).await,
+            Command::Search(args) => search_cmd::run(args).await,
+            Command::Get(args) => get_cmd::run(args).await,
+            Command::Shell(args) => shell::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Sim(args) => sim_cmd::run(args),
         }
     });
     match result {

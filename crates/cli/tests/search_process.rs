@@ -144,7 +144,10 @@ impl Api {
             if matches!(view["state"].as_str(), Some("done" | "failed")) {
                 return view;
             }
-            assert!(Instant::now() < deadline, "download {id} did not end: {view}");
+            assert!(
+                Instant::now() < deadline,
+                "download {id} did not end: {view}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -233,7 +236,9 @@ async fn twenty_peers_search_download_resume_and_refuse() {
     let ttl = hops.max(4) as u64;
     let deadline = Instant::now() + Duration::from_secs(20);
     let hit = loop {
-        let hits = api.search(&nodes[searcher], &format!("{} notes", word(far)), ttl).await;
+        let hits = api
+            .search(&nodes[searcher], &format!("{} notes", word(far)), ttl)
+            .await;
         if let Some(hit) = hit_of(&hits, &name) {
             break hit.clone();
         }
@@ -289,7 +294,10 @@ async fn twenty_peers_search_download_resume_and_refuse() {
     // only when the file's time is well before the hashing (as git does).
     let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     let bad_path = share_dir(&staging_path, bad).join(big_name);
-    for target in [share_dir(&staging_path, good).join(big_name), bad_path.clone()] {
+    for target in [
+        share_dir(&staging_path, good).join(big_name),
+        bad_path.clone(),
+    ] {
         let tmp = staging_path.join("incoming.tmp");
         std::fs::write(&tmp, &big).unwrap();
         let f = std::fs::File::options().write(true).open(&tmp).unwrap();
@@ -357,7 +365,11 @@ async fn twenty_peers_search_download_resume_and_refuse() {
         .output()
         .unwrap();
     assert!(range.status.success());
-    assert_ne!(range.stdout, &big[BIG / 2..BIG / 2 + 4096], "the damage is served");
+    assert_ne!(
+        range.stdout,
+        &big[BIG / 2..BIG / 2 + 4096],
+        "the damage is served"
+    );
     // ...but cannot produce an outboard matching it, so a downloader asking it first is
     // refused there (a fault against it) and the good holder delivers the file. (Bad data
     // behind a valid outboard is caught per 16 KiB group: share's transfer_download tests.)
@@ -371,7 +383,10 @@ async fn twenty_peers_search_download_resume_and_refuse() {
     let view = api.wait_download(&nodes[0], id).await;
     assert_eq!(view["state"], "done", "{view}");
     let faults = view["faults"].to_string();
-    assert!(faults.contains(&nodes[bad].files), "no fault against the bad holder: {view}");
+    assert!(
+        faults.contains(&nodes[bad].files),
+        "no fault against the bad holder: {view}"
+    );
     assert_eq!(std::fs::read(&out).unwrap(), big);
 
     // A download killed half-way (the downloading node is killed -9) resumes from its

@@ -1,4 +1,6 @@
-//! Prometheus metrics of one Gatekeeper process (text format at `GET /metrics`).
+//! Prometheus metrics of one Gatekeeper process, at `GET /metrics`: the Prometheus text
+//! format (0.0.4) by default, OpenMetrics when the scraper asks for it (`Accept:
+//! application/openmetrics-text`, as Prometheus does). Both pass `promtool check metrics`.
 
 use std::time::Duration;
 
@@ -35,9 +37,16 @@ pub fn endpoint_label(path: &str) -> &'static str {
         "/v1/leave" => "leave",
         "/v1/peers" => "peers",
         "/healthz" => "healthz",
+        "/livez" => "livez",
         "/metrics" => "metrics",
         _ => "other",
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub store: &'static str,
 }
 
 #[derive(Debug)]
@@ -46,6 +55,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
     rejections: Family<ReasonLabels, Counter>,
+    build: Family<BuildLabels, Gauge>,
+    pub in_flight: Gauge,
     pub live_peers: Gauge,
     pub purged: Counter,
     pub store_up: Gauge,
@@ -59,6 +70,8 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
         });
         let rejections = Family::<ReasonLabels, Counter>::default();
+        let build = Family::<BuildLabels, Gauge>::default();
+        let in_flight = Gauge::default();
         let live_peers = Gauge::default();
         let purged = Counter::default();
         let store_up = Gauge::default();
@@ -76,6 +89,16 @@ impl Default for Metrics {
             "rejections",
             "Refused requests by reason",
             rejections.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being answered now (over 4096, new ones get 503 overloaded)",
+            in_flight.clone(),
+        );
+        registry.register(
+            "build_info",
+            "Always 1; labels say this process's version and store kind",
+            build.clone(),
         );
         registry.register(
             "live_peers",
@@ -97,6 +120,8 @@ impl Default for Metrics {
             requests,
             latency,
             rejections,
+            build,
+            in_flight,
             live_peers,
             purged,
             store_up,
@@ -120,10 +145,99 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets `highway_gatekeeper_build_info{version, store}` to 1.
+    pub fn set_build_info(&self, store: &'static str) {
+        let version = env!("CARGO_PKG_VERSION");
+        self.build
+            .get_or_create(&BuildLabels { version, store })
+            .set(1);
+    }
+
+    /// OpenMetrics text (`application/openmetrics-text; version=1.0.0`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Prometheus text format (`text/plain; version=0.0.4`).
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// Rewrites OpenMetrics text as the older Prometheus text format, which `promtool check
+/// metrics` and plain-text scrapers read. The two differ, for what prometheus-client
+/// writes, only in that an OpenMetrics counter family `x` has samples `x_total` while the
+/// Prometheus format names the family `x_total` too, and that OpenMetrics ends with
+/// `# EOF` and may carry `# UNIT` lines.
+pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match header {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_families_are_named_after_their_total_samples() {
+        let om = "# HELP hw_requests Requests.\n# TYPE hw_requests counter\n\
+                  hw_requests_total{code=\"200\"} 3\n# HELP hw_up Up.\n# TYPE hw_up gauge\n\
+                  hw_up 1\n# UNIT hw_up seconds\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(om),
+            "# HELP hw_requests_total Requests.\n# TYPE hw_requests_total counter\n\
+             hw_requests_total{code=\"200\"} 3\n# HELP hw_up Up.\n# TYPE hw_up gauge\nhw_up 1\n"
+        );
+    }
+
+    #[test]
+    fn both_formats_carry_every_family() {
+        let metrics = Metrics::default();
+        metrics.observe("join", 200, Duration::from_millis(3));
+        metrics.reject("bad_signature");
+        metrics.set_build_info("embedded");
+        let text = metrics.encode_prometheus();
+        for line in [
+            "# TYPE highway_gatekeeper_requests_total counter",
+            "highway_gatekeeper_requests_total{endpoint=\"join\",code=\"200\"} 1",
+            "# TYPE highway_gatekeeper_request_duration_seconds histogram",
+            "# TYPE highway_gatekeeper_rejections_total counter",
+            "# TYPE highway_gatekeeper_purged_total counter",
+            "# TYPE highway_gatekeeper_requests_in_flight gauge",
+            "# TYPE highway_gatekeeper_live_peers gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+        assert!(metrics.encode().ends_with("# EOF\n"));
     }
 }

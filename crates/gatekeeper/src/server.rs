@@ -74,10 +74,12 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 
 impl<S: Store> App<S> {
     pub fn new(store: S, config: GatekeeperConfig) -> Arc<Self> {
+        let metrics = Metrics::default();
+        metrics.set_build_info(store.kind());
         Arc::new(Self {
             store,
             config,
-            metrics: Metrics::default(),
+            metrics,
             health: StoreHealth::new(now_ms()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })

@@ -337,7 +337,12 @@ async fn healthz_and_metrics<S: Store>(store: S) {
     let client = gk.client(&key(50));
     assert_eq!(client.health().await.unwrap().status, "ok");
 
-    let reply = raw.get("/metrics").await;
+    // What Prometheus asks for: OpenMetrics (curl and promtool get the Prometheus text
+    // format, see metrics_format.rs).
+    let openmetrics = [("accept", "application/openmetrics-text".to_string())];
+    let reply = raw
+        .send(reqwest::Method::GET, "/metrics", None, &openmetrics)
+        .await;
     reply.ok();
     let text = reply.text.clone();
     for (name, kind) in [
@@ -416,7 +421,7 @@ async fn healthz_and_metrics<S: Store>(store: S) {
     );
     // The rejections family appears with its first rejection.
     assert!(
-        text.contains("# TYPE highway_gatekeeper_rejections counter\n"),
+        text.contains("# TYPE highway_gatekeeper_rejections_total counter\n"),
         "{text}"
     );
     assert!(

@@ -251,6 +251,7 @@ pub(crate) fn router(state: ControlState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/neighbors", get(neighbors))
         .route("/v1/leave", post(leave))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(crate::control_share::routes())
         .fallback(|| async {
             error(

@@ -25,6 +25,7 @@ mod downloads;
 mod gatekeeper;
 mod handshake;
 pub mod identity;
+pub mod metrics;
 mod node;
 mod owner;
 mod searches;

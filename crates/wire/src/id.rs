@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -43,10 +44,26 @@ fn parse_hex32(s: &str) -> Result<[u8; ID_LEN], IdParseError> {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId([u8; ID_LEN]);
 
+/// Set only by the simulator (see [`trust_ids_in_this_process`]).
+static TRUST_IDS: AtomicBool = AtomicBool::new(false);
+
+/// **Simulation only.** From now on this process accepts any 32 bytes as a [`NodeId`]
+/// without checking that they are a curve point. Checking is a square root in the field
+/// (about 5 µs), and every heartbeat carries the sender's neighbour ids, so in a
+/// simulation of thousands of peers in one process that check was three quarters of the
+/// run time; where every peer is simulated and honest it never fails. Signatures are
+/// still verified in full ([`NodeId::verify`] checks the key itself). Never call this in
+/// a process that talks to a real network.
+pub fn trust_ids_in_this_process() {
+    TRUST_IDS.store(true, Ordering::Relaxed);
+}
+
 impl NodeId {
     /// Accepts `bytes` only when they are a valid ed25519 public key.
     pub fn from_bytes(bytes: [u8; ID_LEN]) -> Result<Self, IdParseError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| IdParseError::NotAKey)?;
+        if !TRUST_IDS.load(Ordering::Relaxed) {
+            VerifyingKey::from_bytes(&bytes).map_err(|_| IdParseError::NotAKey)?;
+        }
         Ok(Self(bytes))
     }
 

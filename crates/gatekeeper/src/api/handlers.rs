@@ -259,15 +259,28 @@ pub async fn healthz<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     }
 }
 
-pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.encode(),
-    )
-        .into_response()
+/// `GET /livez`: the process answers HTTP. Never touches the store, so a liveness probe on
+/// it does not restart every replica during a store outage (which a restart cannot fix).
+pub async fn livez() -> Response {
+    Json(serde_json::json!({"status": "alive"})).into_response()
+}
+
+/// `GET /metrics`: OpenMetrics when the scraper accepts it (Prometheus does), else the
+/// Prometheus text format (curl, promtool, older scrapers).
+pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, content_type)], app.metrics.encode()).into_response()
+    } else {
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        let body = app.metrics.encode_prometheus();
+        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    }
 }
 
 #[cfg(test)]

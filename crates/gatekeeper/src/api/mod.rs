@@ -30,6 +30,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/leave", post(handlers::leave::<S>))
         .route("/v1/peers", get(handlers::peers::<S>))
         .route("/healthz", get(handlers::healthz::<S>))
+        .route("/livez", get(handlers::livez))
         .route("/metrics", get(handlers::metrics::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -49,7 +50,7 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
-        "wrong method: mutations are POST, /v1/peers, /healthz and /metrics are GET",
+        "wrong method: mutations are POST, /v1/peers, /healthz, /livez and /metrics are GET",
     )
 }
 
@@ -59,7 +60,10 @@ async fn track<S: Store>(State(app): State<Arc<App<S>>>, req: Request, next: Nex
     let endpoint = endpoint_label(req.uri().path());
     let started = Instant::now();
     let response = match app.in_flight.try_acquire() {
-        Ok(_permit) => next.run(req).await,
+        Ok(_permit) => {
+            let _counted = InFlight::enter(&app.metrics.in_flight);
+            next.run(req).await
+        }
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Overloaded,
@@ -76,4 +80,21 @@ async fn track<S: Store>(State(app): State<Arc<App<S>>>, req: Request, next: Nex
         }
     }
     response
+}
+
+/// Counts a request in the in-flight gauge until dropped, even when the client goes away
+/// and the handler is cancelled.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

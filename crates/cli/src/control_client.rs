@@ -1,0 +1,379 @@
+//! A typed client of a node's control API (docs/PROTOCOL.md, "Node control API"), used by
+//! the one-shot commands, the shell and the demo.
+//!
+//! Every call is one HTTP request to a loopback address; errors say whether the node
+//! could not be reached, refused the request (its `{"error", "message"}` answer), or
+//! answered something this version cannot read.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use highway_node::views::{
+    DownloadRequest, DownloadView, FilesView, SearchPage, SearchRequest, SearchStarted,
+    ShareRequest,
+};
+use highway_node::{LeaveView, NeighbourJson, StatusView};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How long an ordinary request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// `POST /v1/leave` answers once the neighbours and the Gatekeeper were told, which the
+/// node bounds at 10 s.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait the node accepts on `GET /v1/search/{id}`.
+pub const MAX_SEARCH_WAIT: Duration = Duration::from_secs(10);
+/// Slack on top of a long-poll's wait before the client gives up on the answer.
+const LONG_POLL_SLACK: Duration = Duration::from_secs(5);
+
+/// Why a control API call failed. Nothing was retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(
+        "{0} is not a loopback address; a node's control API only listens on loopback \
+         (give the `control:` address `highway node` printed, e.g. 127.0.0.1:PORT)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error(
+        "cannot reach a node's control API at {addr} ({reason}); is `highway node` running? \
+         it prints its control address (`control: ADDR`) at start"
+    )]
+    Unreachable { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Refused(Box<Refusal>),
+    #[error(
+        "{} answered {} with {} and no JSON ({}); is {} the control address of a Highway node?",
+        .0.call.addr, .0.call, .0.status, .0.reason, .0.call.addr
+    )]
+    NotJson(Box<BadAnswer>),
+    #[error(
+        "{} answered {} with JSON this version cannot read ({}); are `highway` and the node \
+         the same version?",
+        .0.call.addr, .0.call, .0.reason
+    )]
+    Unexpected(Box<BadAnswer>),
+    #[error("cannot set up an HTTP client: {0}")]
+    Client(String),
+    #[error("cannot send this request: {0}")]
+    Body(String),
+}
+
+impl ControlError {
+    /// The node's error code when it refused the request (`not_found`, `stopped`, ...).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Refused(refusal) => Some(&refusal.code),
+            _ => None,
+        }
+    }
+}
+
+/// One request: where it went and what it asked.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub addr: SocketAddr,
+    pub method: Method,
+    pub path: String,
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// The node's `{"error", "message"}` answer to a request it refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message} (the node at {} answered {call} with {status} {code})", call.addr)]
+pub struct Refusal {
+    pub call: Call,
+    pub status: u16,
+    /// The machine-readable `error` field, e.g. `not_found`.
+    pub code: String,
+    pub message: String,
+}
+
+/// An answer that is not what the API promises.
+#[derive(Debug, Clone)]
+pub struct BadAnswer {
+    pub call: Call,
+    pub status: u16,
+    pub reason: String,
+}
+
+/// The control API of one node.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+/// `e` and its causes, `: `-separated (reqwest's own message hides the cause, such as
+/// "Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl ControlClient {
+    /// A client of the control API at `addr`, which must be a loopback address (the API
+    /// never listens elsewhere, so anything else is a mistake worth naming).
+    pub fn new(addr: SocketAddr) -> Result<Self, ControlError> {
+        if !addr.ip().is_loopback() {
+            return Err(ControlError::NotLoopback(addr));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| ControlError::Client(error_chain(&e)))?;
+        Ok(Self { addr, http })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends one request and returns the JSON of a 2xx answer; anything else is an error
+    /// naming what went wrong.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ControlError> {
+        let url = format!("http://{}{path}", self.addr);
+        let call = || Call {
+            addr: self.addr,
+            method: method.clone(),
+            path: path.to_string(),
+        };
+        let mut request = self.http.request(method.clone(), &url).timeout(timeout);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ControlError::Unreachable {
+                addr: self.addr,
+                reason: error_chain(&e),
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ControlError::Unreachable {
+                addr: self.addr,
+                reason: error_chain(&e),
+            })?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ControlError::NotJson(Box::new(BadAnswer {
+                call: call(),
+                status: status.as_u16(),
+                reason: e.to_string(),
+            }))
+        })?;
+        if !status.is_success() {
+            let text = |field: &str| json[field].as_str().map(str::to_string);
+            return Err(ControlError::Refused(Box::new(Refusal {
+                call: call(),
+                status: status.as_u16(),
+                code: text("error").unwrap_or_else(|| "unknown".to_string()),
+                message: text("message").unwrap_or_else(|| format!("no message: {json}")),
+            })));
+        }
+        Ok(json)
+    }
+
+    /// The JSON body of a request (it fails only on paths that are not UTF-8).
+    fn body(request: &impl Serialize) -> Result<Option<serde_json::Value>, ControlError> {
+        serde_json::to_value(request)
+            .map(Some)
+            .map_err(|e| ControlError::Body(e.to_string()))
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        json: serde_json::Value,
+    ) -> Result<T, ControlError> {
+        serde_json::from_value(json).map_err(|e| {
+            ControlError::Unexpected(Box::new(BadAnswer {
+                call: Call {
+                    addr: self.addr,
+                    method,
+                    path: path.to_string(),
+                },
+                status: 200,
+                reason: e.to_string(),
+            }))
+        })
+    }
+
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<T, ControlError> {
+        let json = self.call(method.clone(), path, body, timeout).await?;
+        self.decode(method, path, json)
+    }
+
+    /// The raw JSON of `GET path` (for `--json` output, which keeps unknown fields).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ControlError> {
+        self.call(Method::GET, path, None, REQUEST_TIMEOUT).await
+    }
+
+    /// `GET path`, both as raw JSON and typed.
+    pub async fn get_both<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(serde_json::Value, T), ControlError> {
+        let json = self.get_json(path).await?;
+        let typed = self.decode(Method::GET, path, json.clone())?;
+        Ok((json, typed))
+    }
+
+    pub async fn status(&self) -> Result<StatusView, ControlError> {
+        self.typed(Method::GET, "/v1/status", None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    pub async fn neighbors(&self) -> Result<Vec<NeighbourJson>, ControlError> {
+        self.typed(Method::GET, "/v1/neighbors", None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Makes the node leave the overlay; it exits after answering.
+    pub async fn leave(&self) -> Result<LeaveView, ControlError> {
+        self.typed(Method::POST, "/v1/leave", None, LEAVE_TIMEOUT)
+            .await
+    }
+
+    pub async fn start_search(&self, request: &SearchRequest) -> Result<String, ControlError> {
+        let started: SearchStarted = self
+            .typed(
+                Method::POST,
+                "/v1/search",
+                Self::body(request)?,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(started.search)
+    }
+
+    /// The hits of search `id` from index `after` on; when there are none yet, the node
+    /// waits up to `wait` (at most [`MAX_SEARCH_WAIT`]) for one or for the end.
+    pub async fn search_page(
+        &self,
+        id: &str,
+        after: usize,
+        wait: Duration,
+    ) -> Result<SearchPage, ControlError> {
+        let wait = wait.min(MAX_SEARCH_WAIT);
+        let path = format!(
+            "/v1/search/{id}?after={after}&wait_ms={}",
+            crate::units::millis(wait)
+        );
+        self.typed(Method::GET, &path, None, wait + LONG_POLL_SLACK)
+            .await
+    }
+
+    pub async fn start_download(
+        &self,
+        request: &DownloadRequest,
+    ) -> Result<DownloadView, ControlError> {
+        self.typed(
+            Method::POST,
+            "/v1/downloads",
+            Self::body(request)?,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn downloads(&self) -> Result<Vec<DownloadView>, ControlError> {
+        self.typed(Method::GET, "/v1/downloads", None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    pub async fn download(&self, id: u64) -> Result<DownloadView, ControlError> {
+        let path = format!("/v1/downloads/{id}");
+        self.typed(Method::GET, &path, None, REQUEST_TIMEOUT).await
+    }
+
+    pub async fn files(&self) -> Result<FilesView, ControlError> {
+        self.typed(Method::GET, "/v1/files", None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Shares `root` (or switches to it).
+    pub async fn share(&self, root: PathBuf) -> Result<FilesView, ControlError> {
+        let request = ShareRequest { root };
+        self.typed(
+            Method::POST,
+            "/v1/share",
+            Self::body(&request)?,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Stops sharing.
+    pub async fn unshare(&self) -> Result<FilesView, ControlError> {
+        self.typed(Method::DELETE, "/v1/share", None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    pub async fn rescan(&self) -> Result<FilesView, ControlError> {
+        self.typed(Method::POST, "/v1/rescan", None, REQUEST_TIMEOUT)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_address_off_loopback_is_refused_with_a_hint() {
+        let err = ControlClient::new("10.0.0.1:7800".parse().unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("not a loopback address"), "{text}");
+        assert!(text.contains("127.0.0.1:PORT"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_named_with_the_cause_and_a_hint() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let client = ControlClient::new(addr).unwrap();
+        let text = client.status().await.unwrap_err().to_string();
+        assert!(
+            text.starts_with(&format!(
+                "cannot reach a node's control API at 127.0.0.1:{port} ("
+            )),
+            "{text}"
+        );
+        assert!(text.contains("is `highway node` running?"), "{text}");
+    }
+}

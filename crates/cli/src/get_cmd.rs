@@ -1,0 +1,208 @@
+//! `highway get`: a verified download through a running node, with progress; exits 0
+//! only when the file is complete and every byte matched its content hash.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use highway_node::views::{DownloadRequest, DownloadView};
+use highway_wire::ContentId;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::control_client::ControlClient;
+use crate::render;
+use crate::units::{human_rate, short_duration};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The node's control address, as `highway node` printed it (`control: ADDR`).
+    #[arg(long, value_name = "CONTROL_ADDR")]
+    node: SocketAddr,
+    /// The file's BLAKE3 content hash (64 hex characters), as `highway search` prints it.
+    #[arg(value_name = "CONTENT_HASH")]
+    hash: ContentId,
+    /// Where the file goes (relative to this directory); it must not exist yet. A
+    /// `PATH.part` left by an interrupted attempt is resumed.
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    /// A peer's file server known to hold the file (a hit's `addr`); repeat for several.
+    /// Without any, the node first searches the network by hash.
+    #[arg(long = "holder", value_name = "ADDR")]
+    holders: Vec<SocketAddr>,
+}
+
+/// How often the node is asked how the download is going.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How often a plain progress line is printed when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+/// `out` made absolute against this process's directory (the node's may differ), after
+/// checking what can be checked here: it must not exist and its folder must.
+pub fn destination(out: &Path) -> anyhow::Result<PathBuf> {
+    let out = std::path::absolute(out)
+        .with_context(|| format!("cannot make {} an absolute path", out.display()))?;
+    if out.exists() {
+        bail!(
+            "{} exists already; give another --out, or remove it first",
+            out.display()
+        );
+    }
+    if let Some(parent) = out.parent()
+        && !parent.is_dir()
+    {
+        bail!(
+            "folder {} does not exist; create it or give another --out",
+            parent.display()
+        );
+    }
+    Ok(out)
+}
+
+/// Shows progress: an indicatif bar when stderr is a terminal, otherwise a plain line
+/// now and then (logs and CI output stay readable).
+#[derive(Debug)]
+enum Progress {
+    Bar(ProgressBar),
+    /// When the last line was printed (the first comes after a while: short downloads
+    /// print none).
+    Plain {
+        last: Instant,
+    },
+}
+
+impl Progress {
+    fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self::Plain {
+                last: Instant::now(),
+            };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(searching_style());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self::Bar(bar)
+    }
+
+    fn update(&mut self, download: &DownloadView) {
+        match self {
+            Self::Bar(bar) => match (download.state.as_str(), download.size) {
+                ("searching", _) | (_, None) => {
+                    bar.set_message(format!(
+                        "looking for peers holding {}",
+                        download.hash.short()
+                    ));
+                }
+                (_, Some(size)) => {
+                    if bar.length() != Some(size) {
+                        bar.set_style(bar_style());
+                        bar.set_length(size);
+                    }
+                    bar.set_position(download.done_bytes);
+                    let eta = download
+                        .eta_ms
+                        .map_or_else(|| "-".to_string(), short_duration);
+                    bar.set_message(format!("{}  ETA {eta}", human_rate(download.rate_bps)));
+                }
+            },
+            Self::Plain { last } => {
+                if last.elapsed() >= PLAIN_EVERY {
+                    *last = Instant::now();
+                    eprintln!("{}", render::download_progress(download));
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn searching_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("[{bar:32}] {percent:>3}%  {bytes}/{total_bytes}  {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = ControlClient::new(args.node)?;
+    let out = destination(&args.out)?;
+    let request = DownloadRequest {
+        hash: args.hash,
+        out,
+        holders: args.holders,
+        size: None,
+    };
+    let download = client.start_download(&request).await?;
+    let done = follow(&client, download).await?;
+    println!("{}", render::download_done(&done));
+    Ok(())
+}
+
+/// Polls `download` until it ends, showing progress on stderr. Returns its final view
+/// when it is `done` (complete and verified); an error saying why otherwise.
+pub async fn follow(
+    client: &ControlClient,
+    mut download: DownloadView,
+) -> anyhow::Result<DownloadView> {
+    let mut progress = Progress::new();
+    loop {
+        progress.update(&download);
+        match download.state.as_str() {
+            "done" => {
+                progress.finish();
+                return Ok(download);
+            }
+            "failed" => {
+                progress.finish();
+                bail!("{}", render::download_failed(&download));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+        download = client.download(download.id).await.with_context(|| {
+            format!(
+                "lost track of download {} (it may go on in the node; `highway shell --node {}` \
+                 then `downloads` shows it)",
+                download.id,
+                client.addr()
+            )
+        })?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_is_absolute_fresh_and_in_an_existing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = destination(&dir.path().join("new.bin")).unwrap();
+        assert!(fresh.is_absolute());
+        let relative = destination(Path::new("surely-not-here.bin")).unwrap();
+        assert_eq!(
+            relative,
+            std::env::current_dir().unwrap().join("surely-not-here.bin")
+        );
+
+        std::fs::write(dir.path().join("taken"), b"x").unwrap();
+        let err = destination(&dir.path().join("taken"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exists already"), "{err}");
+        let err = destination(&dir.path().join("no/such/dir/f"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,417 @@
+//! Text forms of the control API's views, shared by the one-shot commands, the shell and
+//! the demo. Pure functions from views to lines, so tests can pin the layout.
+
+use highway_node::views::{DownloadView, FilesView, HitJson, SearchPage};
+use highway_node::{NeighbourJson, StatusView};
+
+use crate::units::{average_rate, human_bytes, human_rate, short_duration};
+
+/// Width of the name column of hit lines: long enough for most file names, so hashes
+/// line up; a longer name pushes its own hash right rather than being cut.
+const NAME_WIDTH: usize = 32;
+
+/// The header above hit lines.
+pub fn hit_header() -> String {
+    format!(
+        "{:>3}  {:>10}  {:>4}  {:<10}  {:<NAME_WIDTH$}  hash",
+        "#", "size", "hops", "holder", "name"
+    )
+}
+
+/// One hit: number (1-based, as `get` takes it), size, hops, holder, name, full hash.
+/// Hits stream in, so the columns are fixed-width rather than fitted to the longest.
+pub fn hit_line(number: usize, hit: &HitJson) -> String {
+    format!(
+        "{number:>3}  {:>10}  {:>4}  {:<10}  {:<NAME_WIDTH$}  {}",
+        human_bytes(hit.size),
+        hit.hops,
+        hit.holder.short(),
+        hit.name,
+        hit.hash
+    )
+}
+
+/// The end-of-search line: how many hits from how many holders, how long it took.
+pub fn search_summary(page: &SearchPage, hits: &[HitJson]) -> String {
+    if hits.is_empty() {
+        return format!(
+            "no hits (the search ended after {})",
+            short_duration(page.elapsed_ms)
+        );
+    }
+    let mut holders: Vec<_> = hits.iter().map(|h| h.holder).collect();
+    holders.sort();
+    holders.dedup();
+    let first = page
+        .first_hit_ms
+        .or_else(|| hits.iter().map(|h| h.at_ms).min())
+        .unwrap_or(0);
+    format!(
+        "{} from {} in {}; first hit after {}",
+        plural(hits.len(), "hit", "hits"),
+        plural(holders.len(), "peer", "peers"),
+        short_duration(page.elapsed_ms),
+        short_duration(first)
+    )
+}
+
+/// `1 hit`, `3 hits`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// Percent done, once the size is known.
+pub fn percent(download: &DownloadView) -> Option<u64> {
+    let size = download.size?;
+    if size == 0 {
+        return Some(100);
+    }
+    Some(u64::try_from(u128::from(download.done_bytes) * 100 / u128::from(size)).unwrap_or(100))
+}
+
+/// `ETA 3.1s`, or nothing when the node cannot guess yet.
+fn eta(download: &DownloadView) -> String {
+    download
+        .eta_ms
+        .map(|ms| format!("ETA {}", short_duration(ms)))
+        .unwrap_or_else(|| "ETA -".to_string())
+}
+
+/// Progress of a running download on one line, for logs and pipes.
+pub fn download_progress(download: &DownloadView) -> String {
+    let head = format!("download {}", download.id);
+    match (download.state.as_str(), download.size) {
+        ("searching", _) => format!("{head}: looking for peers that hold {}", download.hash),
+        (_, Some(size)) => format!(
+            "{head}: {} of {} ({}%), {}, {}",
+            human_bytes(download.done_bytes),
+            human_bytes(size),
+            percent(download).unwrap_or(0),
+            human_rate(download.rate_bps),
+            eta(download)
+        ),
+        (state, None) => format!(
+            "{head}: {state}, {} so far, {}",
+            human_bytes(download.done_bytes),
+            human_rate(download.rate_bps)
+        ),
+    }
+}
+
+/// The line for a download that finished and verified.
+pub fn download_done(download: &DownloadView) -> String {
+    let size = download.size.unwrap_or(download.done_bytes);
+    let fetched = size.saturating_sub(download.resumed_bytes);
+    let resumed = if download.resumed_bytes > 0 {
+        format!(
+            ", {} resumed from an earlier attempt",
+            human_bytes(download.resumed_bytes)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "download {} done: {} ({} in {}, {}{resumed}); every chunk verified against BLAKE3 {}",
+        download.id,
+        download.out.display(),
+        human_bytes(size),
+        short_duration(download.elapsed_ms),
+        human_rate(average_rate(fetched, download.elapsed_ms)),
+        download.hash
+    )
+}
+
+/// The line for a download that failed.
+pub fn download_failed(download: &DownloadView) -> String {
+    let mut line = format!(
+        "download {} failed: {}",
+        download.id,
+        download.error.as_deref().unwrap_or("no reason given")
+    );
+    if !download.corrupt_holders.is_empty() {
+        let bad: Vec<String> = download
+            .corrupt_holders
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        line.push_str(&format!(
+            " (peers caught sending bad bytes: {})",
+            bad.join(", ")
+        ));
+    }
+    line
+}
+
+/// The `downloads` table: id, state, percent, size, rate, ETA and destination.
+pub fn downloads_table(downloads: &[DownloadView]) -> String {
+    if downloads.is_empty() {
+        return "no downloads".to_string();
+    }
+    let mut out = format!(
+        "{:>3}  {:<9}  {:>4}  {:>10}  {:>11}  {:>7}  file\n",
+        "id", "state", "done", "size", "rate", "ETA"
+    );
+    for d in downloads {
+        let percent = percent(d).map_or_else(|| "-".to_string(), |p| format!("{p}%"));
+        let size = d.size.map_or_else(|| "?".to_string(), human_bytes);
+        let rate = match d.state.as_str() {
+            "running" => human_rate(d.rate_bps),
+            _ => "-".to_string(),
+        };
+        let eta = match (d.state.as_str(), d.eta_ms) {
+            ("running", Some(ms)) => short_duration(ms),
+            _ => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "{:>3}  {:<9}  {percent:>4}  {size:>10}  {rate:>11}  {eta:>7}  {}\n",
+            d.id,
+            d.state,
+            d.out.display()
+        ));
+        if let Some(error) = &d.error {
+            out.push_str(&format!("{:>5}{error}\n", ""));
+        }
+    }
+    out.pop();
+    out
+}
+
+/// The share and its index: root, hashing progress, then up to `limit` files.
+pub fn files_report(files: &FilesView, limit: usize) -> String {
+    let Some(root) = &files.root else {
+        return "nothing is shared".to_string();
+    };
+    let mut out = format!(
+        "sharing {}: {} indexed, served from {}\n",
+        root.display(),
+        plural(
+            usize::try_from(files.total_files).unwrap_or(usize::MAX),
+            "file",
+            "files"
+        ),
+        files.file_server
+    );
+    if files.scanning {
+        out.push_str(&format!(
+            "hashing: {} of {} files, {} of {}\n",
+            files.files_done,
+            files.files_total,
+            human_bytes(files.bytes_done),
+            human_bytes(files.bytes_total)
+        ));
+    }
+    if !files.files.is_empty() {
+        out.push_str(&format!("{:>10}  {:<10}  path\n", "size", "hash"));
+    }
+    for file in files.files.iter().take(limit) {
+        out.push_str(&format!(
+            "{:>10}  {:<10}  {}\n",
+            human_bytes(file.size),
+            file.hash.short(),
+            file.path
+        ));
+    }
+    let shown = files.files.len().min(limit) as u64;
+    if files.total_files > shown {
+        out.push_str(&format!(
+            "... and {} more (GET /v1/files lists up to 10,000)\n",
+            files.total_files - shown
+        ));
+    }
+    out.pop();
+    out
+}
+
+/// `highway status` and the shell's `status`.
+pub fn status_report(status: &StatusView) -> String {
+    let s = &status.stats;
+    [
+        format!("id:         {}", status.id),
+        format!("udp:        {}", status.addr.udp_addr()),
+        format!("tcp:        {}", status.addr.tcp_addr()),
+        format!("phase:      {}", status.phase),
+        format!(
+            "degree:     {} (target {}, max {})",
+            status.degree, status.target_degree, status.max_degree
+        ),
+        format!("gatekeeper: {}", status.gatekeeper),
+        format!(
+            "heartbeats: {} sent, {} received; suspicions {}, refuted {}, failures {}",
+            s.heartbeats_sent, s.heartbeats_received, s.suspicions, s.refuted, s.failures
+        ),
+    ]
+    .join("\n")
+}
+
+/// `highway neighbors` and the shell's `neighbors`: one line per neighbour, then a count.
+pub fn neighbors_table(list: &[NeighbourJson]) -> String {
+    let mut out = format!(
+        "{:<12}  {:<32}  {:<7}  {:>10}  {:>10}  inbound\n",
+        "peer", "address", "state", "last heard", "linked for"
+    );
+    for n in list {
+        let addr = format!("{} udp {} tcp {}", n.addr.ip, n.addr.udp, n.addr.tcp);
+        out.push_str(&format!(
+            "{:<12}  {:<32}  {:<7}  {:>10}  {:>10}  {}\n",
+            n.short_id,
+            addr,
+            n.state,
+            format!("{} ago", short_duration(n.last_heard_ms_ago)),
+            short_duration(n.linked_for_ms),
+            if n.inbound { "yes" } else { "no" },
+        ));
+    }
+    out.push_str(&plural(list.len(), "neighbour", "neighbours"));
+    out
+}
+
+#[cfg(test)]
+pub mod fixtures {
+    //! Views with plausible values, for rendering tests here and in the shell.
+
+    use std::path::PathBuf;
+
+    use highway_node::views::{DownloadView, HitJson};
+    use highway_wire::{ContentId, NodeId};
+
+    /// A valid NodeId (an ed25519 public key) derived from `seed`.
+    pub fn node_id(seed: u8) -> NodeId {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        NodeId::from_key(&key.verifying_key())
+    }
+
+    pub fn hit(name: &str, size: u64, hops: u8, holder: u8) -> HitJson {
+        HitJson {
+            name: name.to_string(),
+            size,
+            hash: ContentId::of(name.as_bytes()),
+            holder: node_id(holder),
+            addr: format!("127.0.0.{}:4000", holder).parse().unwrap(),
+            hops,
+            at_ms: 40 * u64::from(hops),
+        }
+    }
+
+    pub fn download(id: u64, state: &str, size: Option<u64>, done: u64) -> DownloadView {
+        DownloadView {
+            id,
+            hash: ContentId::of(b"file"),
+            out: PathBuf::from("/tmp/out/file.bin"),
+            state: state.to_string(),
+            size,
+            done_bytes: done,
+            resumed_bytes: 0,
+            rate_bps: if state == "running" { 2 << 20 } else { 0 },
+            eta_ms: (state == "running").then_some(1500),
+            holders: vec!["127.0.0.3:4000".parse().unwrap()],
+            corrupt_holders: Vec::new(),
+            faults: Vec::new(),
+            error: (state == "failed").then(|| "no peer holds it any more".to_string()),
+            elapsed_ms: 2000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{download, hit};
+    use super::*;
+
+    #[test]
+    fn hit_lines_align_under_the_header() {
+        let header = hit_header();
+        let hit = hit("ocean-sunset.bin", 8 << 20, 3, 7);
+        let line = hit_line(12, &hit);
+        assert!(line.starts_with(" 12     8.0 MiB     3  "), "{line}");
+        let column = |text: &str, word: &str| text.find(word).unwrap();
+        assert_eq!(
+            column(&header, "holder"),
+            column(&line, &hit.holder.short())
+        );
+        assert_eq!(column(&header, "name"), column(&line, "ocean-sunset.bin"));
+        assert_eq!(
+            column(&header, "hash"),
+            column(&line, &hit.hash.to_string())
+        );
+        assert!(line.ends_with(&hit.hash.to_string()), "{line}");
+    }
+
+    #[test]
+    fn summaries_count_hits_and_peers_and_say_no_hits_plainly() {
+        let page = SearchPage {
+            search: "ab".repeat(16),
+            query: "ocean".to_string(),
+            done: true,
+            hits: Vec::new(),
+            next: 0,
+            elapsed_ms: 2000,
+            first_hit_ms: None,
+        };
+        assert_eq!(
+            search_summary(&page, &[]),
+            "no hits (the search ended after 2.0s)"
+        );
+        let hits = [hit("a", 1, 1, 2), hit("b", 1, 2, 2), hit("c", 1, 2, 3)];
+        let page = SearchPage {
+            first_hit_ms: Some(38),
+            ..page
+        };
+        assert_eq!(
+            search_summary(&page, &hits),
+            "3 hits from 2 peers in 2.0s; first hit after 38ms"
+        );
+    }
+
+    #[test]
+    fn progress_lines_show_percent_rate_and_eta() {
+        let d = download(3, "running", Some(8 << 20), 2 << 20);
+        assert_eq!(percent(&d), Some(25));
+        assert_eq!(
+            download_progress(&d),
+            "download 3: 2.0 MiB of 8.0 MiB (25%), 2.0 MiB/s, ETA 1.5s"
+        );
+        let searching = download(4, "searching", None, 0);
+        assert!(download_progress(&searching).contains("looking for peers"));
+        let empty = download(5, "done", Some(0), 0);
+        assert_eq!(percent(&empty), Some(100));
+    }
+
+    #[test]
+    fn finished_and_failed_downloads_say_what_happened() {
+        let done = download(1, "done", Some(8 << 20), 8 << 20);
+        let line = download_done(&done);
+        assert!(
+            line.starts_with("download 1 done: /tmp/out/file.bin (8.0 MiB in 2.0s, 4.0 MiB/s)"),
+            "{line}"
+        );
+        assert!(line.contains("verified against BLAKE3"), "{line}");
+        let failed = download(2, "failed", Some(10), 0);
+        assert_eq!(
+            download_failed(&failed),
+            "download 2 failed: no peer holds it any more"
+        );
+    }
+
+    #[test]
+    fn the_downloads_table_has_one_row_per_download_and_the_error_below() {
+        let table = downloads_table(&[
+            download(1, "running", Some(8 << 20), 4 << 20),
+            download(2, "failed", None, 0),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with(" id  state"), "{table}");
+        assert!(lines[1].contains("running     50%"), "{table}");
+        assert!(lines[1].contains("2.0 MiB/s"), "{table}");
+        assert!(lines[2].contains("failed"), "{table}");
+        assert!(
+            lines[3].trim_start().starts_with("no peer holds it"),
+            "{table}"
+        );
+        assert_eq!(downloads_table(&[]), "no downloads");
+    }
+}

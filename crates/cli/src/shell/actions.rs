@@ -1,0 +1,271 @@
+//! What each shell command does, against the session's node.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use highway_node::views::{DownloadRequest, HitJson};
+use highway_wire::ContentId;
+
+use super::command::{Command, GetTarget, help};
+use super::downloads::Downloads;
+use super::screen::Screen;
+use super::session::Session;
+use crate::render;
+use crate::search_cmd;
+
+/// Most files `files` lists.
+const FILES_SHOWN: usize = 50;
+
+/// Whether the shell goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Exit,
+}
+
+/// The last search: what was asked and the hits so far.
+#[derive(Debug, Clone, Default)]
+pub struct LastSearch {
+    pub query: String,
+    pub hits: Vec<HitJson>,
+}
+
+/// A shell's state between commands.
+#[derive(Debug)]
+pub struct Shell {
+    pub session: Session,
+    pub screen: Arc<Screen>,
+    pub downloads: Downloads,
+    pub last_search: Option<LastSearch>,
+    /// Where relative paths (`start`, `get`'s dest) are taken from.
+    pub cwd: PathBuf,
+}
+
+/// `path` with a leading `~` expanded, made absolute against `cwd`.
+pub fn resolve(cwd: &Path, path: &Path) -> PathBuf {
+    let expanded = match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    };
+    cwd.join(expanded)
+}
+
+impl Shell {
+    fn print(&self, text: &str) {
+        self.screen.print(text);
+    }
+
+    /// Runs one command; an error is the command's failure, printed by the caller.
+    pub async fn execute(&mut self, command: Command) -> anyhow::Result<Flow> {
+        match command {
+            Command::Nothing => {}
+            Command::Help => self.print(&help()),
+            Command::Exit => return Ok(Flow::Exit),
+            Command::Start(root) => self.start(&root).await?,
+            Command::Search(words) => self.search(words).await?,
+            Command::Results => self.results(),
+            Command::Get { target, dest } => self.get(target, dest).await?,
+            Command::Downloads => {
+                let list = self.session.client()?.downloads().await?;
+                self.print(&render::downloads_table(&list));
+            }
+            Command::Wait => self.wait().await,
+            Command::Neighbors => {
+                let list = self.session.client()?.neighbors().await?;
+                self.print(&render::neighbors_table(&list));
+            }
+            Command::Files => {
+                let files = self.session.client()?.files().await?;
+                let text = match files.root {
+                    None => "nothing is shared; `start <folder>` shares one".to_string(),
+                    Some(_) => render::files_report(&files, FILES_SHOWN),
+                };
+                self.print(&text);
+            }
+            Command::Status => {
+                let status = self.session.client()?.status().await?;
+                self.print(&render::status_report(&status));
+            }
+            Command::Rescan => {
+                let files = self.session.client()?.rescan().await?;
+                let Some(root) = &files.root else {
+                    bail!(
+                        "nothing is shared, so there is nothing to rescan; `start <folder>` shares one"
+                    );
+                };
+                self.print(&format!(
+                    "rescanning {}; `files` shows what is indexed",
+                    root.display()
+                ));
+            }
+            Command::Unshare => {
+                self.session.client()?.unshare().await?;
+                self.print("nothing is shared any more; the node stays in the network");
+            }
+            Command::Stop => {
+                let text = self.session.stop().await?;
+                self.print(&text);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn start(&mut self, root: &Path) -> anyhow::Result<()> {
+        let root = resolve(&self.cwd, root);
+        if !root.is_dir() {
+            bail!(
+                "{} is not a folder; give the folder to share",
+                root.display()
+            );
+        }
+        let text = self.session.start(root).await?;
+        self.print(&text);
+        Ok(())
+    }
+
+    async fn search(&mut self, words: String) -> anyhow::Result<()> {
+        let client = self.session.client()?;
+        let request = search_cmd::request(std::slice::from_ref(&words), None, None, None);
+        let id = client.start_search(&request).await?;
+        let screen = self.screen.clone();
+        // Hits are kept as they arrive, so an interrupted search still has results.
+        let last = self.last_search.insert(LastSearch {
+            query: words,
+            hits: Vec::new(),
+        });
+        let outcome = search_cmd::follow(&client, &id, None, |number, hit| {
+            if number == 1 {
+                screen.print(&render::hit_header());
+            }
+            screen.print(&render::hit_line(number, hit));
+            last.hits.push(hit.clone());
+        })
+        .await?;
+        let mut summary = render::search_summary(&outcome.last, &outcome.hits);
+        if !outcome.hits.is_empty() {
+            summary.push_str("; `get <number>` downloads one");
+        }
+        self.print(&summary);
+        Ok(())
+    }
+
+    fn results(&self) {
+        let text = match &self.last_search {
+            None => "no search yet; `search <words>` starts one".to_string(),
+            Some(last) if last.hits.is_empty() => {
+                format!("the last search (\"{}\") found no hits", last.query)
+            }
+            Some(last) => {
+                let mut lines = vec![render::hit_header()];
+                lines.extend(
+                    last.hits
+                        .iter()
+                        .enumerate()
+                        .map(|(i, hit)| render::hit_line(i + 1, hit)),
+                );
+                lines.join("\n")
+            }
+        };
+        self.print(&text);
+    }
+
+    /// The hits of the last search with `hash` (every holder of that file).
+    fn hits_for(&self, hash: ContentId) -> Vec<&HitJson> {
+        self.last_search
+            .iter()
+            .flat_map(|last| last.hits.iter())
+            .filter(|hit| hit.hash == hash)
+            .collect()
+    }
+
+    async fn get(&mut self, target: GetTarget, dest: Option<PathBuf>) -> anyhow::Result<()> {
+        let client = self.session.client()?;
+        let hash = match target {
+            GetTarget::Hash(hash) => hash,
+            GetTarget::Result(number) => {
+                let Some(last) = &self.last_search else {
+                    bail!("no search yet, so no result {number}; `search <words>` first");
+                };
+                match last.hits.get(number - 1) {
+                    Some(hit) => hit.hash,
+                    None => bail!(
+                        "no result {number}: the last search has {}; `results` lists them",
+                        render::plural(last.hits.len(), "hit", "hits")
+                    ),
+                }
+            }
+        };
+        let hits = self.hits_for(hash);
+        // Without a hit the file is named after its hash.
+        let name = hits
+            .first()
+            .and_then(|hit| Path::new(&hit.name).file_name())
+            .map_or_else(|| PathBuf::from(hash.to_string()), PathBuf::from);
+        let out = match dest {
+            None => self.cwd.join(&name),
+            Some(dest) => {
+                let dest = resolve(&self.cwd, &dest);
+                if dest.is_dir() {
+                    dest.join(&name)
+                } else {
+                    dest
+                }
+            }
+        };
+        let out = crate::get_cmd::destination(&out)?;
+        let mut holders: Vec<_> = hits.iter().map(|hit| hit.addr).collect();
+        holders.sort();
+        holders.dedup();
+        let request = DownloadRequest {
+            hash,
+            out: out.clone(),
+            holders: holders.clone(),
+            size: hits.first().map(|hit| hit.size),
+        };
+        let view = client
+            .start_download(&request)
+            .await
+            .context("the node did not start the download")?;
+        let from = if holders.is_empty() {
+            "the node looks for peers that hold it".to_string()
+        } else {
+            format!("from {}", render::plural(holders.len(), "peer", "peers"))
+        };
+        self.print(&format!(
+            "download {} started: {} ({from}); `downloads` or `wait` to follow it",
+            view.id,
+            out.display()
+        ));
+        let label = name.to_string_lossy().into_owned();
+        self.downloads.follow(client, view, &label);
+        Ok(())
+    }
+
+    async fn wait(&self) {
+        let active = self.downloads.active();
+        if active == 0 {
+            self.print("no download of this shell is running");
+            return;
+        }
+        self.downloads.wait_all().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_against_the_shell_directory_and_home() {
+        let cwd = Path::new("/work/here");
+        assert_eq!(resolve(cwd, Path::new("a/b")), Path::new("/work/here/a/b"));
+        assert_eq!(resolve(cwd, Path::new("/abs")), Path::new("/abs"));
+        if let Some(home) = std::env::var_os("HOME") {
+            assert_eq!(
+                resolve(cwd, Path::new("~/Music")),
+                PathBuf::from(home).join("Music")
+            );
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The shell's commands: their names, usage and help, and parsing a typed line into one.
+
+use std::path::PathBuf;
+
+use highway_wire::ContentId;
+
+/// Every command: name, usage, what it does. `help` prints this; completion offers the
+/// names.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "start",
+        "start <folder>",
+        "share a folder: starts a node in this shell, or switches the attached node's share",
+    ),
+    (
+        "search",
+        "search <words>",
+        "search the network; hits print as they arrive",
+    ),
+    (
+        "results",
+        "results",
+        "the hits of the last search, numbered for `get`",
+    ),
+    (
+        "get",
+        GET_USAGE,
+        "download in the background, verified; dest defaults to the hit's name here",
+    ),
+    (
+        "downloads",
+        "downloads",
+        "every download of the node: state, progress, rate, ETA",
+    ),
+    (
+        "wait",
+        "wait",
+        "wait until the downloads started in this shell end",
+    ),
+    (
+        "neighbors",
+        "neighbors",
+        "the node's neighbours and their state",
+    ),
+    ("files", "files", "the shared folder and what is indexed"),
+    (
+        "status",
+        "status",
+        "the node's id, addresses, phase and degree",
+    ),
+    ("rescan", "rescan", "walk the shared folder again now"),
+    (
+        "unshare",
+        "unshare",
+        "stop sharing (the node stays in the network)",
+    ),
+    (
+        "stop",
+        "stop",
+        "leave the network (the attached node exits; one started here stops)",
+    ),
+    ("help", "help", "this list"),
+    (
+        "exit",
+        "exit",
+        "leave the shell (a node started here leaves gracefully); also quit, Ctrl-D",
+    ),
+];
+
+pub const GET_USAGE: &str = "get <result number | content hash> [dest]";
+
+/// Accepted spellings that are not in [`COMMANDS`].
+const ALIASES: &[(&str, &str)] = &[("quit", "exit"), ("neighbours", "neighbors"), ("?", "help")];
+
+/// What to download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetTarget {
+    /// A hit of the last search, numbered from 1 as `results` shows.
+    Result(usize),
+    Hash(ContentId),
+}
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// An empty line or a comment (`# ...`, handy in scripts).
+    Nothing,
+    Start(PathBuf),
+    Search(String),
+    Results,
+    Get {
+        target: GetTarget,
+        dest: Option<PathBuf>,
+    },
+    Downloads,
+    Wait,
+    Neighbors,
+    Files,
+    Status,
+    Rescan,
+    Unshare,
+    Stop,
+    Help,
+    Exit,
+}
+
+/// Why a line is not a command; the text says what to type instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(text: &str) -> UsageError {
+    UsageError(format!("usage: {text}"))
+}
+
+/// Splits a line into words like a POSIX shell does for simple cases: blanks separate,
+/// `'...'` and `"..."` quote, a backslash escapes the next character (tab completion
+/// escapes spaces in paths that way).
+pub fn split_words(line: &str) -> Result<Vec<String>, UsageError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(next) => word.push(next),
+                    None => word.push('\\'),
+                }
+            }
+            '\'' | '"' => {
+                in_word = true;
+                let quote = c;
+                loop {
+                    match chars.next() {
+                        Some(c) if c == quote => break,
+                        Some('\\') if quote == '"' => match chars.next() {
+                            Some(next) => word.push(next),
+                            None => return Err(unterminated(quote)),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(unterminated(quote)),
+                    }
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+fn unterminated(quote: char) -> UsageError {
+    UsageError(format!(
+        "unterminated {quote} quote; close it or escape it with \\"
+    ))
+}
+
+/// The canonical name for `word`, if it names a command.
+pub fn canonical(word: &str) -> Option<&'static str> {
+    let lower = word.to_lowercase();
+    if let Some((name, _, _)) = COMMANDS.iter().find(|(name, _, _)| *name == lower) {
+        return Some(name);
+    }
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == lower)
+        .map(|(_, name)| *name)
+}
+
+/// Parses one line.
+pub fn parse(line: &str) -> Result<Command, UsageError> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(Command::Nothing);
+    }
+    let words = split_words(trimmed)?;
+    let Some((first, args)) = words.split_first() else {
+        return Ok(Command::Nothing);
+    };
+    let Some(name) = canonical(first) else {
+        return Err(unknown(first));
+    };
+    let no_args = |command: Command| {
+        if args.is_empty() {
+            Ok(command)
+        } else {
+            Err(UsageError(format!(
+                "`{name}` takes no arguments; usage: {name}"
+            )))
+        }
+    };
+    match name {
+        "start" => match args {
+            [root] => Ok(Command::Start(PathBuf::from(root))),
+            _ => Err(usage("start <folder>")),
+        },
+        "search" if args.is_empty() => Err(usage("search <words>")),
+        "search" => Ok(Command::Search(args.join(" "))),
+        "get" => parse_get(args),
+        "results" => no_args(Command::Results),
+        "downloads" => no_args(Command::Downloads),
+        "wait" => no_args(Command::Wait),
+        "neighbors" => no_args(Command::Neighbors),
+        "files" => no_args(Command::Files),
+        "status" => no_args(Command::Status),
+        "rescan" => no_args(Command::Rescan),
+        "unshare" => no_args(Command::Unshare),
+        "stop" => no_args(Command::Stop),
+        "help" => Ok(Command::Help),
+        "exit" => no_args(Command::Exit),
+        _ => Err(unknown(first)),
+    }
+}
+
+fn parse_get(args: &[String]) -> Result<Command, UsageError> {
+    let (target, dest) = match args {
+        [target] => (target, None),
+        [target, dest] => (target, Some(PathBuf::from(dest))),
+        _ => return Err(usage(GET_USAGE)),
+    };
+    let target = if let Ok(number) = target.parse::<usize>() {
+        if number == 0 {
+            return Err(UsageError(
+                "results are numbered from 1; `results` lists them".to_string(),
+            ));
+        }
+        GetTarget::Result(number)
+    } else if let Ok(hash) = target.parse::<ContentId>() {
+        GetTarget::Hash(hash)
+    } else {
+        return Err(UsageError(format!(
+            "`{target}` is neither a result number nor a content hash (64 hex characters); \
+             usage: {GET_USAGE}"
+        )));
+    };
+    Ok(Command::Get { target, dest })
+}
+
+fn unknown(word: &str) -> UsageError {
+    match closest(word) {
+        Some(name) => UsageError(format!(
+            "unknown command `{word}`; did you mean `{name}`? (`help` lists the commands)"
+        )),
+        None => UsageError(format!(
+            "unknown command `{word}`; `help` lists the commands"
+        )),
+    }
+}
+
+/// The command name within two edits of `word`, if any: the usual typo.
+fn closest(word: &str) -> Option<&'static str> {
+    let word = word.to_lowercase();
+    COMMANDS
+        .iter()
+        .map(|(name, _, _)| (edit_distance(&word, name), *name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, for short words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The text of `help`.
+pub fn help() -> String {
+    let width = COMMANDS.iter().map(|(_, u, _)| u.len()).max().unwrap_or(0);
+    let mut out = String::from("commands:\n");
+    for (_, usage, what) in COMMANDS {
+        out.push_str(&format!("  {usage:<width$}  {what}\n"));
+    }
+    out.push_str("paths may be quoted ('My Music') or escaped (My\\ Music); Tab completes");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_on_blanks_with_quotes_and_escapes() {
+        assert_eq!(
+            split_words("  get 3   out.bin ").unwrap(),
+            ["get", "3", "out.bin"]
+        );
+        assert_eq!(
+            split_words(r#"start "My Music" 'a b' c\ d"#).unwrap(),
+            ["start", "My Music", "a b", "c d"]
+        );
+        assert_eq!(
+            split_words(r#"x "say \"hi\"""#).unwrap(),
+            ["x", r#"say "hi""#]
+        );
+        assert_eq!(split_words("x ''").unwrap(), ["x", ""]);
+        assert!(split_words("start 'open").is_err());
+    }
+
+    #[test]
+    fn every_command_parses_and_names_are_case_insensitive() {
+        assert_eq!(parse("").unwrap(), Command::Nothing);
+        assert_eq!(parse("  # a comment").unwrap(), Command::Nothing);
+        assert_eq!(
+            parse("start ~/Music").unwrap(),
+            Command::Start(PathBuf::from("~/Music"))
+        );
+        assert_eq!(
+            parse("Search ocean  sunset").unwrap(),
+            Command::Search("ocean sunset".to_string())
+        );
+        assert_eq!(parse("results").unwrap(), Command::Results);
+        assert_eq!(parse("downloads").unwrap(), Command::Downloads);
+        assert_eq!(parse("wait").unwrap(), Command::Wait);
+        assert_eq!(parse("neighbours").unwrap(), Command::Neighbors);
+        assert_eq!(parse("files").unwrap(), Command::Files);
+        assert_eq!(parse("STATUS").unwrap(), Command::Status);
+        assert_eq!(parse("rescan").unwrap(), Command::Rescan);
+        assert_eq!(parse("unshare").unwrap(), Command::Unshare);
+        assert_eq!(parse("stop").unwrap(), Command::Stop);
+        assert_eq!(parse("help").unwrap(), Command::Help);
+        assert_eq!(parse("quit").unwrap(), Command::Exit);
+        assert_eq!(parse("exit").unwrap(), Command::Exit);
+    }
+
+    #[test]
+    fn get_takes_a_result_number_or_a_hash_and_an_optional_destination() {
+        assert_eq!(
+            parse("get 2").unwrap(),
+            Command::Get {
+                target: GetTarget::Result(2),
+                dest: None
+            }
+        );
+        let hash = ContentId::of(b"x");
+        assert_eq!(
+            parse(&format!("get {hash} 'my file.bin'")).unwrap(),
+            Command::Get {
+                target: GetTarget::Hash(hash),
+                dest: Some(PathBuf::from("my file.bin"))
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_usage_says_how_to_use_the_command() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert_eq!(
+            err("get"),
+            "usage: get <result number | content hash> [dest]"
+        );
+        assert_eq!(
+            err("get 1 a b"),
+            "usage: get <result number | content hash> [dest]"
+        );
+        assert!(err("get 0").contains("numbered from 1"));
+        assert!(err("get abc").contains("neither a result number nor a content hash"));
+        assert_eq!(err("search"), "usage: search <words>");
+        assert_eq!(err("start"), "usage: start <folder>");
+        assert_eq!(
+            err("status now"),
+            "`status` takes no arguments; usage: status"
+        );
+    }
+
+    #[test]
+    fn unknown_commands_point_to_help_and_suggest_a_near_name() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert_eq!(
+            err("serch foo"),
+            "unknown command `serch`; did you mean `search`? (`help` lists the commands)"
+        );
+        assert_eq!(
+            err("frobnicate"),
+            "unknown command `frobnicate`; `help` lists the commands"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_command_with_its_usage() {
+        let text = help();
+        for (_, usage, _) in COMMANDS {
+            assert!(text.contains(usage), "{usage} missing from help");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `highway sim SCENARIO`: runs a deterministic simulation (`highway_sim`) and writes its
+//! report, CSV and plots to a directory, plus `timing.txt` with the wall-clock figures
+//! (kept apart so the report depends only on the arguments).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use highway_sim::LatencyModel;
+use highway_sim::report::Report;
+use highway_sim::scenario::{Setup, churn, failure, join};
+
+/// The scenarios. The search scenario joins this list once the core's search lands; see
+/// the `highway_sim::scenario` docs for the hooks it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Peers join over a window: degrees, path lengths, time until one component.
+    Join,
+    /// Crash 10/30/50% at once (repair, isolation, detection); false failures under loss.
+    Failure,
+    /// Poisson arrivals and exponential sessions: components over time.
+    Churn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Latency {
+    /// Continental: one-way 10–150 ms.
+    Wan,
+    /// One data centre: about 0.2 ms.
+    Lan,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Peers in the overlay (the steady population, for churn).
+    #[arg(long, default_value_t = 10_000)]
+    peers: usize,
+    /// Seed of the run: the same arguments give the same report, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory for report.md, the CSV files, the SVG plots and timing.txt.
+    #[arg(long, value_name = "DIR", default_value = "sim-report")]
+    out: PathBuf,
+    /// Virtual time to simulate [join: 2m, churn: 1h after the join window].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// The initial peers join at random instants within this window.
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = humantime::parse_duration)]
+    join_window: Duration,
+    /// Probability that a datagram is lost (join and churn; failure has --losses).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    loss: f64,
+    #[arg(long, value_enum, default_value = "wan")]
+    latency: Latency,
+    /// Neighbours each peer looks for [default: 3].
+    #[arg(long, value_name = "N")]
+    target_degree: Option<usize>,
+    /// Most neighbours a peer accepts [default: 5].
+    #[arg(long, value_name = "N")]
+    max_degree: Option<usize>,
+    /// Heartbeat period [default: 1s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Option<Duration>,
+    /// Silence before a neighbour is suspected [default: 3s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    suspect_timeout: Option<Duration>,
+    /// Time a suspect has to answer the probes [default: 2s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    probe_timeout: Option<Duration>,
+    /// failure: fractions of peers crashed at once, one run each.
+    #[arg(
+        long,
+        value_name = "F,..",
+        value_delimiter = ',',
+        default_value = "0.1,0.3,0.5"
+    )]
+    crash: Vec<f64>,
+    /// failure: how long to watch after the crash.
+    #[arg(long, value_name = "D", default_value = "2m", value_parser = humantime::parse_duration)]
+    watch: Duration,
+    /// failure: datagram loss rates for the false-failure runs, one run each.
+    #[arg(
+        long,
+        value_name = "F,..",
+        value_delimiter = ',',
+        default_value = "0.05,0.1,0.2"
+    )]
+    losses: Vec<f64>,
+    /// failure: how long each loss run measures.
+    #[arg(long, value_name = "D", default_value = "10m", value_parser = humantime::parse_duration)]
+    loss_duration: Duration,
+    /// churn: median session length.
+    #[arg(long, value_name = "D", default_value = "30m", value_parser = humantime::parse_duration)]
+    median_session: Duration,
+    /// churn: fraction of departures that leave gracefully (the rest crash).
+    #[arg(long, value_name = "F", default_value_t = 0.5)]
+    graceful: f64,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The command line as typed after the program name, for the report.
+fn command_line() -> String {
+    let args = std::env::args()
+        .skip(1)
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a });
+    std::iter::once("highway".to_string())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn setup(args: &Args) -> anyhow::Result<Setup> {
+    let mut setup = Setup::new(args.peers, args.seed);
+    let core = &mut setup.params.core;
+    if let Some(n) = args.target_degree {
+        core.target_degree = n;
+    }
+    if let Some(n) = args.max_degree {
+        core.max_degree = n;
+    }
+    if let Some(d) = args.heartbeat_interval {
+        core.heartbeat_interval = d;
+    }
+    if let Some(d) = args.suspect_timeout {
+        core.suspect_timeout = d;
+    }
+    if let Some(d) = args.probe_timeout {
+        core.probe_timeout = d;
+    }
+    core.validate().context("protocol settings")?;
+    anyhow::ensure!((0.0..1.0).contains(&args.loss), "--loss must be in [0, 1)");
+    setup.params.loss = args.loss;
+    setup.params.latency = match args.latency {
+        Latency::Wan => LatencyModel::wan(),
+        Latency::Lan => LatencyModel::lan(),
+    };
+    setup.join_window = args.join_window;
+    setup.command = command_line();
+    setup.progress = !args.quiet;
+    Ok(setup)
+}
+
+fn run_scenario(args: &Args, setup: Setup) -> anyhow::Result<(Report, Duration)> {
+    Ok(match args.scenario {
+        Scenario::Join => {
+            let mut p = join::JoinParams::new(setup);
+            if let Some(d) = args.duration {
+                p.duration = d;
+            }
+            let simulated = p.duration;
+            (join::run(&p).0, simulated)
+        }
+        Scenario::Failure => {
+            for f in args.crash.iter().chain(&args.losses) {
+                anyhow::ensure!(
+                    (0.0..1.0).contains(f),
+                    "fractions must be in [0, 1), got {f}"
+                );
+            }
+            let mut p = failure::FailureParams::new(setup);
+            p.fractions = args.crash.clone();
+            p.losses = args.losses.clone();
+            p.after = args.watch;
+            p.loss_duration = args.loss_duration;
+            let before = p.setup.join_window + p.settle;
+            let simulated = (before + p.after) * p.fractions.len() as u32
+                + (before + p.loss_duration) * p.losses.len() as u32;
+            (failure::run(&p).0, simulated)
+        }
+        Scenario::Churn => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&args.graceful),
+                "--graceful must be in [0, 1]"
+            );
+            let mut p = churn::ChurnScenario::new(setup);
+            p.median_session = args.median_session;
+            p.graceful = args.graceful;
+            if let Some(d) = args.duration {
+                p.duration = d;
+            }
+            let simulated = p.setup.join_window + p.duration;
+            (churn::run(&p).0, simulated)
+        }
+    })
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn write_timing(
+    dir: &Path,
+    args: &Args,
+    wall: Duration,
+    simulated: Duration,
+) -> anyhow::Result<()> {
+    let rss = peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+    let text = format!(
+        "command: {}\nscenario: {:?}\npeers: {}\nvirtual time simulated: {:.0} s\nwall time: {:.1} s\nspeed: {:.1}x real time\npeak resident memory: {rss}\n",
+        command_line(),
+        args.scenario,
+        args.peers,
+        simulated.as_secs_f64(),
+        wall.as_secs_f64(),
+        simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+    );
+    std::fs::write(dir.join("timing.txt"), &text)?;
+    eprint!("{text}");
+    Ok(())
+}
+
+/// Runs a simulation. Synchronous and single-threaded: determinism wants one thread.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.peers >= 2, "--peers must be at least 2");
+    let setup = setup(&args)?;
+    let started = Instant::now();
+    let (report, simulated) = run_scenario(&args, setup)?;
+    let wall = started.elapsed();
+    report
+        .write(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    write_timing(&args.out, &args, wall, simulated)?;
+    println!(
+        "report: {}",
+        args.out.join(highway_sim::report::REPORT_FILE).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `highway demo` as a user runs it: the whole network comes up, the far file is found
+//! and downloaded verified, and everything stops cleanly.
+
+mod cli_support;
+mod support;
+
+use std::time::Duration;
+
+use cli_support::{run, texts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_without_a_shell_finds_the_far_file_downloads_it_verified_and_exits_zero() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = run(
+        &["demo", "--no-shell", "--peers", "5"],
+        "",
+        cwd.path(),
+        Duration::from_secs(120),
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    for expected in [
+        "gatekeeper  http://127.0.0.1:",
+        "peer 5 ",
+        "ocean-sunset-timelapse.bin (8.0 MiB)",
+        "peer 1 searches for \"ocean sunset\"",
+        "1 hit from 1 peer in ",
+        "every chunk verified against BLAKE3 ",
+        "the download is verified and identical",
+        "stopping the demo: every peer leaves gracefully",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let hit = out
+        .lines()
+        .find(|l| l.contains("ocean-sunset-timelapse.bin") && l.contains(" MiB  "))
+        .expect("a hit line");
+    assert!(hit.contains("8.0 MiB"), "{hit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shell_reads_a_script_on_peer_one_and_keeps_the_demo_s_files_when_asked() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("demo-data");
+    let data_arg = data.display().to_string();
+    let output = run(
+        &["demo", "--peers", "3", "--data-dir", &data_arg],
+        "search welcome\nneighbors\nget 1\nwait\nexit\n",
+        cwd.path(),
+        Duration::from_secs(120),
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    // Every peer shares the welcome file: three holders.
+    assert!(out.contains("3 hits from 3 peers in "), "{out}");
+    assert!(out.contains("neighbour"), "{out}");
+    let copy = cwd.path().join("welcome-to-highway.txt");
+    assert!(out.contains(&format!("done: {}", copy.display())), "{out}");
+    assert!(copy.exists());
+    // --data-dir keeps the keys, the shares and the demo's own download.
+    assert!(data.join("peer-1").join("identity.key").exists());
+    assert!(
+        data.join("share-3")
+            .join("ocean-sunset-timelapse.bin")
+            .exists()
+    );
+    assert!(
+        data.join("downloads")
+            .join("peer-1-ocean-sunset-timelapse.bin")
+            .exists()
+    );
+}

@@ -1,0 +1,193 @@
+//! `highway search` and `highway get` against real node processes: hits as lines and as
+//! the documented JSON, a verified download, and the failures that must not exit 0.
+
+mod cli_support;
+mod support;
+
+use std::time::Duration;
+
+use cli_support::{pattern, run, share_dir, sharing_node_args, texts, wait_searchable};
+use serde_json::Value;
+use support::Cluster;
+
+const PEERS: usize = 3;
+const FILE: &str = "quartz-canyon-survey.bin";
+const SIZE: usize = 2 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy() {
+    let shares = tempfile::tempdir().unwrap();
+    for i in 0..PEERS {
+        let share = share_dir(shares.path(), i);
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(share.join(format!("readme-{i}.txt")), b"hello\n").unwrap();
+    }
+    std::fs::write(
+        share_dir(shares.path(), PEERS - 1).join(FILE),
+        pattern(SIZE, 3),
+    )
+    .unwrap();
+    let root = shares.path().to_path_buf();
+    let mut cluster = Cluster::start_each(PEERS, |i, _| sharing_node_args(i, &root)).await;
+    wait_searchable(&cluster.nodes, &[1, 1, 2]).await;
+    let node = cluster.nodes[0].control.clone();
+    let cwd = tempfile::tempdir().unwrap();
+    let limit = Duration::from_secs(30);
+
+    // Lines: a header, the hit, the end-of-search summary.
+    let output = run(
+        &["search", "--node", &node, "quartz", "canyon"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains("size") && lines[0].ends_with("hash"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("2.0 MiB") && lines[1].contains(FILE),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("1 hit from 1 peer in "), "{out}");
+
+    // JSON: one array of HitJson, nothing else on stdout.
+    let output = run(
+        &[
+            "search",
+            "--node",
+            &node,
+            "--json",
+            "--ttl",
+            "3",
+            "--timeout",
+            "3s",
+            "quartz",
+        ],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{err}");
+    let hits: Vec<Value> = serde_json::from_str(&out).expect("stdout is one JSON array");
+    assert_eq!(hits.len(), 1, "{out}");
+    let hit = &hits[0];
+    assert_eq!(hit["name"], FILE);
+    assert_eq!(hit["size"].as_u64(), Some(SIZE as u64));
+    assert_eq!(
+        hit["holder"].as_str(),
+        Some(cluster.nodes[PEERS - 1].id.as_str())
+    );
+    for field in ["hash", "addr", "hops", "at_ms"] {
+        assert!(!hit[field].is_null(), "{field} missing: {hit}");
+    }
+    let hash = hit["hash"].as_str().unwrap().to_string();
+    let holder = hit["addr"].as_str().unwrap().to_string();
+
+    // No hits is not an error.
+    let output = run(
+        &["search", "--node", &node, "xylophone"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let (out, _) = texts(&output);
+    assert!(output.status.success());
+    assert!(out.starts_with("no hits (the search ended after "), "{out}");
+
+    // The download, relative to this directory, verified.
+    let output = run(
+        &[
+            "get", "--node", &node, &hash, "--out", "copy.bin", "--holder", &holder,
+        ],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{out}\n{err}");
+    let copy = cwd.path().join("copy.bin");
+    assert!(
+        out.starts_with(&format!("download 1 done: {}", copy.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("verified against BLAKE3 {hash}")),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), pattern(SIZE, 3));
+
+    // Without --holder the node searches by hash first.
+    let output = run(
+        &["get", "--node", &node, &hash, "--out", "again.bin"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    assert!(output.status.success(), "{:?}", texts(&output));
+    assert_eq!(
+        std::fs::read(cwd.path().join("again.bin")).unwrap(),
+        pattern(SIZE, 3)
+    );
+
+    // An existing destination is refused before anything starts.
+    let output = run(
+        &["get", "--node", &node, &hash, "--out", "copy.bin"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let (_, err) = texts(&output);
+    assert!(!output.status.success());
+    assert!(err.contains("exists already"), "{err}");
+
+    // Nobody holds this hash: the download fails and so does the command.
+    let nobody = "ab".repeat(32);
+    let output = run(
+        &["get", "--node", &node, &nobody, "--out", "nothing.bin"],
+        "",
+        cwd.path(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (_, err) = texts(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("error: download") && err.contains("failed: "),
+        "{err}"
+    );
+    assert!(!cwd.path().join("nothing.bin").exists());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_is_not_running_is_named_with_what_to_do() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    for args in [
+        vec!["search", "--node", &addr, "anything"],
+        vec!["get", "--node", &addr, "--out", "x", &"cd".repeat(32)],
+        vec!["status", "--node", &addr],
+    ] {
+        let output = run(&args, "", cwd.path(), Duration::from_secs(20)).await;
+        let (_, err) = texts(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            err.contains(&format!("cannot reach a node's control API at {addr}"))
+                && err.contains("is `highway node` running?"),
+            "{args:?}: {err}"
+        );
+    }
+}
