@@ -139,8 +139,6 @@ pub struct GatekeeperStats {
 pub(crate) struct GatekeeperSim {
     store: EmbeddedStore,
     pub config: GatekeeperConfig,
-    /// False while the Gatekeeper is down: calls get no answer.
-    pub up: bool,
     pub stats: GatekeeperStats,
 }
 
@@ -149,7 +147,6 @@ impl GatekeeperSim {
         Self {
             store: EmbeddedStore::in_memory(),
             config,
-            up: true,
             stats: GatekeeperStats::default(),
         }
     }

@@ -52,6 +52,10 @@ pub struct LatencyModel {
     /// Each datagram takes up to this fraction longer than its link's delay, at random
     /// (so datagrams can overtake each other).
     pub jitter: f64,
+    /// No delay is shorter. This is also how far apart in virtual time two parts of the
+    /// simulation can run without hearing from each other (the lookahead of its
+    /// parallel windows): a larger floor means fewer, larger windows.
+    pub floor: Duration,
 }
 
 impl LatencyModel {
@@ -61,6 +65,7 @@ impl LatencyModel {
             span: Duration::from_millis(100),
             access_mean: Duration::from_millis(5),
             jitter: 0.1,
+            floor: Duration::from_millis(5),
         }
     }
 
@@ -70,6 +75,7 @@ impl LatencyModel {
             span: Duration::ZERO,
             access_mean: Duration::from_micros(100),
             jitter: 0.1,
+            floor: Duration::from_micros(50),
         }
     }
 }
@@ -143,7 +149,17 @@ impl Network {
         } else {
             0.0
         };
-        Duration::from_micros((base * (1.0 + jitter)) as u64)
+        Duration::from_micros((base * (1.0 + jitter)) as u64).max(self.model.floor)
+    }
+
+    /// The shortest delay anything can take from one host (or the Gatekeeper) to another.
+    pub fn lookahead(&self) -> Duration {
+        self.model.floor.max(Duration::from_micros(1))
+    }
+
+    /// Whether host `h` has a place yet.
+    pub fn knows(&self, h: HostId) -> bool {
+        h.index() < self.places.len()
     }
 
     /// One-way delay of one datagram (or TCP segment) from `a` to `b`.

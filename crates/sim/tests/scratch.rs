@@ -16,6 +16,10 @@ fn scratch() {
     }
     let mut setup = Setup::new(n, 1);
     setup.progress = true;
+    setup.threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let mut p = join::JoinParams::new(setup);
     p.duration = Duration::from_secs(secs);
     let t = Instant::now();

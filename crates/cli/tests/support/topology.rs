@@ -146,14 +146,7 @@ impl Redis {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args([
-                "--appendfsync",
-                "always",
-                "--logfile",
-                "",
-                "--appendonly",
-                "no",
-            ]);
+            .args(["--appendfsync", "always", "--logfile", ""]);
         if let Some(primary) = self.replica_of {
             cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }

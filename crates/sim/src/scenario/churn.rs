@@ -80,7 +80,7 @@ pub fn run_with(p: &ChurnScenario, workload: &mut dyn Workload) -> (Report, Chur
     for h in initial {
         sim.give_session(h);
     }
-    let start_stats = sim.stats().clone();
+    let start_stats = sim.stats();
     let end = churn_from + p.duration;
     let mut series = Vec::new();
     let mut extra: Vec<Vec<f64>> = Vec::new();
@@ -208,7 +208,7 @@ pub fn run_with(p: &ChurnScenario, workload: &mut dyn Workload) -> (Report, Chur
         cut_off.svg(),
     );
     report.heading("Counters");
-    counters(&mut report, sim.stats(), sim.gatekeeper_stats());
+    counters(&mut report, &sim.stats(), sim.gatekeeper_stats());
     (report, outcome)
 }
 

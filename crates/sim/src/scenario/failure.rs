@@ -232,7 +232,7 @@ pub fn crash_run(p: &FailureParams, fraction: f64) -> (CrashOutcome, Sim) {
         undetected: pending.len(),
         false_failures,
         series,
-        stats: sim.stats().clone(),
+        stats: sim.stats(),
         gatekeeper: sim.gatekeeper_stats().clone(),
     };
     sim.record_membership(false);

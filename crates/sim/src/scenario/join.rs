@@ -123,7 +123,7 @@ pub fn run(p: &JoinParams) -> (Report, JoinOutcome) {
     path_section(&mut report, &paths.histogram);
     series_section(&mut report, &series, setup.join_window);
     report.heading("Counters");
-    counters(&mut report, sim.stats(), sim.gatekeeper_stats());
+    counters(&mut report, &sim.stats(), sim.gatekeeper_stats());
     (report, outcome)
 }
 

@@ -44,6 +44,8 @@ pub struct Setup {
     pub command: String,
     /// Print progress (virtual time, population) to stderr.
     pub progress: bool,
+    /// Threads to run the simulation on (1 or 2): the report is the same either way.
+    pub threads: usize,
 }
 
 impl Setup {
@@ -57,11 +59,14 @@ impl Setup {
             join_window: Duration::from_secs(60),
             command: String::new(),
             progress: false,
+            threads: 1,
         }
     }
 
     pub fn build(&self) -> Sim {
-        Sim::new(self.params.clone())
+        let mut sim = Sim::new(self.params.clone());
+        sim.set_threads(self.threads);
+        sim
     }
 
     /// Adds `n` hosts that join at random instants within `window` from `start`.

@@ -1,9 +1,10 @@
-//! The node runtime's Gatekeeper client (`node/src/gatekeeper.rs`): joins when the core
-//! asks, reports and leaves when it says so, and a status loop every status interval
-//! from the first successful join on, joining again when the Gatekeeper has forgotten the
-//! peer. A request reaches the Gatekeeper one delay after it is sent and is applied to the
-//! registry then; the answer takes another delay back. When the Gatekeeper is down or cut
-//! off, the call fails after the client's timeouts.
+//! The node runtime's Gatekeeper client (`node/src/gatekeeper.rs`): it joins when the
+//! core asks, reports and leaves when it says so, and runs a status loop every status
+//! interval from the first successful join on, joining again when the Gatekeeper has
+//! forgotten the peer. A request reaches the Gatekeeper one delay after it is sent and is
+//! applied to the registry then (by the coordinator, in time order, between windows);
+//! the answer takes another delay back. When the Gatekeeper is down or cut off, the call
+//! fails after the client's timeouts.
 
 use highway_core::{Command, Phase};
 use highway_gatekeeper::store::Auth;
@@ -11,7 +12,8 @@ use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
 use highway_wire::peer::NeighbourEntry;
 
-use super::{Action, Sim};
+use super::shard::{Action, Outgoing, Shard};
+use super::world::World;
 use crate::HostId;
 use crate::gatekeeper::{CallKind, GatekeeperSim, Request, Response};
 use crate::runtime::{GATEKEEPER_GIVE_UP, WANT_CANDIDATES};
@@ -35,9 +37,9 @@ fn u16_of(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
-impl Sim {
+impl Shard {
     fn peer_info(&self, h: HostId) -> PeerInfo {
-        let peer = &self.hosts[h.index()].peer;
+        let peer = &self.host(h).peer;
         PeerInfo {
             id: peer.id(),
             addrs: vec![peer.addr()],
@@ -49,7 +51,7 @@ impl Sim {
     /// A timestamp newer than any this client used (`GatekeeperClient::next_ts`).
     fn next_ts(&mut self, h: HostId) -> u64 {
         let now = GatekeeperSim::unix_ms(self.now);
-        let session = &mut self.hosts[h.index()].session;
+        let session = &mut self.host_mut(h).session;
         let ts = now.max(session.last_ts_ms + 1);
         session.last_ts_ms = ts;
         ts
@@ -57,9 +59,10 @@ impl Sim {
 
     /// The lease while it is good for two more status intervals, else a signature
     /// (`GatekeeperClient::usable_lease`).
-    fn credentials(&mut self, h: HostId) -> Auth {
-        let margin = self.gatekeeper.config.status_interval * 2;
-        let usable = self.hosts[h.index()]
+    fn credentials(&mut self, world: &World, h: HostId) -> Auth {
+        let margin = world.gatekeeper.status_interval * 2;
+        let usable = self
+            .host(h)
             .session
             .lease
             .filter(|l| l.expires > self.now + margin);
@@ -73,32 +76,29 @@ impl Sim {
         }
     }
 
-    fn call(&mut self, h: HostId, req: Request) {
-        let epoch = self.hosts[h.index()].epoch;
-        if !self.gatekeeper.up || self.net.gatekeeper_cut(h) {
-            self.gatekeeper.stats.unanswered += 1;
+    fn call(&mut self, world: &World, h: HostId, req: Request) {
+        let epoch = self.host(h).epoch;
+        if !world.gatekeeper_up || world.net.gatekeeper_cut(h) {
             let resp = Box::new(Response::NoAnswer(req.kind()));
             let at = self.now + GATEKEEPER_GIVE_UP;
-            self.agenda.push(
-                at,
-                Action::GatekeeperAnswers {
-                    host: h,
-                    epoch,
-                    resp,
-                },
-            );
+            let answer = Action::GatekeeperAnswers {
+                host: h,
+                epoch,
+                resp,
+            };
+            self.agenda.push(at, answer);
             return;
         }
-        let at = self.now + self.net.to_gatekeeper(h, &mut self.rng);
+        let at = self.now + world.net.to_gatekeeper(h, &mut self.rng);
         let req = Box::new(req);
-        self.agenda.push(
+        self.outbox.push((
             at,
-            Action::GatekeeperGets {
+            Outgoing::Gatekeeper {
                 host: h,
                 epoch,
                 req,
             },
-        );
+        ));
     }
 
     fn join_request(&mut self, h: HostId, want: u16, for_core: bool) -> Request {
@@ -111,65 +111,41 @@ impl Sim {
     }
 
     /// The core's `GatekeeperJoin`.
-    pub(super) fn gatekeeper_join(&mut self, h: HostId) {
+    pub(super) fn gatekeeper_join(&mut self, world: &World, h: HostId) {
         let req = self.join_request(h, WANT_CANDIDATES, true);
-        self.call(h, req);
+        self.call(world, h, req);
     }
 
-    pub(super) fn gatekeeper_report(&mut self, h: HostId, target: NodeId) {
+    pub(super) fn gatekeeper_report(&mut self, world: &World, h: HostId, target: NodeId) {
         let req = Request::Report {
-            reporter: self.hosts[h.index()].peer.id(),
+            reporter: self.host(h).peer.id(),
             target,
-            auth: self.credentials(h),
+            auth: self.credentials(world, h),
         };
-        self.call(h, req);
+        self.call(world, h, req);
     }
 
-    pub(super) fn gatekeeper_leave(&mut self, h: HostId) {
+    pub(super) fn gatekeeper_leave(&mut self, world: &World, h: HostId) {
         let req = Request::Leave {
-            id: self.hosts[h.index()].peer.id(),
-            auth: self.credentials(h),
+            id: self.host(h).peer.id(),
+            auth: self.credentials(world, h),
         };
-        self.call(h, req);
+        self.call(world, h, req);
     }
 
-    pub(super) fn gatekeeper_gets(&mut self, h: HostId, epoch: u32, req: Request) {
-        let resp = if self.gatekeeper.up {
-            self.gatekeeper.handle(self.now, req, &mut self.rng)
-        } else {
-            // It went down while the request travelled: the client times out.
-            let kind = req.kind();
-            let at = self.now + GATEKEEPER_GIVE_UP;
-            let resp = Box::new(Response::NoAnswer(kind));
-            self.agenda.push(
-                at,
-                Action::GatekeeperAnswers {
-                    host: h,
-                    epoch,
-                    resp,
-                },
-            );
-            return;
-        };
-        let at = self.now + self.net.to_gatekeeper(h, &mut self.rng);
-        let resp = Box::new(resp);
-        self.agenda.push(
-            at,
-            Action::GatekeeperAnswers {
-                host: h,
-                epoch,
-                resp,
-            },
-        );
-    }
-
-    fn next_status(&mut self, h: HostId) {
-        let epoch = self.hosts[h.index()].epoch;
-        let at = self.now + self.gatekeeper.config.status_interval;
+    fn next_status(&mut self, world: &World, h: HostId) {
+        let epoch = self.host(h).epoch;
+        let at = self.now + world.gatekeeper.status_interval;
         self.agenda.push(at, Action::StatusTick { host: h, epoch });
     }
 
-    pub(super) fn gatekeeper_answers(&mut self, h: HostId, epoch: u32, resp: Response) {
+    pub(super) fn gatekeeper_answers(
+        &mut self,
+        world: &World,
+        h: HostId,
+        epoch: u32,
+        resp: Response,
+    ) {
         if !self.current(h, epoch) {
             return;
         }
@@ -179,45 +155,47 @@ impl Sim {
                 lease,
                 for_core,
             } => {
-                let session = &mut self.hosts[h.index()].session;
+                let session = &mut self.host_mut(h).session;
                 session.lease = Some(lease);
                 if !for_core {
-                    self.next_status(h);
+                    self.next_status(world, h);
                     return;
                 }
                 if !session.status_loop {
                     session.status_loop = true;
-                    self.next_status(h);
+                    self.next_status(world, h);
                 }
-                let me = self.hosts[h.index()].peer.id();
-                self.command(h, Command::Candidates(candidates(peers, me)));
+                let me = self.host(h).peer.id();
+                self.command(world, h, Command::Candidates(candidates(peers, me)));
             }
             Response::JoinRefused { for_core: true } | Response::NoAnswer(CallKind::CoreJoin) => {
-                self.command(h, Command::GatekeeperFailed);
+                self.command(world, h, Command::GatekeeperFailed);
             }
             Response::StatusAccepted { lease } => {
                 if let Some(lease) = lease {
-                    self.hosts[h.index()].session.lease = Some(lease);
+                    self.host_mut(h).session.lease = Some(lease);
                 }
-                self.next_status(h);
+                self.next_status(world, h);
             }
             Response::Forgotten => {
                 let req = self.join_request(h, 0, false);
-                self.call(h, req);
+                self.call(world, h, req);
             }
             Response::JoinRefused { for_core: false }
             | Response::StatusRefused
-            | Response::NoAnswer(CallKind::Rejoin | CallKind::Status) => self.next_status(h),
+            | Response::NoAnswer(CallKind::Rejoin | CallKind::Status) => {
+                self.next_status(world, h);
+            }
             Response::Done | Response::NoAnswer(CallKind::Other) => {}
         }
     }
 
     /// One round of the status loop.
-    pub(super) fn status_tick(&mut self, h: HostId, epoch: u32) {
+    pub(super) fn status_tick(&mut self, world: &World, h: HostId, epoch: u32) {
         if !self.current(h, epoch) {
             return;
         }
-        let host = &mut self.hosts[h.index()];
+        let host = self.host_mut(h);
         if host.peer.phase() != Phase::Running {
             host.session.status_loop = false;
             return;
@@ -226,8 +204,8 @@ impl Sim {
         let req = Request::Status {
             info: self.peer_info(h),
             neighbour_ids,
-            auth: self.credentials(h),
+            auth: self.credentials(world, h),
         };
-        self.call(h, req);
+        self.call(world, h, req);
     }
 }

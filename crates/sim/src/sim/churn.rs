@@ -1,12 +1,16 @@
 //! Churn: peers arrive as a Poisson process and stay for an exponentially distributed
-//! session, then leave gracefully or crash.
+//! session, then leave gracefully or crash. Arrivals are drawn by the coordinator (a new
+//! host belongs to no shard yet); a departure is drawn and carried out by the shard of
+//! the peer that departs.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use super::{Action, Sim};
+use super::shard::{Action, Shard};
+use super::world::World;
 use crate::HostId;
+use crate::clock::SimTime;
 
 /// How peers come and go.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,59 +35,43 @@ impl ChurnParams {
             graceful,
         }
     }
+
+    fn mean_session_secs(&self) -> f64 {
+        self.median_session.as_secs_f64() / std::f64::consts::LN_2
+    }
 }
 
 /// An exponentially distributed duration with the given mean.
-fn exponential(rng: &mut impl Rng, mean_secs: f64) -> Duration {
+pub(super) fn exponential(rng: &mut impl Rng, mean_secs: f64) -> Duration {
     let u: f64 = rng.random();
     Duration::from_secs_f64(-(1.0 - u).ln() * mean_secs)
 }
 
-impl Sim {
-    /// Starts arrivals and honours sessions from now on.
-    pub fn start_churn(&mut self, params: ChurnParams) {
-        let first = exponential(&mut self.rng, 1.0 / params.arrivals_per_sec);
-        self.churn = Some(params);
-        self.agenda.push(self.now + first, Action::Arrival);
-    }
+/// When the session of a peer arriving at `now` ends.
+pub(super) fn session_end(params: &ChurnParams, rng: &mut impl Rng, now: SimTime) -> SimTime {
+    now + exponential(rng, params.mean_session_secs())
+}
 
-    /// No more arrivals or departures (sessions already given are ignored).
-    pub fn stop_churn(&mut self) {
-        self.churn = None;
-    }
+/// The gap to the next arrival.
+pub(super) fn next_arrival(params: &ChurnParams, rng: &mut impl Rng) -> Duration {
+    exponential(rng, 1.0 / params.arrivals_per_sec)
+}
 
-    /// Gives `h` a random session starting now; it departs when the session ends.
-    pub fn give_session(&mut self, h: HostId) {
-        let Some(params) = &self.churn else {
-            return;
-        };
-        let mean = params.median_session.as_secs_f64() / std::f64::consts::LN_2;
-        let at = self.now + exponential(&mut self.rng, mean);
-        let epoch = self.hosts[h.index()].epoch;
+impl Shard {
+    pub(super) fn schedule_departure(&mut self, h: HostId, at: SimTime) {
+        let epoch = self.host(h).epoch;
         self.agenda.push(at, Action::Departure { host: h, epoch });
     }
 
-    pub(super) fn churn_arrival(&mut self) {
-        let Some(params) = &self.churn else {
-            return;
-        };
-        let gap = exponential(&mut self.rng, 1.0 / params.arrivals_per_sec);
-        self.agenda.push(self.now + gap, Action::Arrival);
-        let h = self.add_host();
-        self.join_at(h, self.now);
-        self.give_session(h);
-    }
-
-    pub(super) fn churn_departure(&mut self, h: HostId, epoch: u32) {
-        let Some(params) = &self.churn else {
+    pub(super) fn departure(&mut self, world: &World, h: HostId, epoch: u32) {
+        let Some(params) = &world.churn else {
             return;
         };
         if !self.current(h, epoch) {
             return;
         }
-        let graceful = self.rng.random::<f64>() < params.graceful;
-        if graceful {
-            self.leave(h);
+        if self.rng.random::<f64>() < params.graceful {
+            self.leave(world, h);
         } else {
             self.crash(h);
         }

@@ -1,23 +1,26 @@
 //! The TCP handshake, as the node runtime runs it (`node/src/handshake.rs`), with frames
-//! that take time to travel:
+//! that take time to travel. Each end keeps its own half ([`Outbound`] at the initiator,
+//! [`Inbound`] at the responder) and they talk only through frames, so the two ends may
+//! live in different shards.
 //!
 //! 1. The initiator connects (SYN, SYN-ACK) and writes the hello: it reaches the
 //!    responder after three one-way delays, more for each lost segment (TCP retransmits
-//!    after 1 s for a SYN, 200 ms for data, doubling). A crashed or cut-off responder
-//!    never answers; the initiator gives up at its handshake timeout. A host whose
-//!    process exited answers with a reset.
-//! 2. The responder, if it serves fewer than 64 handshakes, asks its core
-//!    (`answer_hello`) and writes the welcome; it closes at once unless it accepted.
+//!    after 1 s for a SYN, 200 ms for data, doubling). Across a cut it never arrives.
+//! 2. The responder's machine answers as it is when the hello arrives: crashed, nothing
+//!    (the initiator times out); process exited, a reset. A running responder serving 64
+//!    handshakes closes the connection at once; otherwise its core decides
+//!    (`answer_hello`) and the welcome goes back. It keeps a half only if it accepted.
 //! 3. The initiator reads the welcome (`Initiator::on_welcome`): full or rejected ends
 //!    the dial with the responder's neighbours; accepted sends the confirm.
 //! 4. The responder verifies the confirm, hands the link to its core (`LinkUp`) and
-//!    writes "established" only if the core installed it.
-//! 5. The initiator reads "established" and hands its core the link.
+//!    writes "established" only if the core installed it, else closes.
+//! 5. The initiator reads "established" and hands its core the link, then the link
+//!    datagrams it held meanwhile.
 //!
-//! Each side bounds its part by its handshake timeout and tells its core how it ended
-//! (`ConnectFailed` / `HandshakeAborted`). A side that closes makes the other one see the
-//! close one delay later. Link datagrams that reach the initiator before step 5 are held,
-//! as the runtime holds them, and handed over right after.
+//! Each end bounds its half by its handshake timeout and tells its core how it ended
+//! (`ConnectFailed` / `HandshakeAborted`); an end that gives up closes, and the other
+//! sees the close one delay later (unless its machine crashed: crashed machines say
+//! nothing).
 
 use std::time::Duration;
 
@@ -27,7 +30,9 @@ use highway_wire::peer::handshake::{
 };
 use highway_wire::{NodeId, PeerAddr};
 
-use super::{Action, Sim};
+use super::SHARDS;
+use super::shard::{Action, Shard};
+use super::world::World;
 use crate::HostId;
 use crate::host::Life;
 use crate::network::{self, TCP_PORT};
@@ -36,59 +41,45 @@ use crate::runtime::{DATA_RTO, MAX_DIALS, MAX_INBOUND_HANDSHAKES, SYN_RTO};
 /// A TCP segment given up on after this much retransmitting.
 const GIVE_UP: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum DialStep {
-    /// The hello reaches the responder.
-    Hello,
-    /// The welcome reaches the initiator.
-    Welcome,
-    /// The confirm reaches the responder.
-    Confirm,
-    /// "Established" reaches the initiator.
-    Established,
-    /// The initiator sees the connection closed or reset.
-    InitiatorSeesClose,
-    /// The responder sees the initiator close.
-    ResponderSeesClose,
-    InitiatorTimeout,
-    ResponderTimeout,
-}
-
+/// What travels between the two ends of a dial.
 #[derive(Debug)]
-enum ResponderSide {
-    /// The hello has not arrived (or never will).
-    NotReached,
-    /// Accepted: waiting for the confirm.
-    AwaitingConfirm {
-        host: HostId,
-        epoch: u32,
-        responder: Box<Responder>,
-        my_link_id: u64,
-        initiator: NodeId,
-        initiator_addr: PeerAddr,
+pub(crate) enum Frame {
+    Hello {
+        from: HostId,
+        hello: Vec<u8>,
     },
+    Welcome(Vec<u8>),
+    Confirm(Vec<u8>),
+    Established,
+    /// The other end closed or reset the connection.
     Closed,
 }
 
-/// One outbound handshake in flight, both ends.
+/// The initiator's half of a dial.
 #[derive(Debug)]
-pub(super) struct Dial {
-    from: HostId,
-    from_epoch: u32,
+pub(crate) struct Outbound {
+    host: HostId,
+    epoch: u32,
     my_link_id: u64,
     addr: PeerAddr,
     expected: Option<NodeId>,
     initiator: Option<Box<Initiator>>,
-    hello: Vec<u8>,
-    /// The initiator still waits for an outcome.
-    initiator_open: bool,
-    responder: ResponderSide,
-    /// The responder host and process the hello reached.
-    to: Option<(HostId, u32)>,
-    welcome: Vec<u8>,
-    confirm: Vec<u8>,
-    /// The initiator's link, handed to its core when "established" arrives.
+    /// The responder's machine, when the address is a simulated host.
+    target: Option<HostId>,
+    /// The link, waiting for "established".
     link: Option<LinkUp>,
+}
+
+/// The responder's half of an accepted dial, waiting for the confirm.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    host: HostId,
+    epoch: u32,
+    initiator_host: HostId,
+    responder: Box<Responder>,
+    my_link_id: u64,
+    initiator: NodeId,
+    initiator_addr: PeerAddr,
 }
 
 /// The payload of a frame the core built (always one whole, valid frame).
@@ -99,34 +90,52 @@ fn payload(framed: &[u8]) -> &[u8] {
     }
 }
 
-impl Sim {
+impl Shard {
     /// How long one TCP segment from `from` to `to` takes, retransmissions included;
-    /// `None` if it never arrives (a cut).
-    fn segment(&mut self, from: HostId, to: HostId, first_rto: Duration) -> Option<Duration> {
-        if self.net.cut(from, to) {
+    /// `None` if it never arrives.
+    fn segment(
+        &mut self,
+        world: &World,
+        from: HostId,
+        to: HostId,
+        first_rto: Duration,
+    ) -> Option<Duration> {
+        if world.net.cut(from, to) {
             return None;
         }
         let mut waited = Duration::ZERO;
         let mut rto = first_rto;
-        while self.net.lose(&mut self.rng) {
+        while world.net.lose(&mut self.rng) {
             waited += rto;
             rto *= 2;
             if waited > GIVE_UP {
                 return None;
             }
         }
-        Some(waited + self.net.one_way(from, to, &mut self.rng))
+        Some(waited + world.net.one_way(from, to, &mut self.rng))
     }
 
-    fn dial_at(&mut self, id: u64, after: Option<Duration>, step: DialStep) {
-        if let Some(d) = after {
-            self.agenda.push(self.now + d, Action::Dial { id, step });
+    /// Sends `frame` of `dial` from `from` to `to`, if it gets there.
+    fn frame_to(
+        &mut self,
+        world: &World,
+        from: HostId,
+        to: HostId,
+        dial: u64,
+        frame: Frame,
+        rto: Duration,
+    ) {
+        if let Some(d) = self.segment(world, from, to, rto) {
+            let at = self.now + d;
+            self.send_to(at, to, Action::Frame { to, dial, frame });
         }
     }
 
     /// The core's `Event::Connect`: open TCP to `addr` and start the handshake.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_dial(
         &mut self,
+        world: &World,
         h: HostId,
         my_link_id: u64,
         addr: PeerAddr,
@@ -134,10 +143,9 @@ impl Sim {
         initiator: Box<Initiator>,
         hello: Vec<u8>,
     ) {
-        let host = &mut self.hosts[h.index()];
+        let now = world.clock.instant(self.now);
+        let host = self.host_mut(h);
         if host.dials >= MAX_DIALS {
-            self.stats.dials_refused_busy += 1;
-            let now = self.clock.instant(self.now);
             host.peer.handle_command(
                 now,
                 Command::ConnectFailed {
@@ -145,70 +153,75 @@ impl Sim {
                     outcome: ConnectOutcome::Unreachable,
                 },
             );
+            self.stats.dials_refused_busy += 1;
             return;
         }
         host.dials += 1;
         host.early.push((my_link_id, Vec::new()));
-        let timeout = host.peer.config().handshake_timeout;
-        let from_epoch = host.epoch;
+        let epoch = host.epoch;
+        let timeout = world.core.handshake_timeout;
         self.stats.dials += 1;
-        let id = self.next_dial;
+        // Unique across shards: the shard's own counter, tagged with the shard.
+        let dial = self.next_dial * SHARDS as u64 + self.index as u64;
         self.next_dial += 1;
-        self.dials.insert(
-            id,
-            Dial {
-                from: h,
-                from_epoch,
+        let target = network::host_at(addr.tcp_addr(), TCP_PORT).filter(|t| world.net.knows(*t));
+        self.outbound.insert(
+            dial,
+            Outbound {
+                host: h,
+                epoch,
                 my_link_id,
                 addr,
                 expected,
                 initiator: Some(initiator),
-                hello,
-                initiator_open: true,
-                responder: ResponderSide::NotReached,
-                to: None,
-                welcome: Vec::new(),
-                confirm: Vec::new(),
+                target,
                 link: None,
             },
         );
-        self.dial_at(id, Some(timeout), DialStep::InitiatorTimeout);
-        let Some(to) =
-            network::host_at(addr.tcp_addr(), TCP_PORT).filter(|to| to.index() < self.hosts.len())
-        else {
+        self.agenda
+            .push(self.now + timeout, Action::InitiatorTimeout { dial });
+        let Some(to) = target else {
             return;
         };
-        match self.hosts[to.index()].life {
-            // No machine: the SYN goes unanswered until the timeout.
-            Life::Crashed => {}
-            Life::Exited => {
-                let rst = self
-                    .segment(h, to, SYN_RTO)
-                    .zip(self.segment(to, h, SYN_RTO))
-                    .map(|(a, b)| a + b);
-                self.dial_at(id, rst, DialStep::InitiatorSeesClose);
+        let syn = self.segment(world, h, to, SYN_RTO);
+        let syn_ack = self.segment(world, to, h, SYN_RTO);
+        let data = self.segment(world, h, to, DATA_RTO);
+        if let Some(d) = syn.zip(syn_ack).zip(data).map(|((a, b), c)| a + b + c) {
+            let frame = Frame::Hello { from: h, hello };
+            self.send_to(self.now + d, to, Action::Frame { to, dial, frame });
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, world: &World, to: HostId, dial: u64, frame: Frame) {
+        match frame {
+            Frame::Hello { from, hello } => self.on_hello(world, to, from, dial, &hello),
+            Frame::Welcome(welcome) => self.on_welcome(world, dial, &welcome),
+            Frame::Confirm(confirm) => self.on_confirm(world, to, dial, &confirm),
+            Frame::Established => {
+                let link = self.outbound.get_mut(&dial).and_then(|o| o.link.take());
+                if let Some(link) = link {
+                    self.finish_dial(world, dial, Command::LinkUp(link));
+                }
             }
-            Life::Up => {
-                let syn = self.segment(h, to, SYN_RTO);
-                let syn_ack = self.segment(to, h, SYN_RTO);
-                let hello = self.segment(h, to, DATA_RTO);
-                let arrives = syn.zip(syn_ack).zip(hello).map(|((a, b), c)| a + b + c);
-                self.dial_at(id, arrives, DialStep::Hello);
+            Frame::Closed => {
+                // Both ends may live in this shard: the frame is for the initiator if
+                // it is addressed to the initiator's host.
+                if self.outbound.get(&dial).is_some_and(|o| o.host == to) {
+                    self.dial_unreachable(world, dial);
+                } else {
+                    self.abort_inbound(world, dial);
+                }
             }
         }
     }
 
-    /// The initiator's core learns how its dial ended; held datagrams follow.
-    fn report_to_initiator(&mut self, id: u64, cmd: Command) {
-        let Some(dial) = self.dials.get_mut(&id) else {
+    /// Ends the initiator's half: its core learns how the dial ended, then gets the
+    /// datagrams held meanwhile.
+    fn finish_dial(&mut self, world: &World, dial: u64, cmd: Command) {
+        let Some(out) = self.outbound.remove(&dial) else {
             return;
         };
-        if !dial.initiator_open {
-            return;
-        }
-        dial.initiator_open = false;
-        let (h, epoch, my_link_id) = (dial.from, dial.from_epoch, dial.my_link_id);
-        if !self.current(h, epoch) {
+        if !self.current(out.host, out.epoch) {
             return;
         }
         match &cmd {
@@ -220,216 +233,147 @@ impl Sim {
             },
             _ => {}
         }
-        let host = &mut self.hosts[h.index()];
+        let now = world.clock.instant(self.now);
+        let host = self.host_mut(out.host);
         host.dials = host.dials.saturating_sub(1);
         let held = host
             .early
             .iter()
-            .position(|(link, _)| *link == my_link_id)
+            .position(|(link, _)| *link == out.my_link_id)
             .map(|i| host.early.swap_remove(i).1)
             .unwrap_or_default();
-        let now = self.clock.instant(self.now);
         host.peer.handle_command(now, cmd);
         for (from, bytes) in held {
             host.peer.handle_datagram(now, from, &bytes);
         }
-        self.flush(h);
+        self.flush(world, out.host);
     }
 
-    fn unreachable(&mut self, id: u64) {
-        let Some(my_link_id) = self.dials.get(&id).map(|d| d.my_link_id) else {
+    fn dial_unreachable(&mut self, world: &World, dial: u64) {
+        let Some(my_link_id) = self.outbound.get(&dial).map(|o| o.my_link_id) else {
             return;
         };
-        self.report_to_initiator(
-            id,
+        let outcome = ConnectOutcome::Unreachable;
+        self.finish_dial(
+            world,
+            dial,
             Command::ConnectFailed {
                 my_link_id,
-                outcome: ConnectOutcome::Unreachable,
+                outcome,
             },
         );
     }
 
-    /// The responder's task ends; an accepted handshake that did not finish gives its
-    /// reserved slot back.
-    fn close_responder(&mut self, id: u64, aborted: bool) {
-        let Some(dial) = self.dials.get_mut(&id) else {
+    /// The responder's half ends without a link: its core gets the reserved slot back.
+    fn abort_inbound(&mut self, world: &World, dial: u64) {
+        let Some(inb) = self.inbound.remove(&dial) else {
             return;
         };
-        let side = std::mem::replace(&mut dial.responder, ResponderSide::Closed);
-        let ResponderSide::AwaitingConfirm {
-            host,
-            epoch,
-            my_link_id,
-            ..
-        } = side
-        else {
-            return;
-        };
-        if !self.current(host, epoch) {
+        if !self.current(inb.host, inb.epoch) {
             return;
         }
-        let responder = &mut self.hosts[host.index()];
-        responder.inbound = responder.inbound.saturating_sub(1);
-        if aborted {
-            self.stats.inbound_aborted += 1;
-            let now = self.clock.instant(self.now);
-            responder
-                .peer
-                .handle_command(now, Command::HandshakeAborted { my_link_id });
-            self.flush(host);
+        self.stats.inbound_aborted += 1;
+        let host = self.host_mut(inb.host);
+        host.inbound = host.inbound.saturating_sub(1);
+        let cmd = Command::HandshakeAborted {
+            my_link_id: inb.my_link_id,
+        };
+        self.command(world, inb.host, cmd);
+    }
+
+    /// An end closes: the other sees it one delay later, unless this machine crashed.
+    fn close_towards(&mut self, world: &World, from: HostId, to: HostId, dial: u64) {
+        if self.host(from).life != Life::Crashed {
+            self.frame_to(world, from, to, dial, Frame::Closed, DATA_RTO);
         }
     }
 
-    /// Forgets a dial once neither end waits on it any more.
-    fn tidy(&mut self, id: u64) {
-        if self.dials.get(&id).is_some_and(|d| {
-            !d.initiator_open && !matches!(d.responder, ResponderSide::AwaitingConfirm { .. })
-        }) {
-            self.dials.remove(&id);
-        }
-    }
-
-    /// A one-way delay between the two ends, for a close to be seen (`None`: cut).
-    fn close_delay(&mut self, from: HostId, to: HostId) -> Option<Duration> {
-        self.segment(from, to, DATA_RTO)
-    }
-
-    pub(super) fn dial_step(&mut self, id: u64, step: DialStep) {
-        if !self.dials.contains_key(&id) {
-            return;
-        }
-        match step {
-            DialStep::Hello => self.on_hello(id),
-            DialStep::Welcome => self.on_welcome(id),
-            DialStep::Confirm => self.on_confirm(id),
-            DialStep::Established => {
-                let link = self.dials.get_mut(&id).and_then(|d| d.link.take());
-                if let Some(link) = link {
-                    self.report_to_initiator(id, Command::LinkUp(link));
-                }
-            }
-            DialStep::InitiatorSeesClose => self.unreachable(id),
-            DialStep::ResponderSeesClose | DialStep::ResponderTimeout => {
-                self.close_responder(id, true);
-            }
-            DialStep::InitiatorTimeout => {
-                let was_open = self.dials.get(&id).is_some_and(|d| d.initiator_open);
-                self.unreachable(id);
-                // The initiator closes its end; a responder still waiting sees it.
-                if let Some(dial) = self.dials.get(&id)
-                    && was_open
-                    && let ResponderSide::AwaitingConfirm { host, .. } = dial.responder
-                {
-                    let (from, from_epoch) = (dial.from, dial.from_epoch);
-                    if self.current(from, from_epoch) {
-                        let d = self.close_delay(from, host);
-                        self.dial_at(id, d, DialStep::ResponderSeesClose);
-                    }
-                }
-            }
-        }
-        self.tidy(id);
-    }
-
-    fn on_hello(&mut self, id: u64) {
-        let Some(dial) = self.dials.get(&id) else {
+    pub(super) fn initiator_timeout(&mut self, world: &World, dial: u64) {
+        let Some(out) = self.outbound.get(&dial) else {
             return;
         };
-        // The initiator gave up (or died): its connection is gone.
-        if !dial.initiator_open || !self.current(dial.from, dial.from_epoch) {
-            return;
+        let (host, target) = (out.host, out.target);
+        self.dial_unreachable(world, dial);
+        if let Some(to) = target {
+            self.close_towards(world, host, to, dial);
         }
-        let from = dial.from;
-        let Some(to) = network::host_at(dial.addr.tcp_addr(), TCP_PORT) else {
-            return;
-        };
-        let responder = &self.hosts[to.index()];
-        match responder.life {
+    }
+
+    pub(super) fn responder_timeout(&mut self, world: &World, dial: u64) {
+        if let Some(inb) = self.inbound.get(&dial) {
+            let (host, to) = (inb.host, inb.initiator_host);
+            self.abort_inbound(world, dial);
+            self.close_towards(world, host, to, dial);
+        }
+    }
+
+    fn on_hello(&mut self, world: &World, me: HostId, from: HostId, dial: u64, hello: &[u8]) {
+        match self.host(me).life {
             Life::Crashed => return,
             Life::Exited => {
-                let d = self.close_delay(to, from);
-                self.dial_at(id, d, DialStep::InitiatorSeesClose);
+                self.frame_to(world, me, from, dial, Frame::Closed, DATA_RTO);
                 return;
             }
             Life::Up => {}
         }
-        if responder.inbound >= MAX_INBOUND_HANDSHAKES {
+        if self.host(me).inbound >= MAX_INBOUND_HANDSHAKES {
             self.stats.inbound_refused_busy += 1;
-            let d = self.close_delay(to, from);
-            self.dial_at(id, d, DialStep::InitiatorSeesClose);
+            self.frame_to(world, me, from, dial, Frame::Closed, DATA_RTO);
             return;
         }
-        let now = self.clock.instant(self.now);
-        let Some(dial) = self.dials.get_mut(&id) else {
-            return;
-        };
-        let responder = &mut self.hosts[to.index()];
+        let now = world.clock.instant(self.now);
         // The runtime also checks that the hello's address is the connection's source;
         // simulated initiators always dial from their own address, so it always holds.
-        let answer = responder.peer.answer_hello(now, payload(&dial.hello));
-        let epoch = responder.epoch;
-        let timeout = responder.peer.config().handshake_timeout;
-        dial.to = Some((to, epoch));
+        let answer = self.host_mut(me).peer.answer_hello(now, payload(hello));
         let Ok(answer) = answer else {
-            // A hello the core cannot read: the connection is closed.
-            self.flush(to);
-            let d = self.close_delay(to, from);
-            self.dial_at(id, d, DialStep::InitiatorSeesClose);
+            self.flush(world, me);
+            self.frame_to(world, me, from, dial, Frame::Closed, DATA_RTO);
             return;
         };
-        dial.welcome = answer.welcome;
-        if let Some(state) = answer.responder {
-            responder.inbound += 1;
-            dial.responder = ResponderSide::AwaitingConfirm {
-                host: to,
-                epoch,
-                responder: Box::new(state),
-                my_link_id: answer.my_link_id,
-                initiator: answer.initiator,
-                initiator_addr: answer.initiator_addr,
-            };
-            self.dial_at(id, Some(timeout), DialStep::ResponderTimeout);
-        } else {
-            dial.responder = ResponderSide::Closed;
+        if let Some(responder) = answer.responder {
+            let host = self.host_mut(me);
+            host.inbound += 1;
+            let epoch = host.epoch;
+            self.inbound.insert(
+                dial,
+                Inbound {
+                    host: me,
+                    epoch,
+                    initiator_host: from,
+                    responder: Box::new(responder),
+                    my_link_id: answer.my_link_id,
+                    initiator: answer.initiator,
+                    initiator_addr: answer.initiator_addr,
+                },
+            );
+            let at = self.now + world.core.handshake_timeout;
+            self.agenda.push(at, Action::ResponderTimeout { dial });
         }
-        self.flush(to);
-        let d = self.segment(to, from, DATA_RTO);
-        self.dial_at(id, d, DialStep::Welcome);
+        self.flush(world, me);
+        let welcome = Frame::Welcome(answer.welcome);
+        self.frame_to(world, me, from, dial, welcome, DATA_RTO);
     }
 
-    fn on_welcome(&mut self, id: u64) {
-        let Some(dial) = self.dials.get(&id) else {
+    fn on_welcome(&mut self, world: &World, dial: u64, welcome: &[u8]) {
+        let Some(out) = self.outbound.get_mut(&dial) else {
             return;
         };
-        let (from, to) = (dial.from, dial.to.map(|(h, _)| h));
-        let initiator_alive = dial.initiator_open && self.current(dial.from, dial.from_epoch);
-        let Some(dial) = self.dials.get_mut(&id) else {
+        let (me, epoch, target) = (out.host, out.epoch, out.target);
+        let Some(initiator) = out.initiator.take() else {
             return;
         };
-        let Some(initiator) = dial.initiator.take().filter(|_| initiator_alive) else {
-            // The initiator is gone. A crashed machine stays silent (the responder times
-            // out); one that gave up or exited resets the connection.
-            let crashed = self.hosts[from.index()].life == Life::Crashed;
-            if let Some(to) = to
-                && !crashed
-            {
-                let d = self.close_delay(from, to);
-                self.dial_at(id, d, DialStep::ResponderSeesClose);
-            }
+        let outcome = initiator.on_welcome(payload(welcome), out.expected, out.my_link_id);
+        let my_link_id = out.my_link_id;
+        let addr = out.addr;
+        if !self.current(me, epoch) {
             return;
-        };
-        let outcome = initiator.on_welcome(payload(&dial.welcome), dial.expected, dial.my_link_id);
-        let my_link_id = dial.my_link_id;
-        let close_responder = |sim: &mut Sim| {
-            if let Some(to) = to {
-                let d = sim.close_delay(from, to);
-                sim.dial_at(id, d, DialStep::ResponderSeesClose);
-            }
-        };
+        }
         match outcome {
             Err(_) => {
-                self.unreachable(id);
-                close_responder(self);
+                self.dial_unreachable(world, dial);
+                if let Some(to) = target {
+                    self.close_towards(world, me, to, dial);
+                }
             }
             Ok(InitiatorOutcome::NotLinked {
                 decision,
@@ -441,13 +385,11 @@ impl Sim {
                     // An "accept" without a link happens only for a query.
                     Decision::Reject | Decision::Accept => ConnectOutcome::Rejected { neighbours },
                 };
-                self.report_to_initiator(
-                    id,
-                    Command::ConnectFailed {
-                        my_link_id,
-                        outcome,
-                    },
-                );
+                let cmd = Command::ConnectFailed {
+                    my_link_id,
+                    outcome,
+                };
+                self.finish_dial(world, dial, cmd);
             }
             Ok(InitiatorOutcome::Linked {
                 responder,
@@ -456,93 +398,65 @@ impl Sim {
                 neighbours,
                 confirm,
             }) => {
-                dial.confirm = confirm;
-                dial.link = Some(LinkUp {
-                    my_link_id,
-                    their_link_id: responder_link_id,
-                    peer: responder,
-                    addr: dial.addr,
-                    keys,
-                    their_neighbours: neighbours,
-                    inbound: false,
-                });
-                match to {
-                    Some(to) => {
-                        let d = self.segment(from, to, DATA_RTO);
-                        self.dial_at(id, d, DialStep::Confirm);
-                    }
-                    None => self.unreachable(id),
+                if let Some(out) = self.outbound.get_mut(&dial) {
+                    out.link = Some(LinkUp {
+                        my_link_id,
+                        their_link_id: responder_link_id,
+                        peer: responder,
+                        addr,
+                        keys,
+                        their_neighbours: neighbours,
+                        inbound: false,
+                    });
+                }
+                if let Some(to) = target {
+                    self.frame_to(world, me, to, dial, Frame::Confirm(confirm), DATA_RTO);
                 }
             }
         }
     }
 
-    fn on_confirm(&mut self, id: u64) {
-        let Some(dial) = self.dials.get_mut(&id) else {
+    fn on_confirm(&mut self, world: &World, me: HostId, dial: u64, confirm: &[u8]) {
+        let Some(inb) = self.inbound.remove(&dial) else {
+            // This end already gave up and closed.
             return;
         };
-        let from = dial.from;
-        let confirm = std::mem::take(&mut dial.confirm);
-        let side = std::mem::replace(&mut dial.responder, ResponderSide::Closed);
-        let ResponderSide::AwaitingConfirm {
-            host: to,
-            epoch,
-            responder,
-            my_link_id,
-            initiator,
-            initiator_addr,
-        } = side
-        else {
-            // The responder already gave up and closed: the initiator sees the close.
-            if let Some((to, _)) = dial.to {
-                let d = self.close_delay(to, from);
-                self.dial_at(id, d, DialStep::InitiatorSeesClose);
-            }
-            return;
-        };
-        if !self.current(to, epoch) {
-            // A crashed responder is silent (the initiator times out); an exited one
-            // resets the connection.
-            if self.hosts[to.index()].life != Life::Crashed {
-                let d = self.close_delay(to, from);
-                self.dial_at(id, d, DialStep::InitiatorSeesClose);
-            }
+        let from = inb.initiator_host;
+        if !self.current(inb.host, inb.epoch) {
             return;
         }
-        let accepted = responder.on_confirm(payload(&confirm));
-        let host = &mut self.hosts[to.index()];
+        let now = world.clock.instant(self.now);
+        let host = self.host_mut(me);
         host.inbound = host.inbound.saturating_sub(1);
-        let now = self.clock.instant(self.now);
-        let installed = match accepted {
+        let installed = match inb.responder.on_confirm(payload(confirm)) {
             Ok(accepted) => {
-                host.peer.handle_command(
-                    now,
-                    Command::LinkUp(LinkUp {
-                        my_link_id,
-                        their_link_id: accepted.initiator_link_id,
-                        peer: initiator,
-                        addr: initiator_addr,
-                        keys: accepted.keys,
-                        their_neighbours: Vec::new(),
-                        inbound: true,
-                    }),
-                );
-                host.peer.has_link(my_link_id)
+                let up = LinkUp {
+                    my_link_id: inb.my_link_id,
+                    their_link_id: accepted.initiator_link_id,
+                    peer: inb.initiator,
+                    addr: inb.initiator_addr,
+                    keys: accepted.keys,
+                    their_neighbours: Vec::new(),
+                    inbound: true,
+                };
+                host.peer.handle_command(now, Command::LinkUp(up));
+                host.peer.has_link(inb.my_link_id)
             }
             Err(_) => {
+                let cmd = Command::HandshakeAborted {
+                    my_link_id: inb.my_link_id,
+                };
+                host.peer.handle_command(now, cmd);
                 self.stats.inbound_aborted += 1;
-                host.peer
-                    .handle_command(now, Command::HandshakeAborted { my_link_id });
                 false
             }
         };
-        self.flush(to);
-        let d = self.segment(to, from, DATA_RTO);
-        let step = if installed {
-            DialStep::Established
+        self.flush(world, me);
+        let frame = if installed {
+            Frame::Established
         } else {
-            DialStep::InitiatorSeesClose
+            Frame::Closed
         };
-        self.dial_at(id, d, step);
+        self.frame_to(world, me, from, dial, frame, DATA_RTO);
     }
 }

@@ -1,30 +1,29 @@
 //! The simulation: hosts running the real core, a modelled network, the in-process
-//! Gatekeeper, and one agenda that orders everything in virtual time.
+//! Gatekeeper, and agendas that order everything in virtual time.
 //!
-//! The loop pops the earliest action (a datagram arriving, a peer's wake-up, a handshake
-//! frame arriving, a Gatekeeper answer, a churn arrival...), feeds it to the peer it
-//! concerns as the node runtime would, then drains that peer's outputs exactly like the
-//! runtime's `flush`: datagrams go onto the agenda with a delay (or are lost), events
-//! become work (handshakes, Gatekeeper calls), and the peer's next deadline goes on the
-//! agenda if it moved earlier. Work is proportional to what happens, never to the number
-//! of peers per tick. All randomness comes from one seeded ChaCha8 stream (portable across
-//! platforms), and ties in time are broken by insertion order, so a seed fixes the run.
+//! The hosts are split between two shards (host `h` in shard `h % 2`), each with its own
+//! agenda and random stream; a coordinator owns the Gatekeeper, the arrival of new peers
+//! and its own random stream for scenario choices. Time advances in windows no longer
+//! than the network's floor delay (see [`windows`]), so shards run side by side — on two
+//! threads when [`Sim::set_threads`] allows — without ever seeing each other's work
+//! early. Work is proportional to what happens, never to the number of peers per tick.
+//! Randomness is seeded ChaCha8 (portable across platforms) and ties in time are broken by
+//! insertion order, so a seed fixes the run bit for bit, whatever the thread count.
 
 mod calls;
 mod churn;
 mod faults;
 mod handshake;
+mod shard;
+mod windows;
+mod world;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use highway_core::{Command, Config, DownReason, Event, Peer};
 use highway_gatekeeper::GatekeeperConfig;
 use highway_wire::NodeId;
-use highway_wire::peer::MAX_DATAGRAM;
-use highway_wire::peer::datagram::{self, Datagram};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -35,12 +34,12 @@ use crate::agenda::Agenda;
 use crate::clock::{Clock, SimTime};
 use crate::gatekeeper::{GatekeeperSim, GatekeeperStats, Request, Response};
 use crate::host::{Host, Life, Session};
-use crate::network::{self, LatencyModel, Network, UDP_PORT};
-use crate::runtime::{MAX_EARLY_DATAGRAMS, MIN_TIMER_GAP};
-use handshake::{Dial, DialStep};
+use crate::network::{self, LatencyModel, Network};
+use shard::{Action, Shard, shard_of};
+use world::World;
 
-/// Most unhandled (application) events kept for [`Sim::drain_app_events`].
-const MAX_APP_EVENTS: usize = 1 << 20;
+/// Shards the hosts are split into. Fixed, so a run does not depend on the machine.
+pub(crate) const SHARDS: usize = 2;
 
 /// Everything that fixes a run besides what the scenario does.
 #[derive(Debug, Clone)]
@@ -50,7 +49,7 @@ pub struct SimParams {
     pub core: Config,
     pub gatekeeper: GatekeeperConfig,
     pub latency: LatencyModel,
-    /// Probability that any one datagram is lost.
+    /// Probability that any one datagram (or TCP segment) is lost.
     pub loss: f64,
 }
 
@@ -66,7 +65,7 @@ impl Default for SimParams {
     }
 }
 
-/// A change in one peer's view of one neighbour, recorded when
+/// A change in one peer's view of one neighbour, recorded while
 /// [`Sim::record_membership`] is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
@@ -122,227 +121,127 @@ pub struct SimStats {
     pub app_events_dropped: u64,
 }
 
+impl SimStats {
+    fn add(&mut self, o: &SimStats) {
+        let pairs = [
+            (&mut self.datagrams_sent, o.datagrams_sent),
+            (&mut self.datagrams_delivered, o.datagrams_delivered),
+            (&mut self.lost_at_random, o.lost_at_random),
+            (&mut self.lost_to_cuts, o.lost_to_cuts),
+            (&mut self.sent_to_dead_hosts, o.sent_to_dead_hosts),
+            (&mut self.unroutable, o.unroutable),
+            (&mut self.held_early, o.held_early),
+            (&mut self.wakeups, o.wakeups),
+            (&mut self.dials, o.dials),
+            (&mut self.dials_linked, o.dials_linked),
+            (&mut self.dials_full, o.dials_full),
+            (&mut self.dials_rejected, o.dials_rejected),
+            (&mut self.dials_unreachable, o.dials_unreachable),
+            (&mut self.dials_refused_busy, o.dials_refused_busy),
+            (&mut self.inbound_refused_busy, o.inbound_refused_busy),
+            (&mut self.inbound_aborted, o.inbound_aborted),
+            (&mut self.joins, o.joins),
+            (&mut self.crashes, o.crashes),
+            (&mut self.restarts, o.restarts),
+            (&mut self.leaves, o.leaves),
+            (&mut self.app_events_dropped, o.app_events_dropped),
+        ];
+        for (mine, theirs) in pairs {
+            *mine += theirs;
+        }
+    }
+}
+
+/// What the coordinator schedules for the Gatekeeper.
 #[derive(Debug)]
-enum Action {
-    Wake {
-        host: HostId,
-        epoch: u32,
-    },
-    Deliver {
-        to: HostId,
-        from: HostId,
-        bytes: Vec<u8>,
-    },
-    Join {
-        host: HostId,
-        epoch: u32,
-    },
-    Dial {
-        id: u64,
-        step: DialStep,
-    },
-    GatekeeperGets {
+enum GatekeeperItem {
+    Request {
         host: HostId,
         epoch: u32,
         req: Box<Request>,
     },
-    GatekeeperAnswers {
-        host: HostId,
-        epoch: u32,
-        resp: Box<Response>,
-    },
-    StatusTick {
-        host: HostId,
-        epoch: u32,
-    },
     Sweep,
-    Arrival,
-    Departure {
-        host: HostId,
-        epoch: u32,
-    },
 }
 
-/// A deterministic simulation of many Highway peers.
+/// What belongs to no shard: the Gatekeeper, arrivals, scenario choices.
 #[derive(Debug)]
-pub struct Sim {
-    clock: Clock,
-    now: SimTime,
+struct Coordinator {
     rng: ChaCha8Rng,
-    agenda: Agenda<Action>,
-    hosts: Vec<Host>,
-    net: Network,
     gatekeeper: GatekeeperSim,
-    dials: HashMap<u64, Dial>,
-    next_dial: u64,
-    core: Config,
-    stats: SimStats,
-    up: usize,
-    recording: bool,
-    membership: Vec<Membership>,
-    app_events: Vec<AppEvent>,
-    churn: Option<ChurnParams>,
+    requests: Agenda<GatekeeperItem>,
+    next_arrival: Option<SimTime>,
+    hosts: usize,
 }
 
-impl Sim {
-    pub fn new(params: SimParams) -> Self {
-        let mut net = Network::new(params.latency);
-        net.loss = params.loss;
-        let sweep_every = params.gatekeeper.sweep_interval;
-        let mut sim = Self {
-            clock: Clock::new(),
-            now: SimTime::ZERO,
-            rng: ChaCha8Rng::seed_from_u64(params.seed),
-            agenda: Agenda::new(),
-            hosts: Vec::new(),
-            net,
-            gatekeeper: GatekeeperSim::new(params.gatekeeper),
-            dials: HashMap::new(),
-            next_dial: 0,
-            core: params.core,
-            stats: SimStats::default(),
-            up: 0,
-            recording: false,
-            membership: Vec::new(),
-            app_events: Vec::new(),
-            churn: None,
-        };
-        sim.agenda.push(SimTime::ZERO + sweep_every, Action::Sweep);
-        sim
-    }
-
-    // ---- Looking ----------------------------------------------------------------------
-
-    pub fn now(&self) -> SimTime {
-        self.now
-    }
-
-    /// The `Instant` the core sees for virtual time `t`.
-    pub fn instant(&self, t: SimTime) -> Instant {
-        self.clock.instant(t)
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.core
-    }
-
-    /// Hosts ever created (up or not); ids are `0..host_count()`.
-    pub fn host_count(&self) -> usize {
-        self.hosts.len()
-    }
-
-    /// Hosts whose process runs.
-    pub fn up_count(&self) -> usize {
-        self.up
-    }
-
-    pub fn is_up(&self, h: HostId) -> bool {
-        self.hosts[h.index()].is_up()
-    }
-
-    pub fn life(&self, h: HostId) -> Life {
-        self.hosts[h.index()].life
-    }
-
-    pub fn peer(&self, h: HostId) -> &Peer {
-        &self.hosts[h.index()].peer
-    }
-
-    /// When host `h`'s current process started.
-    pub fn started(&self, h: HostId) -> SimTime {
-        self.hosts[h.index()].started
-    }
-
-    /// `h`'s neighbours, as its NeighbourUp/NeighbourDown events describe them.
-    pub fn neighbours(&self, h: HostId) -> &[(NodeId, HostId)] {
-        &self.hosts[h.index()].links
-    }
-
-    pub fn hosts_up(&self) -> impl Iterator<Item = HostId> + '_ {
-        (0..self.hosts.len())
-            .map(HostId::from_index)
-            .filter(|h| self.is_up(*h))
-    }
-
-    pub fn stats(&self) -> &SimStats {
-        &self.stats
-    }
-
-    pub fn gatekeeper_stats(&self) -> &GatekeeperStats {
-        &self.gatekeeper.stats
-    }
-
-    /// Entries the Gatekeeper currently counts as live.
-    pub fn gatekeeper_live(&self) -> u64 {
-        self.gatekeeper.live_count(self.now)
-    }
-
-    /// Actions waiting on the agenda (datagrams in flight, timers, handshake frames...).
-    pub fn agenda_len(&self) -> usize {
-        self.agenda.len()
-    }
-
-    /// The run's random stream, for scenario choices (which peers to crash...), so they
-    /// too follow from the seed.
-    pub fn rng(&mut self) -> &mut ChaCha8Rng {
-        &mut self.rng
-    }
-
-    // ---- Hooks for scenarios ------------------------------------------------------------
-
-    /// Records every change in a peer's neighbour view from now on (or stops).
-    pub fn record_membership(&mut self, on: bool) {
-        self.recording = on;
-    }
-
-    pub fn drain_membership(&mut self) -> Vec<Membership> {
-        std::mem::take(&mut self.membership)
-    }
-
-    /// Events the simulator does not act on (search hits and ends, and any variant the
-    /// core adds later), oldest first.
-    pub fn drain_app_events(&mut self) -> Vec<AppEvent> {
-        std::mem::take(&mut self.app_events)
-    }
-
-    /// Runs `f` on host `h`'s peer at the current instant, then sends what it queued, as
-    /// a runtime does after any call. This is how a scenario starts a search.
-    /// `None` when the host is not up.
-    pub fn with_peer<R>(
-        &mut self,
-        h: HostId,
-        f: impl FnOnce(&mut Peer, Instant) -> R,
-    ) -> Option<R> {
-        if !self.is_up(h) {
-            return None;
+impl Coordinator {
+    /// Handles what reaches the Gatekeeper before `end`, in time order; answers go to
+    /// the hosts' shards (a floor delay later, so after this window).
+    fn run_gatekeeper(&mut self, world: &World, shards: &mut [&mut Shard; SHARDS], end: SimTime) {
+        while self.requests.next_at().is_some_and(|at| at < end) {
+            let Some((at, item)) = self.requests.pop() else {
+                break;
+            };
+            match item {
+                GatekeeperItem::Sweep => {
+                    self.gatekeeper.sweep(at);
+                    let next = at + self.gatekeeper.config.sweep_interval;
+                    self.requests.push(next, GatekeeperItem::Sweep);
+                }
+                GatekeeperItem::Request { host, epoch, req } => {
+                    let (resp, answer_at) = if world.gatekeeper_up {
+                        let resp = self.gatekeeper.handle(at, *req, &mut self.rng);
+                        (resp, at + world.net.to_gatekeeper(host, &mut self.rng))
+                    } else {
+                        // It went down while the request travelled: the client times out.
+                        let resp = Response::NoAnswer(req.kind());
+                        (resp, at + crate::runtime::GATEKEEPER_GIVE_UP)
+                    };
+                    let resp = Box::new(resp);
+                    let answer = Action::GatekeeperAnswers { host, epoch, resp };
+                    shards[shard_of(host)].agenda.push(answer_at, answer);
+                }
+            }
         }
-        let now = self.clock.instant(self.now);
-        let out = f(&mut self.hosts[h.index()].peer, now);
-        self.flush(h);
-        Some(out)
     }
 
-    /// Hands host `h`'s peer a command now.
-    pub fn command(&mut self, h: HostId, cmd: Command) {
-        self.with_peer(h, |peer, now| peer.handle_command(now, cmd));
+    /// Lets the peers arriving before `end` (churn) join.
+    fn run_arrivals(&mut self, world: &mut World, shards: &mut [&mut Shard; SHARDS], end: SimTime) {
+        while let Some(at) = self.next_arrival.filter(|&at| at < end) {
+            let Some(params) = world.churn.clone() else {
+                self.next_arrival = None;
+                return;
+            };
+            self.next_arrival = Some(at + churn::next_arrival(&params, &mut self.rng));
+            let h = self.new_host(world, shards, at);
+            let shard = &mut shards[shard_of(h)];
+            shard.agenda.push(at, Action::Join { host: h, epoch: 0 });
+            let until = churn::session_end(&params, &mut self.rng, at);
+            shard.schedule_departure(h, until);
+        }
     }
-
-    // ---- Creating peers ---------------------------------------------------------------
 
     /// A new machine with a fresh identity and address; its peer is idle until joined.
-    pub fn add_host(&mut self) -> HostId {
-        let h = HostId::from_index(self.hosts.len());
+    fn new_host(
+        &mut self,
+        world: &mut World,
+        shards: &mut [&mut Shard; SHARDS],
+        at: SimTime,
+    ) -> HostId {
+        let h = HostId::from_index(self.hosts);
+        self.hosts += 1;
         let key_seed: [u8; 32] = self.rng.random();
         let peer_seed: u64 = self.rng.random();
-        self.net.add_host(&mut self.rng);
+        world.net.add_host(&mut self.rng);
         let peer = Peer::new(
-            self.core.clone(),
+            world.core.clone(),
             SigningKey::from_bytes(&key_seed),
             network::addr_of(h),
             peer_seed,
-            self.clock.instant(self.now),
+            world.clock.instant(at),
         );
-        self.hosts.push(Host {
+        let shard = &mut shards[shard_of(h)];
+        debug_assert_eq!(shard.hosts.len(), h.index() / SHARDS);
+        shard.hosts.push(Host {
             peer,
             key_seed,
             life: Life::Up,
@@ -354,31 +253,245 @@ impl Sim {
             dials: 0,
             inbound: 0,
             session: Session::default(),
-            started: self.now,
+            started: at,
         });
-        self.up += 1;
+        shard.up += 1;
         h
+    }
+}
+
+/// A deterministic simulation of many Highway peers.
+#[derive(Debug)]
+pub struct Sim {
+    now: SimTime,
+    world: World,
+    shards: Vec<Shard>,
+    coord: Coordinator,
+    threads: usize,
+}
+
+impl Sim {
+    pub fn new(params: SimParams) -> Self {
+        let mut net = Network::new(params.latency);
+        net.loss = params.loss;
+        let shard_rng = |i: usize| {
+            let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+            rng.set_stream(1 + i as u64);
+            rng
+        };
+        let mut requests = Agenda::new();
+        requests.push(
+            SimTime::ZERO + params.gatekeeper.sweep_interval,
+            GatekeeperItem::Sweep,
+        );
+        Self {
+            now: SimTime::ZERO,
+            world: World {
+                clock: Clock::new(),
+                net,
+                core: params.core,
+                gatekeeper: params.gatekeeper.clone(),
+                gatekeeper_up: true,
+                recording: false,
+                churn: None,
+            },
+            shards: (0..SHARDS).map(|i| Shard::new(i, shard_rng(i))).collect(),
+            coord: Coordinator {
+                rng: ChaCha8Rng::seed_from_u64(params.seed),
+                gatekeeper: GatekeeperSim::new(params.gatekeeper),
+                requests,
+                next_arrival: None,
+                hosts: 0,
+            },
+            threads: 1,
+        }
+    }
+
+    /// Runs the shards on this many threads (1 or 2). The run is the same either way;
+    /// only its speed differs.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.clamp(1, SHARDS);
+    }
+
+    fn shard(&self, h: HostId) -> &Shard {
+        &self.shards[shard_of(h)]
+    }
+
+    /// `h`'s shard, brought to the current instant, and the world, for a scenario's call.
+    fn shard_mut(&mut self, h: HostId) -> (&mut Shard, &World) {
+        let shard = &mut self.shards[shard_of(h)];
+        shard.now = self.now;
+        (shard, &self.world)
+    }
+
+    fn host(&self, h: HostId) -> &Host {
+        self.shard(h).host(h)
+    }
+
+    // ---- Looking ----------------------------------------------------------------------
+
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    /// The `Instant` the core sees for virtual time `t`.
+    pub fn instant(&self, t: SimTime) -> Instant {
+        self.world.clock.instant(t)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.world.core
+    }
+
+    /// Hosts ever created (up or not); ids are `0..host_count()`.
+    pub fn host_count(&self) -> usize {
+        self.coord.hosts
+    }
+
+    /// Hosts whose process runs.
+    pub fn up_count(&self) -> usize {
+        self.shards.iter().map(|s| s.up).sum()
+    }
+
+    pub fn is_up(&self, h: HostId) -> bool {
+        self.host(h).is_up()
+    }
+
+    pub fn life(&self, h: HostId) -> Life {
+        self.host(h).life
+    }
+
+    pub fn peer(&self, h: HostId) -> &Peer {
+        &self.host(h).peer
+    }
+
+    /// When host `h`'s current process started (joined or restarted).
+    pub fn started(&self, h: HostId) -> SimTime {
+        self.host(h).started
+    }
+
+    /// `h`'s neighbours, as its NeighbourUp/NeighbourDown events describe them.
+    pub fn neighbours(&self, h: HostId) -> &[(NodeId, HostId)] {
+        &self.host(h).links
+    }
+
+    pub fn hosts_up(&self) -> impl Iterator<Item = HostId> + '_ {
+        (0..self.host_count())
+            .map(HostId::from_index)
+            .filter(|h| self.is_up(*h))
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let mut total = SimStats::default();
+        for s in &self.shards {
+            total.add(&s.stats);
+        }
+        total
+    }
+
+    pub fn gatekeeper_stats(&self) -> &GatekeeperStats {
+        &self.coord.gatekeeper.stats
+    }
+
+    /// Entries the Gatekeeper currently counts as live.
+    pub fn gatekeeper_live(&self) -> u64 {
+        self.coord.gatekeeper.live_count(self.now)
+    }
+
+    /// Actions waiting (datagrams in flight, timers, handshake frames, requests...).
+    pub fn agenda_len(&self) -> usize {
+        self.shards.iter().map(|s| s.agenda.len()).sum::<usize>() + self.coord.requests.len()
+    }
+
+    /// The scenario's random stream (which peers to crash...), so its choices too follow
+    /// from the seed.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.coord.rng
+    }
+
+    // ---- Hooks for scenarios ------------------------------------------------------------
+
+    /// Records every change in a peer's neighbour view from now on (or stops).
+    pub fn record_membership(&mut self, on: bool) {
+        self.world.recording = on;
+    }
+
+    /// The changes recorded since the last call, in time order.
+    pub fn drain_membership(&mut self) -> Vec<Membership> {
+        let mut all: Vec<Membership> = self
+            .shards
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.membership))
+            .collect();
+        all.sort_by_key(|m| m.at);
+        all
+    }
+
+    /// Events the simulator does not act on (search hits and ends, and any variant the
+    /// core adds later), in time order.
+    pub fn drain_app_events(&mut self) -> Vec<AppEvent> {
+        let mut all: Vec<AppEvent> = self
+            .shards
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.app_events))
+            .collect();
+        all.sort_by_key(|e| e.at);
+        all
+    }
+
+    /// Runs `f` on host `h`'s peer at the current instant, then sends what it queued, as
+    /// a runtime does after any call. This is how a scenario starts a search. `None` when
+    /// the host is not up.
+    pub fn with_peer<R>(
+        &mut self,
+        h: HostId,
+        f: impl FnOnce(&mut Peer, Instant) -> R,
+    ) -> Option<R> {
+        let (shard, world) = self.shard_mut(h);
+        shard.with_peer(world, h, f)
+    }
+
+    /// Hands host `h`'s peer a command now.
+    pub fn command(&mut self, h: HostId, cmd: Command) {
+        let (shard, world) = self.shard_mut(h);
+        shard.command(world, h, cmd);
+    }
+
+    // ---- Creating peers and running ---------------------------------------------------
+
+    /// A new machine with a fresh identity and address; its peer is idle until joined.
+    pub fn add_host(&mut self) -> HostId {
+        let [s0, s1] = &mut self.shards[..] else {
+            unreachable!("SHARDS is 2");
+        };
+        self.coord
+            .new_host(&mut self.world, &mut [s0, s1], self.now)
     }
 
     /// Has `h` join the overlay at `at` (not before now).
     pub fn join_at(&mut self, h: HostId, at: SimTime) {
-        let epoch = self.hosts[h.index()].epoch;
-        self.agenda
-            .push(at.max(self.now), Action::Join { host: h, epoch });
+        let now = self.now;
+        let (shard, _) = self.shard_mut(h);
+        let epoch = shard.host(h).epoch;
+        shard
+            .agenda
+            .push(at.max(now), Action::Join { host: h, epoch });
     }
-
-    // ---- Running ----------------------------------------------------------------------
 
     /// Runs everything due up to `t`, then sets the clock to `t`.
     pub fn run_until(&mut self, t: SimTime) {
-        while self.agenda.next_at().is_some_and(|at| at <= t) {
-            let Some((at, action)) = self.agenda.pop() else {
-                break;
-            };
-            self.now = at;
-            self.dispatch(at, action);
+        if t < self.now {
+            return;
         }
-        self.now = self.now.max(t);
+        if self.threads >= 2 {
+            windows::run_parallel(&mut self.coord, &mut self.world, &mut self.shards, t);
+        } else {
+            windows::run_serial(&mut self.coord, &mut self.world, &mut self.shards, t);
+        }
+        self.now = t;
+        for s in &mut self.shards {
+            s.now = t;
+        }
     }
 
     pub fn run_for(&mut self, d: Duration) {
@@ -386,235 +499,88 @@ impl Sim {
         self.run_until(t);
     }
 
-    fn dispatch(&mut self, at: SimTime, action: Action) {
-        match action {
-            Action::Wake { host, epoch } => self.wake(at, host, epoch),
-            Action::Deliver { to, from, bytes } => self.deliver(to, from, bytes),
-            Action::Join { host, epoch } => {
-                if self.current(host, epoch) {
-                    self.stats.joins += 1;
-                    self.hosts[host.index()].started = at;
-                    self.command(host, Command::Join);
-                }
-            }
-            Action::Dial { id, step } => self.dial_step(id, step),
-            Action::GatekeeperGets { host, epoch, req } => self.gatekeeper_gets(host, epoch, *req),
-            Action::GatekeeperAnswers { host, epoch, resp } => {
-                self.gatekeeper_answers(host, epoch, *resp);
-            }
-            Action::StatusTick { host, epoch } => self.status_tick(host, epoch),
-            Action::Sweep => {
-                self.gatekeeper.sweep(at);
-                let next = at + self.gatekeeper.config.sweep_interval;
-                self.agenda.push(next, Action::Sweep);
-            }
-            Action::Arrival => self.churn_arrival(),
-            Action::Departure { host, epoch } => self.churn_departure(host, epoch),
-        }
+    // ---- Faults -----------------------------------------------------------------------
+
+    /// The machine dies at once: no goodbye, no TCP reset; what is in flight to it is
+    /// lost.
+    pub fn crash(&mut self, h: HostId) {
+        self.shard_mut(h).0.crash(h);
     }
 
-    /// True when `h` is up and still the process `epoch` refers to.
-    fn current(&self, h: HostId, epoch: u32) -> bool {
-        let host = &self.hosts[h.index()];
-        host.is_up() && host.epoch == epoch
+    /// The peer leaves gracefully (Leave to its neighbours, leave to the Gatekeeper) and
+    /// its process exits.
+    pub fn leave(&mut self, h: HostId) {
+        let (shard, world) = self.shard_mut(h);
+        shard.leave(world, h);
     }
 
-    fn wake(&mut self, at: SimTime, h: HostId, epoch: u32) {
-        let host = &mut self.hosts[h.index()];
-        // Only the wake-up the host is waiting for: an earlier process's, or one
-        // superseded by an earlier deadline that already ran, is stale.
-        if !host.is_up() || host.epoch != epoch || host.timer != Some(at) {
-            return;
-        }
-        host.timer = None;
-        host.last_wake = Some(at);
-        self.stats.wakeups += 1;
-        let now = self.clock.instant(at);
-        host.peer.handle_timeout(now);
-        self.flush(h);
+    /// A new process on `h`'s machine, with the same identity and address and no other
+    /// state, joins at once (a running one is crashed first).
+    pub fn restart(&mut self, h: HostId) {
+        let seed: u64 = self.coord.rng.random();
+        let (shard, world) = self.shard_mut(h);
+        shard.restart(world, h, seed);
     }
 
-    /// Puts `h`'s next deadline on the agenda if it is earlier than the one already
-    /// there, never sooner than the runtime's minimum gap after the last wake-up. A later
-    /// deadline leaves the earlier wake-up in place: waking early is harmless, and it
-    /// saves a heap entry per datagram.
-    fn reschedule(&mut self, h: HostId) {
-        if !self.is_up(h) {
-            return;
-        }
-        let Some(at) = self.next_wake(h) else {
-            return;
-        };
-        let host = &mut self.hosts[h.index()];
-        if host.timer.is_none_or(|t| at < t) {
-            host.timer = Some(at);
-            let epoch = host.epoch;
-            self.agenda.push(at, Action::Wake { host: h, epoch });
-        }
+    /// Probability that a datagram (or TCP segment, which is then retransmitted) is lost.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.world.net.loss = loss;
     }
 
-    /// Sends what `h`'s peer queued and acts on its events until both queues are empty,
-    /// like the runtime's `flush`, then schedules its next wake-up.
-    fn flush(&mut self, h: HostId) {
-        self.drain_outputs(h);
-        self.reschedule(h);
+    pub fn loss(&self) -> f64 {
+        self.world.net.loss
     }
 
-    /// The runtime's `flush` without the rescheduling; true when the peer had output.
-    fn drain_outputs(&mut self, h: HostId) -> bool {
-        let mut any = false;
-        loop {
-            let mut progressed = false;
-            while let Some(t) = self.hosts[h.index()].peer.poll_transmit() {
-                progressed = true;
-                self.send(h, t.to, t.bytes);
-            }
-            while let Some(event) = self.hosts[h.index()].peer.poll_event() {
-                progressed = true;
-                self.on_event(h, event);
-            }
-            if !progressed {
-                return any;
-            }
-            any = true;
-        }
+    /// Puts `h` in partition group `group` (every host starts in group 0, with the
+    /// Gatekeeper).
+    pub fn set_group(&mut self, h: HostId, group: u16) {
+        self.world.net.set_group(h, group);
     }
 
-    /// After a datagram: a peer that sent nothing and said nothing scheduled nothing new
-    /// (any new timer in the core comes with a datagram or an event), so the wake-up on
-    /// the agenda still stands and asking again (`poll_timeout`, ~10% of a large run)
-    /// can be skipped. Debug builds check that premise every time.
-    fn flush_after_datagram(&mut self, h: HostId) {
-        if self.drain_outputs(h) || self.hosts[h.index()].timer.is_none() {
-            self.reschedule(h);
-            return;
-        }
-        debug_assert!(
-            self.next_wake(h)
-                .zip(self.hosts[h.index()].timer)
-                .is_none_or(|(next, timer)| next >= timer),
-            "host {h:?}: a datagram without output moved its deadline earlier"
-        );
+    /// Nothing from group `from` reaches group `to` any more (a one-way partition).
+    pub fn cut_one_way(&mut self, from: u16, to: u16) {
+        self.world.net.cut_groups(from, to);
     }
 
-    /// When `h` wants to be woken: its core's deadline, never in the past nor sooner than
-    /// the runtime's minimum gap after the last wake-up.
-    fn next_wake(&self, h: HostId) -> Option<SimTime> {
-        let host = &self.hosts[h.index()];
-        let at = host.peer.poll_timeout()?;
-        let mut at = self.clock.sim_time(at).max(self.now);
-        if let Some(last) = host.last_wake {
-            at = at.max(last + MIN_TIMER_GAP);
-        }
-        Some(at)
+    /// Nothing passes between groups `a` and `b`, either way.
+    pub fn cut(&mut self, a: u16, b: u16) {
+        self.world.net.cut_groups(a, b);
+        self.world.net.cut_groups(b, a);
     }
 
-    fn send(&mut self, from: HostId, to: SocketAddr, bytes: Vec<u8>) {
-        self.stats.datagrams_sent += 1;
-        let Some(dest) = network::host_at(to, UDP_PORT).filter(|d| d.index() < self.hosts.len())
-        else {
-            self.stats.unroutable += 1;
+    /// Lifts every cut.
+    pub fn heal(&mut self) {
+        self.world.net.heal();
+    }
+
+    /// Takes the Gatekeeper down (calls go unanswered) or brings it back; its registry
+    /// survives, as with a journaled store.
+    pub fn set_gatekeeper_up(&mut self, up: bool) {
+        self.world.gatekeeper_up = up;
+    }
+
+    // ---- Churn ------------------------------------------------------------------------
+
+    /// Starts arrivals (from now) and honours sessions given with [`Sim::give_session`].
+    pub fn start_churn(&mut self, params: ChurnParams) {
+        let first = churn::next_arrival(&params, &mut self.coord.rng);
+        self.coord.next_arrival = Some(self.now + first);
+        self.world.churn = Some(params);
+    }
+
+    /// No more arrivals or departures.
+    pub fn stop_churn(&mut self) {
+        self.world.churn = None;
+        self.coord.next_arrival = None;
+    }
+
+    /// Gives `h` a random session starting now; it departs when the session ends (while
+    /// churn runs).
+    pub fn give_session(&mut self, h: HostId) {
+        let Some(params) = self.world.churn.clone() else {
             return;
         };
-        if self.net.cut(from, dest) {
-            self.stats.lost_to_cuts += 1;
-            return;
-        }
-        if self.net.lose(&mut self.rng) {
-            self.stats.lost_at_random += 1;
-            return;
-        }
-        let delay = self.net.one_way(from, dest, &mut self.rng);
-        self.agenda.push(
-            self.now + delay,
-            Action::Deliver {
-                to: dest,
-                from,
-                bytes,
-            },
-        );
-    }
-
-    fn deliver(&mut self, to: HostId, from: HostId, bytes: Vec<u8>) {
-        let from = network::addr_of(from).udp_addr();
-        let host = &mut self.hosts[to.index()];
-        if !host.is_up() {
-            self.stats.sent_to_dead_hosts += 1;
-            return;
-        }
-        // As the runtime does: link traffic for a handshake we dialled that has not
-        // reported yet is held, or the core would answer "not your neighbour".
-        if !host.early.is_empty()
-            && bytes.len() <= MAX_DATAGRAM
-            && let Ok(Datagram::Link(frame)) = datagram::decode(&bytes)
-            && let Some((_, held)) = host.early.iter_mut().find(|(id, _)| *id == frame.link_id)
-        {
-            self.stats.held_early += 1;
-            if held.len() < MAX_EARLY_DATAGRAMS {
-                held.push((from, bytes));
-            }
-            return;
-        }
-        self.stats.datagrams_delivered += 1;
-        let now = self.clock.instant(self.now);
-        host.peer.handle_datagram(now, from, &bytes);
-        self.flush_after_datagram(to);
-    }
-
-    fn record(&mut self, host: HostId, neighbour: NodeId, change: Change) {
-        if self.recording {
-            self.membership.push(Membership {
-                at: self.now,
-                host,
-                neighbour,
-                change,
-            });
-        }
-    }
-
-    fn on_event(&mut self, h: HostId, event: Event) {
-        match event {
-            Event::GatekeeperJoin => self.gatekeeper_join(h),
-            Event::Connect {
-                my_link_id,
-                addr,
-                expected,
-                initiator,
-                hello,
-            } => self.start_dial(h, my_link_id, addr, expected, initiator, hello),
-            Event::NeighbourUp { id, addr } => {
-                if let Some(n) = network::host_at(addr.udp_addr(), UDP_PORT) {
-                    self.hosts[h.index()].links.push((id, n));
-                }
-                self.record(h, id, Change::Up);
-            }
-            Event::NeighbourDown { id, reason } => {
-                self.hosts[h.index()].links.retain(|(n, _)| *n != id);
-                self.record(h, id, Change::Down(reason));
-            }
-            Event::StateChanged { id, state } => {
-                let change = if state == "warning" {
-                    Change::Suspected
-                } else {
-                    Change::Cleared
-                };
-                self.record(h, id, change);
-            }
-            Event::ReportFailed { id } => self.gatekeeper_report(h, id),
-            Event::GatekeeperLeave => self.gatekeeper_leave(h),
-            // Search results and whatever the core adds later: the scenario's business.
-            #[allow(unreachable_patterns)]
-            event => {
-                if self.app_events.len() >= MAX_APP_EVENTS {
-                    self.stats.app_events_dropped += 1;
-                } else {
-                    self.app_events.push(AppEvent {
-                        at: self.now,
-                        host: h,
-                        event,
-                    });
-                }
-            }
-        }
+        let until = churn::session_end(&params, &mut self.coord.rng, self.now);
+        self.shard_mut(h).0.schedule_departure(h, until);
     }
 }

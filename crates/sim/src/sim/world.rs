@@ -1,0 +1,23 @@
+//! What every shard reads and none changes while a window runs: the network, the
+//! configurations, and the switches a scenario sets between steps.
+
+use highway_core::Config;
+use highway_gatekeeper::GatekeeperConfig;
+
+use super::churn::ChurnParams;
+use crate::clock::Clock;
+use crate::network::Network;
+
+#[derive(Debug)]
+pub(crate) struct World {
+    pub clock: Clock,
+    pub net: Network,
+    /// Every peer's protocol configuration.
+    pub core: Config,
+    pub gatekeeper: GatekeeperConfig,
+    /// False while the Gatekeeper is down.
+    pub gatekeeper_up: bool,
+    /// Record membership changes for [`super::Sim::drain_membership`].
+    pub recording: bool,
+    pub churn: Option<ChurnParams>,
+}
