@@ -256,6 +256,21 @@ async fn gatekeepers_behind_nginx_survive_a_replica_kill_and_a_redis_primary_out
         }
     }));
     tokio::time::sleep(WARM_UP).await;
+    // nginx spreads the load: every Gatekeeper, the one about to die included, has
+    // answered statuses.
+    for gk in &gatekeepers {
+        let (_, text) = get(&format!("{}/metrics", gk.url)).await;
+        let served = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "highway_gatekeeper_requests_total{endpoint=\"status\",code=\"200\"} ",
+                )
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(served > 0.0, "gatekeeper {} got no status", gk.port);
+    }
 
     // 1. kill -9 one Gatekeeper.
     let killed_at = Instant::now();
