@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use highway_sim::LatencyModel;
 use highway_sim::report::Report;
-use highway_sim::scenario::{Setup, churn, failure, join};
+use highway_sim::scenario::{Setup, churn, failure, join, partition};
 
 /// The scenarios. The search scenario joins this list once the core's search lands; see
 /// the `highway_sim::scenario` docs for the hooks it uses.
@@ -20,6 +20,8 @@ enum Scenario {
     Failure,
     /// Poisson arrivals and exponential sessions: components over time.
     Churn,
+    /// The network splits in two, then heals: does the overlay become one again?
+    Partition,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +45,8 @@ pub struct Args {
     /// Directory for report.md, the CSV files, the SVG plots and timing.txt.
     #[arg(long, value_name = "DIR", default_value = "sim-report")]
     out: PathBuf,
-    /// Virtual time to simulate [join: 2m, churn: 1h after the join window].
+    /// Virtual time to simulate [join: 2m; churn: 1h after the join window; partition:
+    /// 5m after the healing].
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// The initial peers join at random instants within this window.
@@ -69,31 +72,35 @@ pub struct Args {
     /// Time a suspect has to answer the probes [default: 2s].
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     probe_timeout: Option<Duration>,
-    /// failure: fractions of peers crashed at once, one run each.
-    #[arg(
-        long,
-        value_name = "F,..",
-        value_delimiter = ',',
-        default_value = "0.1,0.3,0.5"
-    )]
-    crash: Vec<f64>,
+    /// How often a peer with two free slots looks for one more neighbour [default: 1m];
+    /// a very long one (e.g. 1000h) shows the overlay as it was before this existed.
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    refresh_interval: Option<Duration>,
+    /// failure: fractions of peers crashed at once, one run each ("" for none).
+    #[arg(long, value_name = "F,..", default_value = "0.1,0.3,0.5", value_parser = fractions)]
+    crash: Fractions,
     /// failure: how long to watch after the crash.
     #[arg(long, value_name = "D", default_value = "2m", value_parser = humantime::parse_duration)]
     watch: Duration,
-    /// failure: datagram loss rates for the false-failure runs, one run each.
-    #[arg(
-        long,
-        value_name = "F,..",
-        value_delimiter = ',',
-        default_value = "0.05,0.1,0.2"
-    )]
-    losses: Vec<f64>,
+    /// failure: datagram loss rates for the false-failure runs, one run each ("" for
+    /// none).
+    #[arg(long, value_name = "F,..", default_value = "0.05,0.1,0.2", value_parser = fractions)]
+    losses: Fractions,
     /// failure: how long each loss run measures.
     #[arg(long, value_name = "D", default_value = "10m", value_parser = humantime::parse_duration)]
     loss_duration: Duration,
     /// churn: median session length.
     #[arg(long, value_name = "D", default_value = "30m", value_parser = humantime::parse_duration)]
     median_session: Duration,
+    /// partition: how long the cut lasts.
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = humantime::parse_duration)]
+    split_for: Duration,
+    /// partition: share of the peers cut off from the rest (and the Gatekeeper).
+    #[arg(long, value_name = "F", default_value_t = 0.5)]
+    far_side: f64,
+    /// partition: cut only the far side's traffic to the rest, not the other way.
+    #[arg(long)]
+    one_way: bool,
     /// churn: fraction of departures that leave gracefully (the rest crash).
     #[arg(long, value_name = "F", default_value_t = 0.5)]
     graceful: f64,
@@ -104,6 +111,23 @@ pub struct Args {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A comma-separated list of fractions in [0, 1); empty means none.
+#[derive(Debug, Clone)]
+struct Fractions(Vec<f64>);
+
+fn fractions(text: &str) -> Result<Fractions, String> {
+    let list = text
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| match f.parse::<f64>() {
+            Ok(x) if (0.0..1.0).contains(&x) => Ok(x),
+            _ => Err(format!("{f:?} is not a fraction in [0, 1)")),
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    Ok(Fractions(list))
 }
 
 /// Flags that change how a run is carried out or where it goes, never its result.
@@ -149,6 +173,9 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     if let Some(d) = args.probe_timeout {
         core.probe_timeout = d;
     }
+    if let Some(d) = args.refresh_interval {
+        core.refresh_interval = d;
+    }
     core.validate().context("protocol settings")?;
     anyhow::ensure!((0.0..1.0).contains(&args.loss), "--loss must be in [0, 1)");
     setup.params.loss = args.loss;
@@ -175,21 +202,30 @@ fn run_scenario(args: &Args, setup: Setup) -> anyhow::Result<(Report, Duration)>
             (join::run(&p).0, simulated)
         }
         Scenario::Failure => {
-            for f in args.crash.iter().chain(&args.losses) {
-                anyhow::ensure!(
-                    (0.0..1.0).contains(f),
-                    "fractions must be in [0, 1), got {f}"
-                );
-            }
             let mut p = failure::FailureParams::new(setup);
-            p.fractions = args.crash.clone();
-            p.losses = args.losses.clone();
+            p.fractions = args.crash.0.clone();
+            p.losses = args.losses.0.clone();
             p.after = args.watch;
             p.loss_duration = args.loss_duration;
             let before = p.setup.join_window + p.settle;
             let simulated = (before + p.after) * p.fractions.len() as u32
                 + (before + p.loss_duration) * p.losses.len() as u32;
             (failure::run(&p).0, simulated)
+        }
+        Scenario::Partition => {
+            anyhow::ensure!(
+                args.far_side > 0.0 && args.far_side < 1.0,
+                "--far-side must be between 0 and 1"
+            );
+            let mut p = partition::PartitionParams::new(setup);
+            p.split_for = args.split_for;
+            p.far_share = args.far_side;
+            p.one_way = args.one_way;
+            if let Some(d) = args.duration {
+                p.after = d;
+            }
+            let simulated = p.setup.join_window + p.settle + p.split_for + p.after;
+            (partition::run(&p).0, simulated)
         }
         Scenario::Churn => {
             anyhow::ensure!(

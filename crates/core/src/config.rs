@@ -32,6 +32,12 @@ pub struct Config {
     pub max_witness_requests: usize,
     /// How long a peer declared failed is not dialled again.
     pub failed_quarantine: Duration,
+    /// A peer with two or more free slots asks the Gatekeeper about this often (±50% at
+    /// random) for one more neighbour. Repair only reaches peers a peer already knows of,
+    /// so without this two parts of the overlay split by a network partition never join
+    /// again once it heals: each repairs itself and stops asking (`highway sim
+    /// partition` showed it). Leaving one slot free keeps room for joiners.
+    pub refresh_interval: Duration,
     /// Hops a search travels unless the searcher says otherwise (1..=7).
     pub default_ttl: u8,
     /// How long a peer waits for the branches it forwarded a query to, per hop still
@@ -75,6 +81,7 @@ impl Default for Config {
             stranger_replies_per_interval: 32,
             max_witness_requests: 64,
             failed_quarantine: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(60),
             default_ttl: 4,
             query_hop_timeout: Duration::from_millis(1500),
             max_routes: 1024,
@@ -151,6 +158,7 @@ impl Config {
             ("probe timeout", self.probe_timeout.is_zero()),
             ("max pending links", self.max_pending_links == 0),
             ("handshake timeout", self.handshake_timeout.is_zero()),
+            ("refresh interval", self.refresh_interval.is_zero()),
             ("query hop timeout", self.query_hop_timeout.is_zero()),
             ("max routes", self.max_routes == 0),
             ("seen queries", self.seen_queries == 0),

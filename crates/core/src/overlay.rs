@@ -42,6 +42,10 @@ pub(crate) struct Overlay {
     pub next_gatekeeper_at: Option<Instant>,
     pub backoff: Duration,
     pub quarantine: VecDeque<(NodeId, Instant)>,
+    /// When to look for one more neighbour (see [`Config::refresh_interval`]).
+    pub next_refresh: Option<Instant>,
+    /// The Gatekeeper was asked for that one more neighbour.
+    pub refreshing: bool,
 }
 
 impl Overlay {
@@ -55,6 +59,8 @@ impl Overlay {
             next_gatekeeper_at: None,
             backoff: config.join_backoff_min,
             quarantine: VecDeque::new(),
+            next_refresh: None,
+            refreshing: false,
         }
     }
 
@@ -156,6 +162,7 @@ impl Peer {
         if self.links.len() >= target {
             self.overlay.backoff = self.config.join_backoff_min;
             self.overlay.next_gatekeeper_at = None;
+            self.refresh(now);
             return;
         }
         while self.links.len() + self.overlay.pending_out.len() < target
@@ -176,6 +183,28 @@ impl Peer {
         }
     }
 
+    /// Every refresh interval, a peer at its target degree with two or more free slots
+    /// asks the Gatekeeper for candidates and dials one. Checked on every `maintain`,
+    /// which runs at least once per heartbeat interval while the peer has neighbours.
+    fn refresh(&mut self, now: Instant) {
+        let interval = self.config.refresh_interval;
+        let Some(due) = self.overlay.next_refresh else {
+            self.overlay.next_refresh =
+                Some(now + interval.mul_f64(self.rng.random_range(0.5..1.5)));
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.overlay.next_refresh = Some(now + interval.mul_f64(self.rng.random_range(0.5..1.5)));
+        let room = self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree;
+        if room && !self.overlay.gatekeeper_pending {
+            self.overlay.refreshing = true;
+            self.overlay.gatekeeper_pending = true;
+            self.emit(Event::GatekeeperJoin);
+        }
+    }
+
     fn back_off(&mut self, now: Instant) {
         self.overlay.next_gatekeeper_at = Some(now + self.overlay.backoff);
         self.overlay.backoff = (self.overlay.backoff * 2).min(self.config.join_backoff_max);
@@ -185,12 +214,24 @@ impl Peer {
         self.overlay.gatekeeper_pending = false;
         self.overlay.tried.clear();
         self.back_off(now);
-        self.enqueue(candidates, false);
+        let refreshing = std::mem::take(&mut self.overlay.refreshing);
+        if refreshing && self.links.len() >= self.config.target_degree {
+            // One more neighbour, the first the Gatekeeper offers (the least loaded,
+            // random among equals): not necessarily one our neighbours know.
+            if self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree
+                && let Some(entry) = candidates.iter().find(|e| self.dialable(&e.id))
+            {
+                self.connect(now, entry.addr, Some(entry.id));
+            }
+        } else {
+            self.enqueue(candidates, false);
+        }
         self.maintain(now);
     }
 
     pub(crate) fn on_gatekeeper_failed(&mut self, now: Instant) {
         self.overlay.gatekeeper_pending = false;
+        self.overlay.refreshing = false;
         self.back_off(now);
     }
 

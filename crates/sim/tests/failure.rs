@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use highway_sim::graph::Graph;
 use highway_sim::scenario::Setup;
 use highway_sim::scenario::failure::{FailureParams, crash_run, loss_run};
 
@@ -19,7 +20,7 @@ fn params(peers: usize) -> FailureParams {
 #[test]
 fn survivors_of_a_30_percent_crash_are_one_component_again_within_15_seconds() {
     let p = params(200);
-    let (c, _) = crash_run(&p, 0.3);
+    let (c, sim) = crash_run(&p, 0.3);
     assert_eq!(c.crashed, 60);
     assert_eq!(
         c.components_before, 1,
@@ -39,6 +40,14 @@ fn survivors_of_a_30_percent_crash_are_one_component_again_within_15_seconds() {
     let worst = c.link_failure.iter().copied().fold(0.0, f64::max);
     assert!(worst <= 6.5, "a link took {worst} intervals to fail");
     assert!(c.link_failure.len() == c.links_to_crashed);
+    // A minute later the survivors have repaired: nobody is left without links, and
+    // nearly everyone is back at the target degree.
+    let g = Graph::of(&sim);
+    assert_eq!(g.len(), 140);
+    let degrees: Vec<usize> = (0..g.len()).map(|i| g.degree(i)).collect();
+    assert!(degrees.iter().all(|&d| d >= 1), "{degrees:?}");
+    let at_target = degrees.iter().filter(|&&d| d >= 3).count();
+    assert!(at_target * 100 >= 95 * g.len(), "{degrees:?}");
 }
 
 #[test]

@@ -204,26 +204,27 @@ impl Axis {
     fn new(lo: f64, hi: f64) -> Self {
         let hi = if hi > lo { hi } else { lo + 1.0 };
         let raw = (hi - lo) / 6.0;
-        let magnitude = 10f64.powf(raw.log10().floor());
-        let step = [1.0, 2.0, 5.0, 10.0]
-            .iter()
-            .map(|m| m * magnitude)
-            .find(|s| *s >= raw)
-            .unwrap_or(10.0 * magnitude);
+        // The step is 1, 2 or 5 times 10^exponent; labels then need exactly -exponent
+        // decimals (none for steps of 1 and up), so every tick prints differently.
+        let mut exponent = raw.log10().floor() as i32;
+        let magnitude = 10f64.powi(exponent);
+        let multiple = [1.0, 2.0, 5.0]
+            .into_iter()
+            .find(|m| m * magnitude >= raw)
+            .unwrap_or_else(|| {
+                exponent += 1;
+                1.0
+            });
+        let step = multiple * 10f64.powi(exponent);
         let first = (lo / step).floor() * step;
         let last = (hi / step).ceil() * step;
         let count = ((last - first) / step).round() as usize;
         let ticks = (0..=count).map(|i| first + step * i as f64).collect();
-        let decimals = if step >= 1.0 {
-            0
-        } else {
-            (-step.log10().floor()) as usize
-        };
         Self {
             lo: first,
             hi: last,
             ticks,
-            decimals,
+            decimals: usize::try_from(-exponent).unwrap_or(0),
         }
     }
 
@@ -329,10 +330,19 @@ mod tests {
                 .iter()
                 .all(|t| t % 1000.0 == 0.0 || t % 500.0 == 0.0)
         );
-        // Known defect: on a 0..0.37 axis `label(0.05)` prints "0.1" (one decimal too few);
-        // the label assertion returns once the precision follows the tick step.
-        let b = Axis::new(0.0, 0.37);
-        assert!(!b.label(0.05).is_empty());
+    }
+
+    #[test]
+    fn tick_labels_have_the_precision_of_the_step() {
+        for (hi, second) in [(0.37, "0.1"), (0.3, "0.05"), (0.012, "0.002"), (7.0, "2")] {
+            let a = Axis::new(0.0, hi);
+            let labels: Vec<String> = a.ticks.iter().map(|&t| a.label(t)).collect();
+            assert_eq!(labels[1], second, "axis 0..{hi}: {labels:?}");
+            for (t, l) in a.ticks.iter().zip(&labels) {
+                let back: f64 = l.parse().expect("a number");
+                assert!((back - t).abs() < 1e-9, "axis 0..{hi}: {t} printed as {l}");
+            }
+        }
     }
 
     #[test]

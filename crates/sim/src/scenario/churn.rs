@@ -207,6 +207,13 @@ pub fn run_with(p: &ChurnScenario, workload: &mut dyn Workload) -> (Report, Chur
         "share outside the largest component",
         cut_off.svg(),
     );
+    let degree = LineChart::new(
+        "Mean degree under churn",
+        "virtual time (min)",
+        "mean degree",
+    )
+    .series(Series::new("mean degree", pick(|s| s.mean_degree)));
+    report.plot("mean_degree.svg", "mean degree under churn", degree.svg());
     report.heading("Counters");
     counters(&mut report, &sim.stats(), sim.gatekeeper_stats());
     (report, outcome)

@@ -209,6 +209,10 @@ pub fn crash_run(p: &FailureParams, fraction: f64) -> (CrashOutcome, Sim) {
             .map(|at| at.since(crash_at).as_secs_f64() / interval)
             .collect()
     };
+    // Never split at all: whole from the crash on (not just from the first sample).
+    if last_split.is_none() {
+        whole_again = Some(Duration::ZERO);
+    }
     let stable_from = match last_split {
         None => Some(Duration::ZERO),
         Some(at) if at < end => Some((at + p.sample_every).since(crash_at)),
@@ -285,10 +289,29 @@ pub fn loss_run(p: &FailureParams, loss: f64) -> (LossOutcome, Sim) {
     (outcome, sim)
 }
 
+/// Width of the bins of `detection.csv`, in heartbeat intervals.
+const HISTOGRAM_BIN: f64 = 0.05;
+/// Most points per line of the detection plot.
+const CDF_POINTS: usize = 400;
+
+/// Counts of `values` per bin of `width`, by the bin's lower bound, in order.
+fn histogram(values: &[f64], width: f64) -> Vec<(f64, usize)> {
+    let mut bins: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+    for v in values {
+        *bins.entry((v / width).floor() as i64).or_default() += 1;
+    }
+    bins.into_iter()
+        .map(|(b, n)| (b as f64 * width, n))
+        .collect()
+}
+
+/// A repair time: zero means the survivors were never split.
 fn secs(d: Option<Duration>) -> String {
-    d.map_or("not within the run".into(), |d| {
-        format!("{} s", fixed(d.as_secs_f64(), 2))
-    })
+    match d {
+        None => "not within the run".into(),
+        Some(Duration::ZERO) => "never split".into(),
+        Some(d) => format!("{} s", fixed(d.as_secs_f64(), 2)),
+    }
 }
 
 fn write_report(p: &FailureParams, crashes: &[CrashOutcome], losses: &[LossOutcome]) -> Report {
@@ -433,20 +456,24 @@ fn write_report(p: &FailureParams, crashes: &[CrashOutcome], losses: &[LossOutco
             let mut cells = vec![percent(c.fraction), what.to_string()];
             cells.extend(Summary::of(values).cells(2));
             rows.push(cells);
-            for v in values {
+            for (bin, count) in histogram(values, HISTOGRAM_BIN) {
                 detections.push(vec![
                     fixed(c.fraction, 2),
                     what.replace(' ', "_"),
-                    fixed(*v, 4),
+                    fixed(bin, 2),
+                    count.to_string(),
                 ]);
             }
         }
         let mut sorted = c.link_failure.clone();
         sorted.sort_by(f64::total_cmp);
         let n = c.links_to_crashed.max(1) as f64;
+        // At most CDF_POINTS points per line: enough to draw, small enough to commit.
+        let every = sorted.len().div_ceil(CDF_POINTS).max(1);
         let points = sorted
             .iter()
             .enumerate()
+            .filter(|(i, _)| (i + 1) % every == 0 || i + 1 == sorted.len())
             .map(|(i, &v)| (v, (i + 1) as f64 * 100.0 / n))
             .collect();
         cdf = cdf.series(Series::new(
@@ -463,7 +490,7 @@ fn write_report(p: &FailureParams, crashes: &[CrashOutcome], losses: &[LossOutco
     report.plot("detection.svg", "detection time per link", cdf.svg());
     report.csv(
         "detection.csv",
-        &["fraction", "measure", "intervals"],
+        &["fraction", "measure", "from_intervals", "count"],
         &detections,
     );
 

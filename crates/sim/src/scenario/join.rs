@@ -162,17 +162,33 @@ fn degree_section(report: &mut Report, graph: &Graph) {
 
 fn path_section(report: &mut Report, histogram: &[u64]) {
     report.subheading("Shortest-path lengths (sampled)");
+    report.text(
+        "\"Within\" is the share of peers at most that many hops from a source: what a \
+         flooded query with that TTL can reach at best.",
+    );
     let total = histogram.iter().sum::<u64>().max(1) as f64;
+    let mut within = 0;
     let rows: Vec<Vec<String>> = histogram
         .iter()
         .enumerate()
         .skip(1)
-        .map(|(h, &c)| vec![h.to_string(), c.to_string(), percent(c as f64 / total)])
+        .map(|(h, &c)| {
+            within += c;
+            vec![
+                h.to_string(),
+                c.to_string(),
+                percent(c as f64 / total),
+                percent(within as f64 / total),
+            ]
+        })
         .collect();
-    report.csv("paths.csv", &["hops", "pairs", "share"], &rows);
-    let bars = rows
+    report.table(&["hops", "pairs", "share", "within"], &rows);
+    report.csv("paths.csv", &["hops", "pairs", "share", "within"], &rows);
+    let bars = histogram
         .iter()
-        .map(|r| (r[0].clone(), r[1].parse::<f64>().unwrap_or(0.0)))
+        .enumerate()
+        .skip(1)
+        .map(|(h, &c)| (h.to_string(), c as f64))
         .collect();
     report.plot(
         "paths.svg",
@@ -189,19 +205,28 @@ fn path_section(report: &mut Report, histogram: &[u64]) {
 
 fn series_section(report: &mut Report, series: &[Snapshot], window: Duration) {
     report.subheading("Over time");
+    report.text("The plots show the join and as long again after it; the CSV has the whole run.");
     let rows: Vec<Vec<String>> = series.iter().map(Snapshot::csv_row).collect();
     report.csv("timeline.csv", &Snapshot::CSV_HEADERS, &rows);
+    let horizon = 2.0 * window.as_secs_f64().max(1.0);
     let pick = |f: fn(&Snapshot) -> f64| -> Vec<(f64, f64)> {
-        series.iter().map(|s| (s.at.as_secs_f64(), f(s))).collect()
+        series
+            .iter()
+            .map(|s| (s.at.as_secs_f64(), f(s)))
+            .filter(|(t, _)| *t <= horizon)
+            .collect()
     };
-    let chart = LineChart::new("Overlay while peers join", "virtual time (s)", "peers")
-        .series(Series::new("running", pick(|s| s.running as f64)))
-        .series(Series::new("components", pick(|s| s.components as f64)))
-        .series(Series::new("isolated", pick(|s| s.isolated as f64)))
-        .marker(window.as_secs_f64(), "join window ends");
+    let chart = LineChart::new(
+        "Components and isolated peers while peers join",
+        "virtual time (s)",
+        "count",
+    )
+    .series(Series::new("components", pick(|s| s.components as f64)))
+    .series(Series::new("isolated peers", pick(|s| s.isolated as f64)))
+    .marker(window.as_secs_f64(), "join window ends");
     report.plot(
         "timeline.svg",
-        "peers, components and isolated peers over time",
+        "components and isolated peers over time",
         chart.svg(),
     );
     let degree = LineChart::new(

@@ -6,6 +6,8 @@
 //!   detection time; false failures under datagram loss.
 //! - [`churn`]: peers come and go (Poisson arrivals, exponential sessions); components
 //!   over time, plus whatever a [`Workload`] measures.
+//! - [`partition`]: the network splits in two (both ways or one way) and heals; does the
+//!   overlay become one again?
 //!
 //! **Adding the search scenario.** Queries are started on a peer with
 //! [`Sim::with_peer`] (`sim.with_peer(h, |peer, now| peer.start_search(now, ...))`), which
@@ -22,6 +24,7 @@
 pub mod churn;
 pub mod failure;
 pub mod join;
+pub mod partition;
 
 use std::time::Duration;
 
@@ -132,16 +135,21 @@ impl Setup {
             row(&["handshake timeout", &ms(c.handshake_timeout)]),
             row(&["failed-peer quarantine", &ms(c.failed_quarantine)]),
             row(&[
+                "refresh interval (one more neighbour)",
+                &ms(c.refresh_interval),
+            ]),
+            row(&[
                 "Gatekeeper status interval / expiry",
                 &format!("{} / {}", ms(g.status_interval), ms(g.expires_after())),
             ]),
             row(&[
-                "latency: span / mean access / jitter",
+                "latency: span / mean access / jitter / floor",
                 &format!(
-                    "{} / {} / {}",
+                    "{} / {} µs / {} / {} µs",
                     ms(l.span),
-                    format_args!("{} µs", l.access_mean.as_micros()),
-                    percent(l.jitter)
+                    l.access_mean.as_micros(),
+                    percent(l.jitter),
+                    l.floor.as_micros()
                 ),
             ]),
             row(&["datagram loss", &percent(self.params.loss)]),

@@ -81,18 +81,17 @@ pub(super) fn run_serial(
     let [s0, s1] = shards else {
         unreachable!("SHARDS is 2");
     };
-    loop {
-        let Some(end) = prepare(coord, world, &mut [&mut *s0, &mut *s1], t) else {
-            break;
-        };
+    while let Some(end) = prepare(coord, world, &mut [&mut *s0, &mut *s1], t) {
         s0.run_window(world, end);
         s1.run_window(world, end);
     }
 }
 
 /// Runs the shards on two threads, each window at once, until nothing is due by `t`.
-/// The second shard and the world move behind locks for the duration; the protocol
-/// (go, run, done) means no lock is ever contended.
+/// The second shard and the world move behind locks for the duration; a lock is only
+/// ever waited for when one thread was descheduled. The main thread runs the first
+/// shard, then the second too if the worker has not started it yet: on a busy machine a
+/// descheduled worker then costs no more than running serially.
 pub(super) fn run_parallel(
     coord: &mut Coordinator,
     world: &mut World,
@@ -105,9 +104,20 @@ pub(super) fn run_parallel(
     let far = Mutex::new(s1);
     let shared = RwLock::new(world);
     let go = AtomicU64::new(0);
-    let done = AtomicU64::new(0);
+    // The last window the second shard has run.
+    let far_done = AtomicU64::new(0);
     let window_end = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
+    // Runs the second shard for `round` unless someone already has, or the round is
+    // over (a worker descheduled for a while wakes with a stale round). Called with the
+    // shard's lock held, while `go` and `window_end` cannot change.
+    let run_far = |round: u64, shard: &mut Shard, world: &World| {
+        if go.load(Ordering::Acquire) == round && far_done.load(Ordering::Acquire) != round {
+            let end = SimTime::from_micros(window_end.load(Ordering::Acquire));
+            shard.run_window(world, end);
+            far_done.store(round, Ordering::Release);
+        }
+    };
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut seen = 0;
@@ -117,13 +127,9 @@ pub(super) fn run_parallel(
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let end = SimTime::from_micros(window_end.load(Ordering::Acquire));
                 let world = shared.read().unwrap_or_else(PoisonError::into_inner);
-                far.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .run_window(&world, end);
-                drop(world);
-                done.store(seen, Ordering::Release);
+                let mut shard = far.lock().unwrap_or_else(PoisonError::into_inner);
+                run_far(seen, &mut shard, &world);
             }
         });
         let mut round = 0;
@@ -142,8 +148,11 @@ pub(super) fn run_parallel(
             {
                 let world = shared.read().unwrap_or_else(PoisonError::into_inner);
                 s0.run_window(&world, end);
+                if let Ok(mut shard) = far.try_lock() {
+                    run_far(round, &mut shard, &world);
+                }
             }
-            wait_until(|| done.load(Ordering::Acquire) == round);
+            wait_until(|| far_done.load(Ordering::Acquire) == round);
         }
         stop.store(true, Ordering::Release);
         go.store(round + 1, Ordering::Release);
