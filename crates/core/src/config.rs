@@ -44,6 +44,10 @@ pub struct Config {
     /// ahead: a peer forwarding with `ttl` hops left waits `(ttl - 1) ×` this, so every
     /// branch closes before the one above it gives up.
     pub query_hop_timeout: Duration,
+    /// On the last hop, forward a query only to neighbours whose share summary might
+    /// match it (the default). Off, the last hop floods like the others: the simulator
+    /// compares the two.
+    pub last_hop_filter: bool,
     /// Queries this peer is routing at once (each waits for its branches).
     pub max_routes: usize,
     /// Query ids remembered for duplicate suppression, and for how long.
@@ -84,6 +88,7 @@ impl Default for Config {
             refresh_interval: Duration::from_secs(60),
             default_ttl: 4,
             query_hop_timeout: Duration::from_millis(1500),
+            last_hop_filter: true,
             max_routes: 1024,
             seen_queries: 8192,
             seen_ttl: Duration::from_secs(120),

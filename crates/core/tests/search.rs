@@ -238,6 +238,34 @@ fn the_last_hop_goes_only_to_neighbours_whose_summary_matches() {
 }
 
 #[test]
+fn without_the_last_hop_filter_the_last_hop_floods() {
+    let config = Config {
+        last_hop_filter: false,
+        ..with_target(3)
+    };
+    let mut net = Net::new(4, config);
+    net.script(0, &[&[1, 2, 3]]);
+    for i in 1..4 {
+        net.script(i, &[]);
+    }
+    share(&mut net, 1, &["alpha centauri.txt"]);
+    share(&mut net, 2, &["beta blocker.txt"]);
+    for i in [1, 2, 3, 0] {
+        net.join(i);
+    }
+    net.advance(ms(1000));
+    assert!(net.peer(0).stats().summaries_completed >= 2);
+
+    let id = net.search(0, words("alpha", 1)).unwrap();
+    net.advance(ms(300));
+    for i in 1..4 {
+        assert_eq!(queries_between(&net, 0, i), 1, "peer {i} gets the query");
+    }
+    let (hits, done) = net.search_results(0, id);
+    assert_eq!((hits.len(), done), (1, Some(false)));
+}
+
+#[test]
 fn a_changed_summary_is_fetched_and_used() {
     let mut net = line(2, &[(1, &["old.txt"])]);
     net.search(0, words("fresh", 1)).unwrap();

@@ -188,7 +188,8 @@ impl Peer {
     }
 
     /// The neighbours a query with `ttl` hops left goes to from here (besides `from`):
-    /// all of them, except on the last hop, where only those whose summary might match.
+    /// all of them, except on the last hop, where only those whose summary might match
+    /// (unless [`crate::Config::last_hop_filter`] is off).
     fn forward_targets(&self, from: Option<&NodeId>, ttl: u8, target: &QueryTarget) -> Vec<NodeId> {
         let tokens = match target {
             QueryTarget::Keywords(text) => highway_wire::tokenize::tokens(text),
@@ -199,6 +200,7 @@ impl Peer {
             .filter(|p| Some(p) != from)
             .filter(|p| {
                 ttl > 1
+                    || !self.config.last_hop_filter
                     || self
                         .links
                         .get(p)
