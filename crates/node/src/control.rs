@@ -121,6 +121,13 @@ pub struct RuntimeStats {
     pub bytes_fetched: u64,
     pub downloads_done: u64,
     pub downloads_failed: u64,
+    /// The file server: responses with a file body (200 or 206), file bytes sent,
+    /// outboards sent, requests for ids not shared, requests refused as busy (503).
+    pub files_served: u64,
+    pub bytes_served: u64,
+    pub outboards_served: u64,
+    pub file_requests_not_found: u64,
+    pub file_requests_busy: u64,
 }
 
 impl From<&Counters> for RuntimeStats {
@@ -143,6 +150,11 @@ impl From<&Counters> for RuntimeStats {
             gatekeeper_errors: get(&c.gatekeeper_errors),
             timer_wakeups: get(&c.timer_wakeups),
             bytes_fetched: get(&c.bytes_fetched),
+            files_served: get(&c.file_server.files_served),
+            bytes_served: get(&c.file_server.bytes_served),
+            outboards_served: get(&c.file_server.outboards_served),
+            file_requests_not_found: get(&c.file_server.not_found),
+            file_requests_busy: get(&c.file_server.busy),
             downloads_done: get(&c.downloads_done),
             downloads_failed: get(&c.downloads_failed),
         }

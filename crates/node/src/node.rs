@@ -165,6 +165,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         config.data_dir.clone(),
         config.fast_share,
         owner_tx.clone(),
+        Arc::clone(&counters.file_server),
     );
     let downloads = Downloads::new(
         owner_tx.clone(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use highway_core::{Catalog, LocalFile};
-use highway_share::transfer::{FileServer, FileSource, ServedFile, ServerConfig};
+use highway_share::transfer::{FileServer, FileSource, ServedFile, ServerConfig, ServerCounters};
 use highway_share::{Share, ShareError, ShareOptions, SharedFile};
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
@@ -99,6 +99,7 @@ pub(crate) struct Sharing {
     /// The listener bound at start, used by the first server.
     reserved: Mutex<Option<TcpListener>>,
     active: Mutex<Option<Active>>,
+    counters: Arc<ServerCounters>,
 }
 
 impl std::fmt::Debug for Sharing {
@@ -116,6 +117,7 @@ impl Sharing {
         data_dir: PathBuf,
         fast: bool,
         owner: mpsc::Sender<Msg>,
+        counters: Arc<ServerCounters>,
     ) -> Self {
         let options = if fast {
             ShareOptions::test()
@@ -128,6 +130,7 @@ impl Sharing {
             options,
             owner,
             reserved: Mutex::new(Some(listener)),
+            counters,
             active: Mutex::new(None),
         }
     }
@@ -150,11 +153,13 @@ impl Sharing {
                 })?,
             };
         let source: Arc<dyn FileSource> = Arc::new(ShareSource(share.clone()));
-        let server = FileServer::new(source, ServerConfig::new(share.root())).map_err(|error| {
-            SharingError::Server {
-                addr: self.server_addr,
-                error,
-            }
+        let config = ServerConfig {
+            counters: Arc::clone(&self.counters),
+            ..ServerConfig::new(share.root())
+        };
+        let server = FileServer::new(source, config).map_err(|error| SharingError::Server {
+            addr: self.server_addr,
+            error,
         })?;
         let (server_stop, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig};
 use highway_node::views::{DownloadView, FilesView, SearchPage, SearchStarted};
-use highway_node::{NodeConfig, NodeHandle};
+use highway_node::{NodeConfig, NodeHandle, StatusView};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -199,4 +199,19 @@ async fn a_shared_file_is_found_and_downloaded_verified() {
         .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &big[100..200]);
+
+    // The holder counted what its file server sent: the whole file to node 0 (plus its
+    // outboard) and the range; node 0 counted what it fetched.
+    let holder: StatusView = net.get(3, "/v1/status").await;
+    assert!(holder.runtime.files_served >= 2, "{:?}", holder.runtime);
+    assert!(holder.runtime.outboards_served >= 1, "{:?}", holder.runtime);
+    assert!(
+        holder.runtime.bytes_served >= big.len() as u64 + 100,
+        "{:?}",
+        holder.runtime
+    );
+    let fetcher: StatusView = net.get(0, "/v1/status").await;
+    assert_eq!(fetcher.runtime.bytes_fetched, big.len() as u64);
+    assert_eq!(fetcher.runtime.downloads_done, 1);
+    assert_eq!(fetcher.runtime.bytes_served, 0);
 }

@@ -94,7 +94,7 @@ pub use download::{
     download,
 };
 pub use error::{HolderFailure, HolderFault, TransferError};
-pub use server::{FileServer, FileSource, ServedFile, ServerConfig};
+pub use server::{FileServer, FileSource, ServedFile, ServerConfig, ServerCounters};
 pub use verify::{
     BLOCK_SIZE, ComputedOutboard, GROUP_BYTES, SIZE_PREFIX_LEN, compute_outboard, outboard_len,
 };

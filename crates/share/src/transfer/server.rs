@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -61,6 +62,29 @@ pub struct ServerConfig {
     pub read_chunk: usize,
     /// Frames read ahead of the socket per transfer.
     pub read_ahead: usize,
+    /// What the server did. Shared, so a caller that replaces the server (a new share
+    /// root) keeps counting in the same place.
+    pub counters: Arc<ServerCounters>,
+}
+
+/// Counters of a file server; they only grow.
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    /// File responses with a body on their way (200 or 206).
+    pub files_served: AtomicU64,
+    /// File bytes handed to the connection (a client that goes away early is counted
+    /// for what it was sent).
+    pub bytes_served: AtomicU64,
+    /// Outboards (verification trees) sent.
+    pub outboards_served: AtomicU64,
+    /// Requests for ids that are not shared (or no longer match their file).
+    pub not_found: AtomicU64,
+    /// Requests refused with `503` because every transfer slot was taken.
+    pub busy: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl ServerConfig {
@@ -74,6 +98,7 @@ impl ServerConfig {
             outboard_cache_bytes: 64 << 20,
             read_chunk: 256 << 10,
             read_ahead: 4,
+            counters: Arc::default(),
         }
     }
 }
@@ -234,10 +259,14 @@ async fn file(
     } else {
         match Arc::clone(&shared.transfers).try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) => return busy(),
+            Err(_) => {
+                bump(&shared.config.counters.busy);
+                return busy();
+            }
         }
     };
     let Some((file, size)) = open_blocking(&shared, id).await else {
+        bump(&shared.config.counters.not_found);
         return plain(StatusCode::NOT_FOUND, "not found");
     };
 
@@ -281,13 +310,14 @@ async fn file(
     let body = match permit {
         Some(permit) if len > 0 => {
             let config = &shared.config;
+            bump(&config.counters.files_served);
             FileBody::spawn(
                 file,
                 start,
                 len,
                 permit,
-                config.read_chunk,
-                config.read_ahead,
+                (config.read_chunk, config.read_ahead),
+                Arc::clone(&config.counters),
             )
         }
         _ => Body::empty(),
@@ -314,6 +344,7 @@ async fn outboard(
         Some(encoded) => encoded,
         None => {
             let Ok(permit) = Arc::clone(&shared.transfers).try_acquire_owned() else {
+                bump(&shared.config.counters.busy);
                 return busy();
             };
             let worker = Arc::clone(&shared);
@@ -332,6 +363,7 @@ async fn outboard(
             .ok()
             .flatten();
             let Some(encoded) = computed else {
+                bump(&shared.config.counters.not_found);
                 return plain(StatusCode::NOT_FOUND, "not found");
             };
             shared
@@ -346,6 +378,7 @@ async fn outboard(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
+        bump(&shared.config.counters.outboards_served);
         Body::from(encoded)
     };
     Response::builder()
@@ -363,6 +396,7 @@ async fn outboard(
 struct FileBody {
     frames: mpsc::Receiver<io::Result<Bytes>>,
     remaining: u64,
+    counters: Arc<ServerCounters>,
 }
 
 impl FileBody {
@@ -371,8 +405,8 @@ impl FileBody {
         start: u64,
         len: u64,
         permit: OwnedSemaphorePermit,
-        read_chunk: usize,
-        read_ahead: usize,
+        (read_chunk, read_ahead): (usize, usize),
+        counters: Arc<ServerCounters>,
     ) -> Body {
         let (tx, rx) = mpsc::channel(read_ahead.max(1));
         let read_chunk = read_chunk.max(4096);
@@ -396,6 +430,7 @@ impl FileBody {
         Body::new(FileBody {
             frames: rx,
             remaining: len,
+            counters,
         })
     }
 }
@@ -429,6 +464,7 @@ impl http_body::Body for FileBody {
         match self.frames.poll_recv(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
                 self.remaining = self.remaining.saturating_sub(bytes.len() as u64);
+                (self.counters.bytes_served).fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
