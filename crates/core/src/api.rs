@@ -182,6 +182,11 @@ pub struct Stats {
     pub queries_answered: u64,
     /// Query datagrams sent to neighbours (a query to three neighbours counts three).
     pub queries_forwarded: u64,
+    /// Of those, copies sent again to a branch still open after `query_resend`.
+    pub queries_resent: u64,
+    /// Copies of a query received from the neighbour it is being routed for (its resend
+    /// while the branch is still open): ignored.
+    pub queries_resend_ignored: u64,
     pub hits_sent: u64,
     pub hits_received: u64,
     /// Hits over a query's cap or already passed on.

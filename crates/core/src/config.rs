@@ -44,6 +44,12 @@ pub struct Config {
     /// ahead: a peer forwarding with `ttl` hops left waits `(ttl - 1) ×` this, so every
     /// branch closes before the one above it gives up.
     pub query_hop_timeout: Duration,
+    /// A branch still open this long after the query went to it gets the query once more:
+    /// a neighbour that never saw it (the datagram was lost) takes it up, one that is still
+    /// working on it ignores the copy, and one that already closed its branch says
+    /// `QueryDone` again (in case that was lost). Without this one lost datagram keeps a
+    /// search open until its timeout.
+    pub query_resend: Duration,
     /// On the last hop, forward a query only to neighbours whose share summary might
     /// match it (the default). Off, the last hop floods like the others: the simulator
     /// compares the two.
@@ -88,6 +94,7 @@ impl Default for Config {
             refresh_interval: Duration::from_secs(60),
             default_ttl: 4,
             query_hop_timeout: Duration::from_millis(1500),
+            query_resend: Duration::from_secs(1),
             last_hop_filter: true,
             max_routes: 1024,
             seen_queries: 8192,
@@ -133,6 +140,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(2),
             failed_quarantine: Duration::from_secs(3),
             query_hop_timeout: Duration::from_millis(500),
+            query_resend: Duration::from_millis(200),
             hit_cache_ttl: Duration::from_millis(500),
             hit_cache_max_ttl: Duration::from_secs(2),
             ..Self::default()
@@ -165,6 +173,7 @@ impl Config {
             ("handshake timeout", self.handshake_timeout.is_zero()),
             ("refresh interval", self.refresh_interval.is_zero()),
             ("query hop timeout", self.query_hop_timeout.is_zero()),
+            ("query resend", self.query_resend.is_zero()),
             ("max routes", self.max_routes == 0),
             ("seen queries", self.seen_queries == 0),
             ("max hits per query", self.max_hits_per_query == 0),

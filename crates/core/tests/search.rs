@@ -299,6 +299,11 @@ fn a_silent_branch_closes_at_its_deadline_and_the_searcher_at_its_timeout() {
         .first_event(0, |r| matches!(r, harness::Rec::SearchDone { .. }))
         .unwrap();
     assert!(ended - start >= config.query_hop_timeout);
+    // The open branches got the query again after `query_resend`; 1 and 2, still
+    // working on it, ignored the copies instead of closing early.
+    assert!(net.peer(2).stats().queries_resent >= 1);
+    assert!(net.peer(1).stats().queries_resend_ignored >= 1);
+    assert!(net.peer(2).stats().queries_resend_ignored >= 1);
 
     // A searcher with a shorter timeout than its branches ends on its own.
     net.kill(1);
@@ -309,6 +314,55 @@ fn a_silent_branch_closes_at_its_deadline_and_the_searcher_at_its_timeout() {
     let id = net.search(0, request).unwrap();
     net.advance(ms(250));
     assert_eq!(net.search_results(0, id).1, Some(true));
+}
+
+#[test]
+fn a_lost_query_is_sent_again_and_the_search_completes() {
+    let config = Config::test();
+    let mut net = line(3, &[(2, &["faraway.txt"])]);
+    net.cut_one_way(1, 2);
+    let start = net.now;
+    let id = net.search(0, words("faraway", 2)).unwrap();
+    net.advance(ms(50));
+    net.heal_one_way(1, 2);
+    let (hits, done) = net.search_results(0, id);
+    assert_eq!((hits.len(), done), (0, None), "1's query to 2 was lost");
+    net.advance(config.query_resend + ms(100));
+    let (hits, done) = net.search_results(0, id);
+    assert_eq!((hits.len(), done), (1, Some(false)));
+    assert_eq!(net.peer(1).stats().queries_resent, 1);
+    let ended = net
+        .first_event(0, |r| matches!(r, harness::Rec::SearchDone { .. }))
+        .unwrap();
+    assert!(
+        ended - start < config.query_hop_timeout,
+        "ended by the resend, not by 1's deadline: {:?}",
+        ended - start
+    );
+}
+
+#[test]
+fn a_lost_query_done_is_said_again() {
+    let config = Config::test();
+    let mut net = line(2, &[]);
+    net.cut_one_way(1, 0);
+    let start = net.now;
+    let id = net.search(0, words("nothing here", 2)).unwrap();
+    net.advance(ms(50));
+    net.heal_one_way(1, 0);
+    assert_eq!(net.search_results(0, id).1, None, "1's QueryDone was lost");
+    net.advance(config.query_resend + ms(100));
+    assert_eq!(net.search_results(0, id).1, Some(false));
+    assert_eq!(net.peer(0).stats().queries_resent, 1);
+    assert_eq!(net.peer(1).stats().queries_duplicate, 1);
+    let ended = net
+        .first_event(0, |r| matches!(r, harness::Rec::SearchDone { .. }))
+        .unwrap();
+    assert!(
+        ended - start < config.query_resend * 2,
+        "{:?}",
+        ended - start
+    );
 }
 
 #[test]

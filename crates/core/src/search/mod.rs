@@ -5,8 +5,10 @@
 //! `QueryDone` at once), answers from its own share, and forwards it with `ttl - 1` to its
 //! other neighbours while `ttl > 1` — on the last hop only to those whose summary might
 //! match. It then waits for every branch to close (`QueryDone`) or for its deadline,
-//! relaying hits towards the searcher as they arrive, and closes its own branch. The
-//! searcher sees hits as events, then one end-of-search.
+//! relaying hits towards the searcher as they arrive, and closes its own branch. Branches
+//! still open after `query_resend` get the query once more, so one lost `Query` or
+//! `QueryDone` does not hold a search open until its timeout. The searcher sees hits as
+//! events, then one end-of-search.
 
 mod catalog;
 mod summaries;
@@ -128,8 +130,7 @@ impl Peer {
             return Ok(id);
         }
         self.forward(id, &children, ttl, 0, &request.target);
-        route.pending = children.iter().copied().collect();
-        route.children = route.pending.clone();
+        self.open_branches(now, &mut route, &children, (ttl, 0));
         self.search.routes.insert(id, route);
         Ok(id)
     }
@@ -157,6 +158,8 @@ impl Peer {
             children: HashSet::new(),
             pending: HashSet::new(),
             deadline,
+            resend_at: None,
+            forwarded: (0, 0),
             relayed: 0,
             cap,
             delivered: HashSet::new(),
@@ -222,6 +225,29 @@ impl Peer {
         }
     }
 
+    /// Records the branches a query was just forwarded to, and when to resend it to those
+    /// still open.
+    fn open_branches(&self, now: Instant, route: &mut Route, children: &[NodeId], sent: (u8, u8)) {
+        route.pending = children.iter().copied().collect();
+        route.children = route.pending.clone();
+        route.forwarded = sent;
+        let resend_at = now + self.config.query_resend;
+        route.resend_at = (resend_at < route.deadline).then_some(resend_at);
+    }
+
+    /// Sends the query once more to the branches of `id` still open.
+    fn resend(&mut self, id: QueryId) {
+        let Some(route) = self.search.routes.get_mut(&id) else {
+            return;
+        };
+        route.resend_at = None;
+        let mut open: Vec<NodeId> = route.pending.iter().copied().collect();
+        open.sort_unstable();
+        let ((ttl, hops), target) = (route.forwarded, route.target.clone());
+        self.stats.queries_resent += open.len() as u64;
+        self.forward(id, &open, ttl, hops, &target);
+    }
+
     fn send_hits(&mut self, to: &NodeId, id: QueryId, hits: &[Hit]) {
         for group in pack_hits(hits) {
             self.stats.hits_sent += group.len() as u64;
@@ -251,6 +277,16 @@ impl Peer {
             return;
         }
         if !self.insert_seen(now, id) {
+            let routing_for_sender = self
+                .search
+                .routes
+                .get(&id)
+                .is_some_and(|r| r.upstream == Upstream::Neighbour(from));
+            if routing_for_sender {
+                // Its resend: our branch is still open and will close in time.
+                self.stats.queries_resend_ignored += 1;
+                return;
+            }
             self.stats.queries_duplicate += 1;
             self.send(&from, &PeerMsg::QueryDone { id });
             return;
@@ -290,8 +326,7 @@ impl Peer {
             return;
         }
         self.forward(id, &children, ttl - 1, here, &target);
-        route.pending = children.iter().copied().collect();
-        route.children = route.pending.clone();
+        self.open_branches(now, &mut route, &children, (ttl - 1, here));
         // Our own hits are not worth caching: the cache answers for other peers' files.
         route.collected.clear();
         self.search.routes.insert(id, route);
@@ -351,8 +386,19 @@ impl Peer {
         }
     }
 
-    /// Ends the routes whose time ran out.
+    /// Resends queries whose branches are slow to close; ends the routes whose time ran
+    /// out.
     pub(crate) fn expire_routes(&mut self, now: Instant) {
+        let slow: Vec<QueryId> = self
+            .search
+            .routes
+            .iter()
+            .filter(|(_, r)| r.resend_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in sorted(slow) {
+            self.resend(id);
+        }
         let expired: Vec<QueryId> = self
             .search
             .routes
@@ -367,7 +413,11 @@ impl Peer {
 
     /// The earliest route deadline, for [`Peer::poll_timeout`].
     pub(crate) fn next_route_deadline(&self) -> Option<Instant> {
-        self.search.routes.values().map(|r| r.deadline).min()
+        self.search
+            .routes
+            .values()
+            .map(|r| r.resend_at.map_or(r.deadline, |at| at.min(r.deadline)))
+            .min()
     }
 
     /// A neighbour is gone: its branches are closed, and routes towards it are dropped

@@ -67,6 +67,11 @@ pub(crate) struct Route {
     /// Those that have not closed their branch yet.
     pub pending: HashSet<NodeId>,
     pub deadline: Instant,
+    /// When the branches still open get the query once more ([`crate::Config::query_resend`]);
+    /// `None` once done.
+    pub resend_at: Option<Instant>,
+    /// The `ttl` and `hops` the query was forwarded with, for that resend.
+    pub forwarded: (u8, u8),
     /// Hits passed upstream (or to the searcher) so far, capped.
     pub relayed: u32,
     pub cap: u32,
