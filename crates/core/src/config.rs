@@ -44,7 +44,8 @@ pub struct Config {
     /// ahead: a peer forwarding with `ttl` hops left waits `(ttl - 1) ×` this, so every
     /// branch closes before the one above it gives up.
     pub query_hop_timeout: Duration,
-    /// A branch still open this long after the query went to it gets the query once more:
+    /// A branch still open this long after the query went to it gets the query again (and
+    /// again at this interval while the route lasts):
     /// a neighbour that never saw it (the datagram was lost) takes it up, one that is still
     /// working on it ignores the copy, and one that already closed its branch says
     /// `QueryDone` again (in case that was lost). Without this one lost datagram keeps a

@@ -363,6 +363,16 @@ fn a_lost_query_done_is_said_again() {
         "{:?}",
         ended - start
     );
+
+    // Lost again after the first resend: the next one, a `query_resend` later, does it.
+    net.cut_one_way(1, 0);
+    let id = net.search(0, words("still nothing", 2)).unwrap();
+    net.advance(config.query_resend + ms(100));
+    net.heal_one_way(1, 0);
+    assert_eq!(net.search_results(0, id).1, None);
+    net.advance(config.query_resend);
+    assert_eq!(net.search_results(0, id).1, Some(false));
+    assert_eq!(net.peer(0).stats().queries_resent, 3);
 }
 
 #[test]

@@ -6,8 +6,8 @@
 //! other neighbours while `ttl > 1` — on the last hop only to those whose summary might
 //! match. It then waits for every branch to close (`QueryDone`) or for its deadline,
 //! relaying hits towards the searcher as they arrive, and closes its own branch. Branches
-//! still open after `query_resend` get the query once more, so one lost `Query` or
-//! `QueryDone` does not hold a search open until its timeout. The searcher sees hits as
+//! still open get the query again every `query_resend`, so a lost `Query` or `QueryDone`
+//! does not hold a search open until its timeout. The searcher sees hits as
 //! events, then one end-of-search.
 
 mod catalog;
@@ -235,12 +235,16 @@ impl Peer {
         route.resend_at = (resend_at < route.deadline).then_some(resend_at);
     }
 
-    /// Sends the query once more to the branches of `id` still open.
-    fn resend(&mut self, id: QueryId) {
+    /// Sends the query again to the branches of `id` still open, and again one
+    /// `query_resend` later while the route lasts: a branch's `QueryDone` can be lost after
+    /// an earlier resend (its subtree was itself waiting on a resend).
+    fn resend(&mut self, now: Instant, id: QueryId) {
+        let interval = self.config.query_resend;
         let Some(route) = self.search.routes.get_mut(&id) else {
             return;
         };
-        route.resend_at = None;
+        let next = now + interval;
+        route.resend_at = (next < route.deadline).then_some(next);
         let mut open: Vec<NodeId> = route.pending.iter().copied().collect();
         open.sort_unstable();
         let ((ttl, hops), target) = (route.forwarded, route.target.clone());
@@ -397,7 +401,7 @@ impl Peer {
             .map(|(id, _)| *id)
             .collect();
         for id in sorted(slow) {
-            self.resend(id);
+            self.resend(now, id);
         }
         let expired: Vec<QueryId> = self
             .search

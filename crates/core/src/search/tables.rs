@@ -67,8 +67,8 @@ pub(crate) struct Route {
     /// Those that have not closed their branch yet.
     pub pending: HashSet<NodeId>,
     pub deadline: Instant,
-    /// When the branches still open get the query once more ([`crate::Config::query_resend`]);
-    /// `None` once done.
+    /// When the branches still open get the query again ([`crate::Config::query_resend`]);
+    /// `None` when the deadline comes first.
     pub resend_at: Option<Instant>,
     /// The `ttl` and `hops` the query was forwarded with, for that resend.
     pub forwarded: (u8, u8),
