@@ -8,18 +8,21 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use highway_sim::LatencyModel;
 use highway_sim::report::Report;
-use highway_sim::scenario::{Setup, churn, failure, join, partition};
+use highway_sim::scenario::search_workload::SearchWorkload;
+use highway_sim::scenario::{Setup, churn, failure, join, partition, search};
 
-/// The scenarios. The search scenario joins this list once the core's search lands; see
-/// the `highway_sim::scenario` docs for the hooks it uses.
+/// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
     /// Peers join over a window: degrees, path lengths, time until one component.
     Join,
     /// Crash 10/30/50% at once (repair, isolation, detection); false failures under loss.
     Failure,
-    /// Poisson arrivals and exponential sessions: components over time.
+    /// Poisson arrivals and exponential sessions: components and search success over time.
     Churn,
+    /// Search success, messages and first-hit latency against TTL and popularity;
+    /// summary-assisted last hop against plain flooding.
+    Search,
     /// The network splits in two, then heals: does the overlay become one again?
     Partition,
 }
@@ -101,6 +104,15 @@ pub struct Args {
     /// partition: cut only the far side's traffic to the rest, not the other way.
     #[arg(long)]
     one_way: bool,
+    /// search: TTLs to measure, one batch of searches each.
+    #[arg(long, value_name = "N,..", default_value = "1,2,3,4,5,6,7", value_parser = ttls)]
+    ttls: Ttls,
+    /// search: shares of the peers holding each searched file, one batch each.
+    #[arg(long, value_name = "F,..", default_value = "0.001,0.01,0.1", value_parser = fractions)]
+    held_by: Fractions,
+    /// search: searches per TTL and share.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    queries: usize,
     /// churn: fraction of departures that leave gracefully (the rest crash).
     #[arg(long, value_name = "F", default_value_t = 0.5)]
     graceful: f64,
@@ -128,6 +140,26 @@ fn fractions(text: &str) -> Result<Fractions, String> {
         })
         .collect::<Result<Vec<f64>, String>>()?;
     Ok(Fractions(list))
+}
+
+/// A comma-separated list of TTLs, each 1..=7.
+#[derive(Debug, Clone)]
+struct Ttls(Vec<u8>);
+
+fn ttls(text: &str) -> Result<Ttls, String> {
+    let list = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.parse::<u8>() {
+            Ok(n) if (1..=7).contains(&n) => Ok(n),
+            _ => Err(format!("{t:?} is not a TTL from 1 to 7")),
+        })
+        .collect::<Result<Vec<u8>, String>>()?;
+    if list.is_empty() {
+        return Err("give at least one TTL".into());
+    }
+    Ok(Ttls(list))
 }
 
 /// Flags that change how a run is carried out or where it goes, never its result.
@@ -239,7 +271,20 @@ fn run_scenario(args: &Args, setup: Setup) -> anyhow::Result<(Report, Duration)>
                 p.duration = d;
             }
             let simulated = p.setup.join_window + p.duration;
-            (churn::run(&p).0, simulated)
+            (churn::run_with(&p, &mut SearchWorkload::new()).0, simulated)
+        }
+        Scenario::Search => {
+            anyhow::ensure!(args.queries > 0, "--queries must be at least 1");
+            anyhow::ensure!(
+                !args.held_by.0.is_empty() && args.held_by.0.iter().all(|f| *f > 0.0),
+                "--held-by needs shares above 0, e.g. 0.001,0.01,0.1"
+            );
+            let mut p = search::SearchParams::new(setup);
+            p.ttls = args.ttls.0.clone();
+            p.held_by = args.held_by.0.clone();
+            p.queries = args.queries;
+            let (report, outcome) = search::run(&p);
+            (report, outcome.simulated)
         }
     })
 }

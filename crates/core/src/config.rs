@@ -51,6 +51,11 @@ pub struct Config {
     /// `QueryDone` again (in case that was lost). Without this one lost datagram keeps a
     /// search open until its timeout.
     pub query_resend: Duration,
+    /// Once every branch of a route has closed, the route stays open this much longer
+    /// for hits still on their way: datagrams can be reordered, and a branch's
+    /// `QueryDone` can overtake the hits it sent just before. Only the end of a search
+    /// waits for it, never a hit.
+    pub query_close_grace: Duration,
     /// On the last hop, forward a query only to neighbours whose share summary might
     /// match it (the default). Off, the last hop floods like the others: the simulator
     /// compares the two.
@@ -96,6 +101,7 @@ impl Default for Config {
             default_ttl: 4,
             query_hop_timeout: Duration::from_millis(1500),
             query_resend: Duration::from_secs(1),
+            query_close_grace: Duration::from_millis(50),
             last_hop_filter: true,
             max_routes: 1024,
             seen_queries: 8192,
@@ -142,6 +148,7 @@ impl Config {
             failed_quarantine: Duration::from_secs(3),
             query_hop_timeout: Duration::from_millis(500),
             query_resend: Duration::from_millis(200),
+            query_close_grace: Duration::from_millis(20),
             hit_cache_ttl: Duration::from_millis(500),
             hit_cache_max_ttl: Duration::from_secs(2),
             ..Self::default()

@@ -376,6 +376,39 @@ fn a_lost_query_done_is_said_again() {
 }
 
 #[test]
+fn hits_overtaken_by_their_query_done_still_reach_the_searcher() {
+    // Found by the simulator: with per-datagram jitter, a last-hop peer's QueryDone can
+    // arrive before the hits it sent just before; the route closed at once and dropped
+    // them as unroutable, so a single-branch search missed a holder two hops away.
+    let mut net = line(3, &[(2, &["faraway.txt"])]);
+    let already = net.sent_bytes(2, 1).len();
+    net.cut_one_way(2, 1);
+    let id = net.search(0, words("faraway", 2)).unwrap();
+    net.advance(ms(5));
+    net.heal_one_way(2, 1);
+    let answer: Vec<(PeerMsg, Vec<u8>)> = net.sent_bytes(2, 1)[already..]
+        .iter()
+        .filter_map(|b| net.open(1, b).map(|m| (m, b.clone())))
+        .filter(|(m, _)| matches!(m, PeerMsg::QueryHits { .. } | PeerMsg::QueryDone { .. }))
+        .collect();
+    assert!(
+        matches!(
+            answer.iter().map(|(m, _)| m).collect::<Vec<_>>()[..],
+            [PeerMsg::QueryHits { .. }, PeerMsg::QueryDone { .. }]
+        ),
+        "2 answered with hits, then done: {answer:?}"
+    );
+    // Delivered the other way round.
+    let from = net.peer(2).addr().udp_addr();
+    net.inject(1, from, &answer[1].1);
+    net.inject(1, from, &answer[0].1);
+    net.advance(ms(100));
+    let (hits, done) = net.search_results(0, id);
+    assert_eq!((hits.len(), done), (1, Some(false)));
+    assert_eq!(net.peer(1).stats().hits_unroutable, 0);
+}
+
+#[test]
 fn a_lost_neighbour_closes_its_branch() {
     let mut net = line(3, &[]);
     net.kill(2);

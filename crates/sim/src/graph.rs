@@ -83,6 +83,12 @@ impl Graph {
         self.hosts.len()
     }
 
+    /// The node of host `h`, when it is in the graph.
+    pub fn index_of(&self, h: HostId) -> Option<usize> {
+        // Hosts are added in id order.
+        self.hosts.binary_search(&h).ok()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
     }

@@ -7,8 +7,9 @@
 //! match. It then waits for every branch to close (`QueryDone`) or for its deadline,
 //! relaying hits towards the searcher as they arrive, and closes its own branch. Branches
 //! still open get the query again every `query_resend`, so a lost `Query` or `QueryDone`
-//! does not hold a search open until its timeout. The searcher sees hits as
-//! events, then one end-of-search.
+//! does not hold a search open until its timeout. A route whose branches have all closed
+//! lingers `query_close_grace` for hits that a reordered `QueryDone` overtook. The
+//! searcher sees hits as events, then one end-of-search.
 
 mod catalog;
 mod summaries;
@@ -159,6 +160,7 @@ impl Peer {
             pending: HashSet::new(),
             deadline,
             resend_at: None,
+            closing_at: None,
             forwarded: (0, 0),
             relayed: 0,
             cap,
@@ -363,8 +365,9 @@ impl Peer {
             return;
         };
         route.pending.remove(&from);
-        if route.pending.is_empty() {
-            self.finish_route(id, false, Some(now));
+        if route.pending.is_empty() && route.closing_at.is_none() {
+            route.resend_at = None;
+            route.closing_at = Some(now + self.config.query_close_grace);
         }
     }
 
@@ -393,6 +396,16 @@ impl Peer {
     /// Resends queries whose branches are slow to close; ends the routes whose time ran
     /// out.
     pub(crate) fn expire_routes(&mut self, now: Instant) {
+        let closed: Vec<QueryId> = self
+            .search
+            .routes
+            .iter()
+            .filter(|(_, r)| r.closing_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in sorted(closed) {
+            self.finish_route(id, false, Some(now));
+        }
         let slow: Vec<QueryId> = self
             .search
             .routes
@@ -420,7 +433,12 @@ impl Peer {
         self.search
             .routes
             .values()
-            .map(|r| r.resend_at.map_or(r.deadline, |at| at.min(r.deadline)))
+            .map(|r| {
+                [r.resend_at, r.closing_at]
+                    .into_iter()
+                    .flatten()
+                    .fold(r.deadline, Instant::min)
+            })
             .min()
     }
 

@@ -70,6 +70,9 @@ pub(crate) struct Route {
     /// When the branches still open get the query again ([`crate::Config::query_resend`]);
     /// `None` when the deadline comes first.
     pub resend_at: Option<Instant>,
+    /// Every branch has closed; the route ends at this instant (see
+    /// [`crate::Config::query_close_grace`]).
+    pub closing_at: Option<Instant>,
     /// The `ttl` and `hops` the query was forwarded with, for that resend.
     pub forwarded: (u8, u8),
     /// Hits passed upstream (or to the searcher) so far, capped.

@@ -485,6 +485,15 @@ impl Net {
     }
 
     /// Hands node `to` a datagram as if it came from `from`.
+    /// The datagrams `from` sent to `to` so far, delivered or not, as raw bytes.
+    pub fn sent_bytes(&self, from: usize, to: usize) -> Vec<Vec<u8>> {
+        self.sent
+            .iter()
+            .filter(|s| s.from == from && s.to_node == Some(to))
+            .map(|s| s.bytes.clone())
+            .collect()
+    }
+
     pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
         let now = self.now;
         self.nodes[to].peer.handle_datagram(now, from, bytes);

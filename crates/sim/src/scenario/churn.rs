@@ -214,6 +214,26 @@ pub fn run_with(p: &ChurnScenario, workload: &mut dyn Workload) -> (Report, Chur
     )
     .series(Series::new("mean degree", pick(|s| s.mean_degree)));
     report.plot("mean_degree.svg", "mean degree under churn", degree.svg());
+    if let Some(i) = names.iter().position(|n| n.starts_with("search success")) {
+        let points = outcome
+            .series
+            .iter()
+            .zip(&extra)
+            .filter_map(|(s, e)| Some((s.at.as_secs_f64() / 60.0, *e.get(i)?)))
+            .collect();
+        let success = LineChart::new(
+            "Search success under churn",
+            "virtual time (min)",
+            "searches that found the file (%)",
+        )
+        .y_range(0.0, 100.0)
+        .series(Series::new(names[i].as_str(), points));
+        report.plot(
+            "search_success.svg",
+            "search success under churn",
+            success.svg(),
+        );
+    }
     report.heading("Counters");
     counters(&mut report, &sim.stats(), sim.gatekeeper_stats());
     (report, outcome)

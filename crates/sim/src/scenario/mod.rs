@@ -25,6 +25,9 @@ pub mod churn;
 pub mod failure;
 pub mod join;
 pub mod partition;
+pub mod search;
+pub mod search_workload;
+pub mod shelves;
 
 use std::time::Duration;
 
