@@ -49,6 +49,9 @@ pub struct Peer {
     pub(crate) overlay: Overlay,
     pub(crate) incarnation: u64,
     pub(crate) summary_version: u64,
+    /// A timer was set earlier without any output to show for it (see
+    /// [`Peer::take_quiet_timer`]).
+    pub(crate) quiet_timer: bool,
     pub(crate) next_heartbeat: Instant,
     pub(crate) witness_requests: HashMap<u64, WitnessRequest>,
     pub(crate) stranger_budget: u32,
@@ -84,6 +87,7 @@ impl Peer {
             by_link_id: HashMap::new(),
             incarnation: 0,
             summary_version: 0,
+            quiet_timer: false,
             witness_requests: HashMap::new(),
             stranger_budget,
             last_refute: None,
@@ -252,6 +256,15 @@ impl Peer {
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// True (once) when, since the last call, the peer moved its next wake-up earlier
+    /// while handling input that produced no datagram and no event. A runtime that reads
+    /// [`Peer::poll_timeout`] after every input never needs this; one that skips it after
+    /// silent input (the simulator) must ask. Today only a route entering its closing
+    /// grace does it.
+    pub fn take_quiet_timer(&mut self) -> bool {
+        std::mem::take(&mut self.quiet_timer)
     }
 
     /// The next instant [`Peer::handle_timeout`] has work to do, if any.

@@ -368,6 +368,7 @@ impl Peer {
         if route.pending.is_empty() && route.closing_at.is_none() {
             route.resend_at = None;
             route.closing_at = Some(now + self.config.query_close_grace);
+            self.quiet_timer = true;
         }
     }
 

@@ -282,11 +282,14 @@ impl Shard {
     }
 
     /// After a datagram: a peer that sent nothing and said nothing scheduled nothing new
-    /// (any new timer in the core comes with a datagram or an event), so the wake-up on
-    /// the agenda still stands and asking again (`poll_timeout`, a tenth of a large run)
-    /// can be skipped. Debug builds check that premise every time.
+    /// (a new timer in the core comes with a datagram or an event, or the core says so
+    /// with `take_quiet_timer`), so the wake-up on the agenda still stands and asking
+    /// again (`poll_timeout`, a tenth of a large run) can be skipped. Debug builds check
+    /// that premise every time.
     fn flush_after_datagram(&mut self, world: &World, h: HostId) {
-        if self.drain_outputs(world, h) || self.host(h).timer.is_none() {
+        let output = self.drain_outputs(world, h);
+        let quiet_timer = self.host_mut(h).peer.take_quiet_timer();
+        if output || quiet_timer || self.host(h).timer.is_none() {
             self.reschedule(world, h);
             return;
         }
