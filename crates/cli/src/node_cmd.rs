@@ -53,7 +53,7 @@ pub struct Args {
     /// Where downloads with a relative destination go.
     #[arg(long, value_name = "DIR", default_value = ".")]
     download_dir: PathBuf,
-    /// Hops a search travels [default: 4].
+    /// Hops a search travels [default: 5].
     #[arg(long, value_name = "N")]
     ttl: Option<u8>,
     /// How long a peer waits per hop ahead for a forwarded query's answers [default: 1.5s].

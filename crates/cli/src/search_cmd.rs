@@ -20,7 +20,7 @@ pub struct Args {
     /// Print nothing until the end, then one JSON array of hits (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
-    /// Hops the query may travel, 1 to 7 [default: the node's, 4].
+    /// Hops the query may travel, 1 to 7 [default: the node's, 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=7))]
     ttl: Option<u8>,
     /// When the search ends at the latest, e.g. 3s [default: the node's].

@@ -38,7 +38,9 @@ pub struct Config {
     /// again once it heals: each repairs itself and stops asking (`highway sim
     /// partition` showed it). Leaving one slot free keeps room for joiners.
     pub refresh_interval: Duration,
-    /// Hops a search travels unless the searcher says otherwise (1..=7).
+    /// Hops a search travels unless the searcher says otherwise (1..=7). 5: at 10,000
+    /// peers it finds files on 1% of them 97.5% of the time and on 0.1% 60%, where 4 did
+    /// 95% and 22.5%, for about 340 query datagrams a search (docs/SCALE.md, "search").
     pub default_ttl: u8,
     /// How long a peer waits for the branches it forwarded a query to, per hop still
     /// ahead: a peer forwarding with `ttl` hops left waits `(ttl - 1) ×` this, so every
@@ -98,7 +100,7 @@ impl Default for Config {
             max_witness_requests: 64,
             failed_quarantine: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(60),
-            default_ttl: 4,
+            default_ttl: 5,
             query_hop_timeout: Duration::from_millis(1500),
             query_resend: Duration::from_secs(1),
             query_close_grace: Duration::from_millis(50),
