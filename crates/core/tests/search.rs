@@ -11,7 +11,7 @@ use highway_core::{Catalog, Config, LocalFile, SearchRequest};
 use highway_wire::ContentId;
 use highway_wire::peer::{Hit, PeerMsg, QueryTarget};
 use highway_wire::summary::{CountingFilter, content_keyword};
-use highway_wire::tokenize::{token_matches, tokens};
+use highway_wire::tokenize::{all_tokens_match, tokens};
 
 /// A share as a plain list of names.
 #[derive(Debug)]
@@ -38,14 +38,7 @@ impl Catalog for Files {
             .iter()
             .filter(|f| match target {
                 QueryTarget::Hash(c) => f.content == *c,
-                QueryTarget::Keywords(text) => {
-                    let names = tokens(&f.name);
-                    let query = tokens(text);
-                    !query.is_empty()
-                        && query
-                            .iter()
-                            .all(|q| names.iter().any(|n| token_matches(q, n)))
-                }
+                QueryTarget::Keywords(text) => all_tokens_match(&tokens(text), &tokens(&f.name)),
             })
             .take(limit)
             .cloned()

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use highway_wire::ContentId;
 
 use crate::summary::{CountingFilter, Summary, content_keyword};
-use crate::tokenize::{token_matches, tokens};
+use crate::tokenize::{all_tokens_match, token_matches, tokens};
 
 /// Default bound on the number of indexed files.
 pub const DEFAULT_MAX_FILES: usize = 1_000_000;
@@ -277,10 +277,7 @@ impl Index {
         let mut hits = Vec::new();
         for id in candidates {
             let entry = &self.entries[&id];
-            let all = query_tokens
-                .iter()
-                .all(|q| entry.tokens.iter().any(|t| token_matches(q.as_ref(), t)));
-            if all && seen.insert(entry.file.content) {
+            if all_tokens_match(query_tokens, &entry.tokens) && seen.insert(entry.file.content) {
                 hits.push(entry.file.clone());
                 if hits.len() == limit {
                     break;

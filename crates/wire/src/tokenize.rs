@@ -81,6 +81,18 @@ pub fn token_matches(query: &str, file_token: &str) -> bool {
     file_token.starts_with(query) && query.chars().count() >= min_prefix_chars(query)
 }
 
+/// Whether a file whose name has the tokens `file_tokens` answers a query with the tokens
+/// `query`: every query token matches one of the file's ([`token_matches`]), and the
+/// query has at least one.
+pub fn all_tokens_match<Q: AsRef<str>, T: AsRef<str>>(query: &[Q], file_tokens: &[T]) -> bool {
+    !query.is_empty()
+        && query.iter().all(|q| {
+            file_tokens
+                .iter()
+                .any(|t| token_matches(q.as_ref(), t.as_ref()))
+        })
+}
+
 /// Every string a query token must equal for it to match `token`: the token itself and its
 /// prefixes of at least [`min_prefix_chars`] characters, shortest first. The share summary
 /// sets a bit for each, which is what makes it free of false negatives.
@@ -172,6 +184,18 @@ mod tests {
     fn empty_and_separator_only_text_has_no_tokens() {
         assert!(t("").is_empty());
         assert!(t(" ._-()[] ").is_empty());
+    }
+
+    #[test]
+    fn a_file_matches_when_every_query_token_matches_one_of_its_tokens() {
+        let file = tokens("Blue Monday (New Order).flac");
+        assert!(all_tokens_match(&tokens("blue mon"), &file));
+        assert!(all_tokens_match(&tokens("order BLUE"), &file));
+        assert!(!all_tokens_match(&tokens("blue tuesday"), &file));
+        assert!(
+            !all_tokens_match(&tokens("!!"), &file),
+            "no query tokens, no match"
+        );
     }
 
     #[test]

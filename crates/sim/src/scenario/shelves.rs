@@ -12,7 +12,7 @@ use highway_core::{Catalog, LocalFile};
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
 use highway_wire::summary::{CountingFilter, content_keyword};
-use highway_wire::tokenize::{token_matches, tokens};
+use highway_wire::tokenize::{all_tokens_match, tokens};
 
 use crate::{HostId, Sim};
 
@@ -64,7 +64,7 @@ impl Shelves {
         }
         self.versions += 1;
         let summary = filter.summary(self.versions);
-        let catalog: Arc<dyn Catalog> = Arc::new(Table(files));
+        let catalog: Arc<dyn Catalog> = Arc::new(Table::new(files));
         let server = file_server(h);
         sim.with_peer(h, |peer, _| {
             peer.set_catalog(Some(catalog), Some(server));
@@ -79,9 +79,23 @@ fn file_server(h: HostId) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(127, a, b, c), 8000))
 }
 
-/// A peer's files as a plain list.
+/// A peer's files as a plain list, with their names' tokens.
 #[derive(Debug)]
-struct Table(Vec<LocalFile>);
+struct Table(Vec<(LocalFile, Vec<String>)>);
+
+impl Table {
+    fn new(files: Vec<LocalFile>) -> Self {
+        Self(
+            files
+                .into_iter()
+                .map(|f| {
+                    let t = tokens(&f.name);
+                    (f, t)
+                })
+                .collect(),
+        )
+    }
+}
 
 impl Catalog for Table {
     fn lookup(&self, target: &QueryTarget, limit: usize) -> Vec<LocalFile> {
@@ -91,18 +105,12 @@ impl Catalog for Table {
         };
         self.0
             .iter()
-            .filter(|f| match target {
+            .filter(|(f, names)| match target {
                 QueryTarget::Hash(c) => f.content == *c,
-                QueryTarget::Keywords(_) => {
-                    let names = tokens(&f.name);
-                    !query.is_empty()
-                        && query
-                            .iter()
-                            .all(|q| names.iter().any(|n| token_matches(q, n)))
-                }
+                QueryTarget::Keywords(_) => all_tokens_match(&query, names),
             })
             .take(limit)
-            .cloned()
+            .map(|(f, _)| f.clone())
             .collect()
     }
 }
@@ -117,7 +125,7 @@ mod tests {
         let h = HostId(7);
         shelves.add(h, &keyword(0x10));
         shelves.add(h, &keyword(0x100));
-        let table = Table(shelves.files[&h].clone());
+        let table = Table::new(shelves.files[&h].clone());
         let found = table.lookup(&QueryTarget::Keywords(keyword(0x10)), 10);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].name, format!("file {}.dat", keyword(0x10)));
