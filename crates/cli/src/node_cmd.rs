@@ -62,6 +62,14 @@ pub struct Args {
     /// How long a relayed answer is cached at first; popular ones up to 6x [default: 10s].
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     hit_cache_ttl: Option<Duration>,
+    /// Cap on the bytes per second the file server sends to other peers, all uploads
+    /// together, e.g. 2MiB or 500KiB/s (at least 64KiB) [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
+    upload_limit: Option<u64>,
+    /// Cap on the bytes per second this node's downloads receive, all together, e.g.
+    /// 10MiB (at least 64KiB) [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
+    download_limit: Option<u64>,
     /// Testing only: rescan the share every 2 s and react to changes after 50 ms.
     #[arg(long, hide = true)]
     fast_share: bool,
@@ -109,6 +117,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         http_port: args.http_port,
         download_dir: args.download_dir,
         fast_share: args.fast_share,
+        upload_limit: args.upload_limit,
+        download_limit: args.download_limit,
         loss: args.loss,
     };
     let mut node = highway_node::start(config).await?;

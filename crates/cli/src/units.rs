@@ -53,6 +53,47 @@ pub fn average_rate(bytes: u64, ms: u64) -> u64 {
     u64::try_from(u128::from(bytes) * 1000 / u128::from(ms)).unwrap_or(u64::MAX)
 }
 
+/// Parses a rate such as `8MiB`, `8MiB/s`, `500k`, `1.5 MB/s` or `1000000` (bytes per
+/// second). `K`/`M`/`G` and `KiB`/`MiB`/`GiB` are powers of 1024, `KB`/`MB`/`GB` of 1000,
+/// case-insensitively, as in `curl --limit-rate` for the short forms.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let body = trimmed.strip_suffix("/s").unwrap_or(trimmed).trim_end();
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    if number.is_empty() {
+        return Err(format!(
+            "{text:?} is not a rate: write e.g. 8MiB, 500KiB/s or 1000000"
+        ));
+    }
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: write e.g. 8MiB, 500KiB/s or 1000000"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate: write e.g. 8MiB, 500KiB/s or 1000000"))?;
+    let bytes = value * multiplier as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!(
+            "{text:?} is out of range: give at least 1 byte per second"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +123,22 @@ mod tests {
         assert_eq!(human_rate(3 * 1024 * 1024), "3.0 MiB/s");
         assert_eq!(average_rate(8 << 20, 2000), 4 << 20);
         assert_eq!(average_rate(1, 0), 0);
+    }
+
+    #[test]
+    fn rates_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_rate("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_rate("8MiB/s"), Ok(8 << 20));
+        assert_eq!(parse_rate("500k"), Ok(500 << 10));
+        assert_eq!(parse_rate("1.5 MB/s"), Ok(1_500_000));
+        assert_eq!(parse_rate("1000000"), Ok(1_000_000));
+        assert_eq!(parse_rate("2g"), Ok(2 << 30));
+        for bad in ["", "fast", "8 parsecs", "0", "-5M", "1e400"] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(
+                err.contains("e.g.") || err.contains("at least"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -390,8 +390,28 @@ async fn twenty_peers_search_download_resume_and_refuse() {
     assert_eq!(std::fs::read(&out).unwrap(), big);
 
     // A download killed half-way (the downloading node is killed -9) resumes from its
-    // verified prefix when asked again after a restart.
-    let downloader = 5 % PEERS;
+    // verified prefix when asked again after a restart. The downloader runs with a
+    // download cap for the first attempt, so the kill lands mid-file on any machine.
+    let downloader = (1..PEERS)
+        .find(|i| ![good, bad].contains(i))
+        .expect("20 peers");
+    let down_args = {
+        let mut a = node_args(downloader, &staging_path);
+        let last = a.len() - 1;
+        a[last] = cluster.dir.path().display().to_string();
+        a
+    };
+    let bind = format!("127.0.0.{}", downloader + 2);
+    let data = cluster.dir.path().join(format!("node-{downloader}"));
+    let capped: Vec<&str> = down_args
+        .iter()
+        .map(String::as_str)
+        .chain(["--download-limit", "8MiB"])
+        .collect();
+    cluster.nodes[downloader].kill_and_wait().await;
+    cluster.nodes[downloader] =
+        NodeProcess::start(&cluster.gatekeeper_url, &bind, &data, &capped).await;
+    let nodes = &cluster.nodes;
     let out = cluster.dir.path().join("survey-resumed.dat");
     let id = api
         .download(
@@ -410,19 +430,12 @@ async fn twenty_peers_search_download_resume_and_refuse() {
         },
     )
     .await;
-    let down_args = {
-        let mut a = node_args(downloader, &staging_path);
-        let last = a.len() - 1;
-        a[last] = cluster.dir.path().display().to_string();
-        a
-    };
     cluster.nodes[downloader].kill_and_wait().await;
     assert!(
         !out.exists(),
-        "the download had not finished when it was killed"
+        "the download had finished when it was killed, despite its 8 MiB/s cap"
     );
-    let bind = format!("127.0.0.{}", downloader + 2);
-    let data = cluster.dir.path().join(format!("node-{downloader}"));
+    // Restarted without the cap, so the rest arrives at full speed.
     let args: Vec<&str> = down_args.iter().map(String::as_str).collect();
     cluster.nodes[downloader] =
         NodeProcess::start(&cluster.gatekeeper_url, &bind, &data, &args).await;

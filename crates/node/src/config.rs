@@ -3,6 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use highway_share::transfer::MIN_RATE;
+
 use crate::NodeError;
 
 /// Everything [`crate::start`] needs. Build it with [`NodeConfig::new`], adjust
@@ -35,6 +37,11 @@ pub struct NodeConfig {
     pub download_dir: PathBuf,
     /// Short share timers (rescans every 2 s, 50 ms debounce) for tests.
     pub fast_share: bool,
+    /// Cap on the bytes per second the file server sends, all transfers together.
+    /// `None`: no cap. At least [`MIN_RATE`](highway_share::transfer::MIN_RATE).
+    pub upload_limit: Option<u64>,
+    /// Cap on the bytes per second this node's downloads receive, all together.
+    pub download_limit: Option<u64>,
     /// Fault injection for tests: the fraction (0.0..=1.0) of datagrams dropped at random,
     /// both received and sent. 0 in normal use.
     pub loss: f64,
@@ -56,6 +63,8 @@ impl NodeConfig {
             http_port: 0,
             download_dir: PathBuf::from("."),
             fast_share: false,
+            upload_limit: None,
+            download_limit: None,
             loss: 0.0,
         }
     }
@@ -73,6 +82,16 @@ impl NodeConfig {
         }
         if !(0.0..=1.0).contains(&self.loss) {
             return Err(NodeError::Loss(self.loss));
+        }
+        for (what, limit) in [
+            ("upload", self.upload_limit),
+            ("download", self.download_limit),
+        ] {
+            if let Some(rate) = limit
+                && rate < MIN_RATE
+            {
+                return Err(NodeError::RateTooLow { what, rate });
+            }
         }
         self.core.validate().map_err(NodeError::Core)?;
         Ok(())
@@ -139,5 +158,34 @@ mod tests {
         let mut c = config();
         c.core.target_degree = 9;
         assert!(matches!(c.validate(), Err(NodeError::Core(_))));
+    }
+
+    #[test]
+    fn rate_limits_below_the_minimum_are_refused() {
+        let c = NodeConfig {
+            upload_limit: Some(1000),
+            ..config()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(NodeError::RateTooLow { what: "upload", .. })
+        ));
+        let c = NodeConfig {
+            download_limit: Some(MIN_RATE - 1),
+            ..config()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(NodeError::RateTooLow {
+                what: "download",
+                ..
+            })
+        ));
+        let c = NodeConfig {
+            upload_limit: Some(MIN_RATE),
+            download_limit: Some(100 << 20),
+            ..config()
+        };
+        assert!(c.validate().is_ok());
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use highway_core::SearchRequest;
 use highway_share::transfer::{
-    DownloadOptions, DownloadRequest as TransferRequest, Downloader, Holder, Progress,
+    DownloadOptions, DownloadRequest as TransferRequest, Downloader, Holder, Progress, RateLimit,
 };
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
@@ -78,9 +78,13 @@ impl Downloads {
         searches: Arc<Searches>,
         download_dir: PathBuf,
         counters: Arc<Counters>,
+        rate_limit: Option<Arc<RateLimit>>,
     ) -> std::io::Result<Self> {
-        let downloader =
-            Downloader::new(DownloadOptions::default()).map_err(std::io::Error::other)?;
+        let options = DownloadOptions {
+            rate_limit,
+            ..DownloadOptions::default()
+        };
+        let downloader = Downloader::new(options).map_err(std::io::Error::other)?;
         Ok(Self {
             book: Mutex::new(Book::default()),
             downloader,

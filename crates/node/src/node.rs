@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use highway_core::{Command, DownReason, Peer};
 use highway_gatekeeper::{ClientError, GatekeeperClient};
+use highway_share::transfer::RateLimit;
 use highway_wire::{NodeId, PeerAddr};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -39,6 +40,11 @@ pub enum NodeError {
     ControlNotLoopback(SocketAddr),
     #[error("loss must be a fraction between 0 and 1, got {0}")]
     Loss(f64),
+    #[error(
+        "the {what} limit of {rate} bytes/s is too low: use at least {} bytes/s (64KiB), or no limit",
+        highway_share::transfer::MIN_RATE
+    )]
+    RateTooLow { what: &'static str, rate: u64 },
     #[error("invalid protocol settings: {0}")]
     Core(highway_core::ConfigError),
     #[error(transparent)]
@@ -166,12 +172,18 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         config.fast_share,
         owner_tx.clone(),
         Arc::clone(&counters.file_server),
+        config
+            .upload_limit
+            .map(|rate| Arc::new(RateLimit::new(rate))),
     );
     let downloads = Downloads::new(
         owner_tx.clone(),
         searches.clone(),
         config.download_dir.clone(),
         counters.clone(),
+        config
+            .download_limit
+            .map(|rate| Arc::new(RateLimit::new(rate))),
     )
     .map_err(NodeError::Downloader)?;
     let app = Arc::new(App {

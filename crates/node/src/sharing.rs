@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use highway_core::{Catalog, LocalFile};
-use highway_share::transfer::{FileServer, FileSource, ServedFile, ServerConfig, ServerCounters};
+use highway_share::transfer::{
+    FileServer, FileSource, RateLimit, ServedFile, ServerConfig, ServerCounters,
+};
 use highway_share::{Share, ShareError, ShareOptions, SharedFile};
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
@@ -100,6 +102,8 @@ pub(crate) struct Sharing {
     reserved: Mutex<Option<TcpListener>>,
     active: Mutex<Option<Active>>,
     counters: Arc<ServerCounters>,
+    /// One cap for the node, kept across share changes like the counters.
+    upload_limit: Option<Arc<RateLimit>>,
 }
 
 impl std::fmt::Debug for Sharing {
@@ -118,6 +122,7 @@ impl Sharing {
         fast: bool,
         owner: mpsc::Sender<Msg>,
         counters: Arc<ServerCounters>,
+        upload_limit: Option<Arc<RateLimit>>,
     ) -> Self {
         let options = if fast {
             ShareOptions::test()
@@ -131,6 +136,7 @@ impl Sharing {
             owner,
             reserved: Mutex::new(Some(listener)),
             counters,
+            upload_limit,
             active: Mutex::new(None),
         }
     }
@@ -155,6 +161,7 @@ impl Sharing {
         let source: Arc<dyn FileSource> = Arc::new(ShareSource(share.clone()));
         let config = ServerConfig {
             counters: Arc::clone(&self.counters),
+            upload_limit: self.upload_limit.clone(),
             ..ServerConfig::new(share.root())
         };
         let server = FileServer::new(source, config).map_err(|error| SharingError::Server {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::error::{HolderFailure, HolderFault, TransferError};
 use super::fetch::{self, Attempt, Metadata};
 use super::partial::{self, PartPaths, PartState};
+use super::rate::RateLimit;
 use super::verify::GROUP_BYTES;
 
 /// A peer that holds the file: the base URL of its file server (`http://host:port`).
@@ -102,6 +103,9 @@ pub struct DownloadOptions {
     pub buffers: usize,
     /// Replace an existing destination file.
     pub overwrite: bool,
+    /// A cap on the bytes per second received, shared by every download that uses this
+    /// downloader (and any other holder of the `Arc`). `None`: no cap.
+    pub rate_limit: Option<Arc<RateLimit>>,
 }
 
 impl Default for DownloadOptions {
@@ -116,6 +120,7 @@ impl Default for DownloadOptions {
             buffer_size: 1 << 20,
             buffers: 4,
             overwrite: false,
+            rate_limit: None,
         }
     }
 }

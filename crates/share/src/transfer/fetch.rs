@@ -452,6 +452,9 @@ impl Attempt<'_> {
                 break;
             }
             received += chunk.len() as u64;
+            if let Some(limit) = &self.options.rate_limit {
+                limit.acquire(chunk.len()).await;
+            }
             if jobs.is_closed() {
                 break; // the verifier stopped (bad bytes or a local error)
             }

@@ -86,6 +86,7 @@ mod fetch;
 mod listener;
 mod partial;
 mod range;
+mod rate;
 mod server;
 mod verify;
 
@@ -94,6 +95,7 @@ pub use download::{
     download,
 };
 pub use error::{HolderFailure, HolderFault, TransferError};
+pub use rate::{MIN_RATE, RateLimit};
 pub use server::{FileServer, FileSource, ServedFile, ServerConfig, ServerCounters};
 pub use verify::{
     BLOCK_SIZE, ComputedOutboard, GROUP_BYTES, SIZE_PREFIX_LEN, compute_outboard, outboard_len,

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::cache::OutboardCache;
 use super::listener::GuardedListener;
 use super::range::{self, RangeRequest};
+use super::rate::RateLimit;
 use super::verify::compute_outboard;
 
 /// Where the server finds the file for a content id: the share index, in production.
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     /// What the server did. Shared, so a caller that replaces the server (a new share
     /// root) keeps counting in the same place.
     pub counters: Arc<ServerCounters>,
+    /// A cap on the bytes per second of file bodies, shared by all transfers (outboards
+    /// are small and not counted). `None`: as fast as disk and network allow.
+    pub upload_limit: Option<Arc<RateLimit>>,
 }
 
 /// Counters of a file server; they only grow.
@@ -99,6 +103,7 @@ impl ServerConfig {
             read_chunk: 256 << 10,
             read_ahead: 4,
             counters: Arc::default(),
+            upload_limit: None,
         }
     }
 }
@@ -318,6 +323,7 @@ async fn file(
                 permit,
                 (config.read_chunk, config.read_ahead),
                 Arc::clone(&config.counters),
+                config.upload_limit.clone(),
             )
         }
         _ => Body::empty(),
@@ -407,6 +413,7 @@ impl FileBody {
         permit: OwnedSemaphorePermit,
         (read_chunk, read_ahead): (usize, usize),
         counters: Arc<ServerCounters>,
+        limit: Option<Arc<RateLimit>>,
     ) -> Body {
         let (tx, rx) = mpsc::channel(read_ahead.max(1));
         let read_chunk = read_chunk.max(4096);
@@ -419,6 +426,9 @@ impl FileBody {
             let mut left = len;
             while left > 0 {
                 let want = usize::try_from(left).unwrap_or(usize::MAX).min(read_chunk);
+                if let Some(limit) = &limit {
+                    limit.acquire_blocking(want);
+                }
                 let frame = read_frame(&mut file, want);
                 let failed = frame.is_err();
                 if tx.blocking_send(frame).is_err() || failed {
