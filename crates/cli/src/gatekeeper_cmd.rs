@@ -91,6 +91,15 @@ pub struct Args {
         default_value = "1s"
     )]
     sweep_interval: Duration,
+    /// Share (0 to 1) of each join answer picked at random among all live peers; the
+    /// rest are the least loaded. Random links keep the overlay's paths short.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_RANDOM_CANDIDATES",
+        value_name = "F",
+        default_value_t = 0.5
+    )]
+    random_candidates: f64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -101,6 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_clock_skew: args.max_clock_skew,
         report_grace: args.report_grace,
         sweep_interval: args.sweep_interval,
+        random_candidates: args.random_candidates,
     };
     config.validate().context("invalid Gatekeeper settings")?;
     let listen = args.listen;

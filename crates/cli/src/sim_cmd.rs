@@ -79,6 +79,10 @@ pub struct Args {
     /// a very long one (e.g. 1000h) shows the overlay as it was before this existed.
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     refresh_interval: Option<Duration>,
+    /// Share of each Gatekeeper join answer picked at random among all live peers
+    /// [default: 0.5]; 0 gives only the least loaded, as before this existed.
+    #[arg(long, value_name = "F")]
+    random_candidates: Option<f64>,
     /// failure: fractions of peers crashed at once, one run each ("" for none).
     #[arg(long, value_name = "F,..", default_value = "0.1,0.3,0.5", value_parser = fractions)]
     crash: Fractions,
@@ -209,6 +213,10 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
         core.refresh_interval = d;
     }
     core.validate().context("protocol settings")?;
+    if let Some(share) = args.random_candidates {
+        setup.params.gatekeeper.random_candidates = share;
+    }
+    (setup.params.gatekeeper.validate()).context("Gatekeeper settings")?;
     anyhow::ensure!((0.0..1.0).contains(&args.loss), "--loss must be in [0, 1)");
     setup.params.loss = args.loss;
     setup.params.latency = match args.latency {

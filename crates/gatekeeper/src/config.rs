@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Timers and limits of the registry. Every replica of one deployment must use the same
 /// values, because they all judge the same entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatekeeperConfig {
     /// How often peers are told to send a status.
     pub status_interval: Duration,
@@ -18,6 +18,10 @@ pub struct GatekeeperConfig {
     pub report_grace: Duration,
     /// How often expired entries are purged.
     pub sweep_interval: Duration,
+    /// Share of each join answer drawn at random from all live peers (the rest are the
+    /// least loaded). Random links are the shortcuts that keep the overlay's
+    /// paths short; least-loaded ones keep newcomers from staying alone (docs/SCALE.md).
+    pub random_candidates: f64,
 }
 
 impl Default for GatekeeperConfig {
@@ -29,12 +33,13 @@ impl Default for GatekeeperConfig {
             max_clock_skew: Duration::from_secs(30),
             report_grace: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(1),
+            random_candidates: 0.5,
         }
     }
 }
 
 /// Why a configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
     #[error("status interval must be at least 10ms, got {0:?}")]
     StatusInterval(Duration),
@@ -44,6 +49,8 @@ pub enum ConfigError {
     LeaseTtl { lease: Duration, interval: Duration },
     #[error("sweep interval must be at least 10ms, got {0:?}")]
     SweepInterval(Duration),
+    #[error("the random share of candidates must be between 0 and 1, got {0}")]
+    RandomCandidates(f64),
 }
 
 impl GatekeeperConfig {
@@ -56,6 +63,7 @@ impl GatekeeperConfig {
             max_clock_skew: Duration::from_secs(30),
             report_grace: Duration::from_millis(250),
             sweep_interval: Duration::from_millis(50),
+            random_candidates: 0.5,
         }
     }
 
@@ -74,6 +82,9 @@ impl GatekeeperConfig {
         }
         if self.sweep_interval < Duration::from_millis(10) {
             return Err(ConfigError::SweepInterval(self.sweep_interval));
+        }
+        if !(0.0..=1.0).contains(&self.random_candidates) {
+            return Err(ConfigError::RandomCandidates(self.random_candidates));
         }
         Ok(())
     }
@@ -116,5 +127,15 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(c.validate(), Err(ConfigError::LeaseTtl { .. })));
+        for share in [-0.1, 1.5, f64::NAN] {
+            c = GatekeeperConfig {
+                random_candidates: share,
+                ..Default::default()
+            };
+            assert!(matches!(
+                c.validate(),
+                Err(ConfigError::RandomCandidates(_))
+            ));
+        }
     }
 }

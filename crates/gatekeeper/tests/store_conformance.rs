@@ -86,6 +86,7 @@ fn join_op(p: &Peer, ts: u64, now: u64) -> JoinOp {
         deadline_ms: now + EXPIRY,
         tiebreak: p.tiebreak,
         scan_start: 0,
+        random_points: Vec::new(),
     }
 }
 
@@ -870,6 +871,101 @@ async fn live_count_counts_only_unexpired_entries<S: Store>(store: S) {
     assert_eq!(store.live_count(T0 + 201).await.unwrap(), 2);
 }
 
+async fn random_points_pick_the_next_live_peer_in_id_order<S: Store>(store: S) {
+    let now = T0 + 1_000;
+    // Eight peers, all full except one idle peer, in id order.
+    let mut peers: Vec<Peer> = (40..48).map(peer).collect();
+    peers.sort_by_key(|p| p.id);
+    let idle = peers[5].clone();
+    for p in &peers {
+        let mut op = join_op(p, now, now);
+        op.info = if p.id == idle.id {
+            info(p, 0, 5)
+        } else {
+            info(p, 5, 5)
+        };
+        join(&store, op).await;
+    }
+    // One suspected (reported by the next peer) and one expired peer, both in id order.
+    let suspect = peers[2].clone();
+    let reporter = peers[1].clone();
+    let mut st = status_op(&reporter, now);
+    st.info = info(&reporter, 5, 5);
+    st.neighbour_ids = vec![suspect.id];
+    status(&store, st).await;
+    assert!(
+        store
+            .report(report_op(&reporter, &suspect, now))
+            .await
+            .unwrap()
+    );
+    let expired = peers[6].clone();
+    let mut op = join_op(&expired, now + 1, now - EXPIRY);
+    op.info = info(&expired, 5, 5);
+    join(&store, op).await;
+
+    let q = peer(90);
+    let ask = |ts: u64, points: Vec<[u8; 32]>, want: usize| {
+        let mut op = join_op(&q, ts, ts);
+        op.want = want;
+        op.random_points = points;
+        op
+    };
+    let at = |p: &Peer| *p.id.as_bytes();
+    let mut ts = now + 10;
+    let mut next_ts = || {
+        ts += 1;
+        ts
+    };
+
+    // A point on a full peer's id offers that peer first, although the least loaded
+    // (the idle peer) would come before it otherwise; then random and least loaded
+    // alternate.
+    let cands = join(
+        &store,
+        ask(next_ts(), vec![at(&peers[0]), at(&peers[3])], 4),
+    )
+    .await;
+    let got: Vec<NodeId> = cands.iter().map(|c| c.id).collect();
+    assert_eq!(got[0], peers[0].id, "the peer at the first point: {got:?}");
+    assert_eq!(got[1], idle.id, "then the least loaded: {got:?}");
+    assert_eq!(
+        got[2], peers[3].id,
+        "then the peer at the second point: {got:?}"
+    );
+    assert_eq!(got.len(), 4);
+    assert_eq!(ids(&cands).len(), 4, "a peer was offered twice: {got:?}");
+
+    // Suspected and expired peers are passed over for the next one in id order.
+    let cands = join(&store, ask(next_ts(), vec![at(&suspect)], 1)).await;
+    assert_eq!(cands[0].id, peers[3].id, "suspected peer skipped");
+    let cands = join(&store, ask(next_ts(), vec![at(&expired)], 1)).await;
+    assert_eq!(cands[0].id, peers[7].id, "expired peer skipped");
+
+    // Past the largest id the scan wraps to the smallest; the requester never offers
+    // itself; two points on one peer give it once (the second point takes the next).
+    let cands = join(&store, ask(next_ts(), vec![[0xFF; 32]], 1)).await;
+    let smallest = std::iter::once(&q)
+        .chain(&peers)
+        .filter(|p| p.id != suspect.id && p.id != expired.id && p.id != q.id)
+        .map(|p| p.id)
+        .min()
+        .unwrap();
+    assert_eq!(cands[0].id, smallest, "wrapped to the smallest id");
+    let cands = join(&store, ask(next_ts(), vec![at(&q)], 1)).await;
+    assert_ne!(cands[0].id, q.id, "offered the requester itself");
+    let cands = join(
+        &store,
+        ask(next_ts(), vec![at(&peers[4]), at(&peers[4])], 2),
+    )
+    .await;
+    assert_eq!(
+        cands.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [peers[4].id, idle.id],
+        "second point on the same peer: the next one would be the idle peer"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Embedded only: the journal
 // ---------------------------------------------------------------------------------------
@@ -1018,6 +1114,7 @@ for_both_stores!(
     join_registers_and_returns_others,
     candidates_come_in_order_and_skip_expired_suspected_and_self,
     equal_candidates_are_picked_at_random,
+    random_points_pick_the_next_live_peer_in_id_order,
     want_bounds_the_number_of_candidates,
     replayed_signatures_are_refused_everywhere,
     lease_tokens_are_checked,

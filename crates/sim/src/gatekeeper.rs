@@ -15,6 +15,7 @@ use std::time::Duration;
 use highway_gatekeeper::GatekeeperConfig;
 use highway_gatekeeper::store::{
     Auth, EmbeddedStore, JoinOp, LeaveOp, NewLease, ReportOp, StatusOp, Store, StoreError,
+    random_points,
 };
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
@@ -193,6 +194,11 @@ impl GatekeeperSim {
                     deadline_ms,
                     tiebreak: rng.random(),
                     scan_start: rng.random(),
+                    random_points: random_points(
+                        rng,
+                        usize::from(want),
+                        self.config.random_candidates,
+                    ),
                 };
                 match ready(self.store.join(op)) {
                     Ok(candidates) => Response::Joined {

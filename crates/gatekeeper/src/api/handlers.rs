@@ -16,7 +16,7 @@ use highway_wire::gatekeeper::{
 use super::{ApiError, body};
 use crate::auth::{authenticate, new_lease};
 use crate::server::{App, now_ms};
-use crate::store::{Auth, JoinOp, LeaveOp, ReportOp, StatusOp, Store};
+use crate::store::{Auth, JoinOp, LeaveOp, ReportOp, StatusOp, Store, random_points};
 
 /// Default page size of `GET /v1/peers`.
 const DEFAULT_PAGE: usize = 100;
@@ -82,6 +82,11 @@ pub async fn join<S: Store>(
         deadline_ms: now + ms(app.config.expires_after()),
         tiebreak: rand::random(),
         scan_start: rand::random(),
+        random_points: random_points(
+            &mut rand::rng(),
+            usize::from(req.want),
+            app.config.random_candidates,
+        ),
     };
     let candidates = app.store.join(op).await?;
     Ok(Json(JoinResponse {

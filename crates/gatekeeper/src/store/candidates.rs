@@ -2,6 +2,31 @@
 //! tie-break. Packed into one integer so an ordered index (a `BTreeSet` here, a Redis
 //! sorted set there) yields candidates in O(log N + k).
 
+/// Most index entries looked at per random point, so a region of suspected or expired
+/// peers costs a bounded scan; a point that finds nothing there yields no candidate.
+pub const MAX_RANDOM_SCAN: usize = 32;
+
+/// `count` points for [`JoinOp::random_points`](super::JoinOp::random_points): `share` of
+/// `want`, rounded down, each drawn uniformly from the id space. Peer ids are public keys,
+/// uniform in that space, so the peer after a random point is a random peer.
+pub fn random_points(rng: &mut impl rand::Rng, want: usize, share: f64) -> Vec<[u8; 32]> {
+    let count = (want as f64 * share.clamp(0.0, 1.0)).floor() as usize;
+    (0..count.min(want)).map(|_| rng.random()).collect()
+}
+
+/// Random picks first, then least loaded, alternating while both last.
+pub fn interleave<T>(random: Vec<T>, least_loaded: Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(random.len() + least_loaded.len());
+    let mut random = random.into_iter();
+    let mut least_loaded = least_loaded.into_iter();
+    loop {
+        match (random.next(), least_loaded.next()) {
+            (None, None) => return out,
+            (r, l) => out.extend(r.into_iter().chain(l)),
+        }
+    }
+}
+
 /// `full << 48 | neighbours << 32 | tiebreak`. Below 2^53, so a Redis score (an f64)
 /// holds it exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,6 +69,24 @@ mod tests {
         let full_small = CandidateKey::new(1, 1, 0);
         assert!(free_idle < free_busy);
         assert!(free_busy < full_small);
+    }
+
+    #[test]
+    fn random_points_are_a_share_of_want_rounded_down() {
+        let mut rng = rand::rng();
+        assert_eq!(random_points(&mut rng, 8, 0.5).len(), 4);
+        assert_eq!(random_points(&mut rng, 3, 0.5).len(), 1);
+        assert_eq!(random_points(&mut rng, 8, 0.0).len(), 0);
+        assert_eq!(random_points(&mut rng, 8, 1.0).len(), 8);
+        let points = random_points(&mut rng, 8, 1.0);
+        assert_ne!(points[0], points[1]);
+    }
+
+    #[test]
+    fn interleave_alternates_and_keeps_the_rest() {
+        assert_eq!(interleave(vec![1, 3], vec![2, 4, 5, 6]), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(interleave(vec![1, 2, 3], vec![9]), [1, 9, 2, 3]);
+        assert_eq!(interleave(Vec::<u8>::new(), vec![]), Vec::<u8>::new());
     }
 
     #[test]

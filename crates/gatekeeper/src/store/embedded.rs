@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
 
-use super::candidates::{CandidateKey, scan_ranges};
+use super::candidates::{CandidateKey, MAX_RANDOM_SCAN, interleave, scan_ranges};
 use super::journal::{Journal, JournalError, JournalRecord, StoredPeer};
 use super::{
     Auth, JoinOp, LeaveOp, NewLease, Page, ReportOp, StatusOp, Store, StoreError, check_auth,
@@ -196,7 +196,53 @@ impl State {
         Ok(())
     }
 
-    fn pick(&self, requester: &NodeId, want: usize, now_ms: u64, scan_start: u32) -> Vec<PeerInfo> {
+    /// Candidates for `requester`: one per random point, then the least loaded, interleaved.
+    fn pick(&self, requester: &NodeId, op: &JoinOp) -> Vec<PeerInfo> {
+        let mut chosen = vec![*requester.as_bytes()];
+        let random = self.pick_random(&op.random_points, op.want, op.now_ms, &mut chosen);
+        let least_loaded =
+            self.pick_least_loaded(op.want - random.len(), op.now_ms, op.scan_start, &chosen);
+        interleave(random, least_loaded)
+    }
+
+    /// For each point, the first live, unsuspected peer at or after it in id order
+    /// (wrapping), not yet chosen; a bounded scan per point.
+    fn pick_random(
+        &self,
+        points: &[[u8; 32]],
+        want: usize,
+        now_ms: u64,
+        chosen: &mut Vec<[u8; 32]>,
+    ) -> Vec<PeerInfo> {
+        let mut out = Vec::new();
+        for point in points.iter().take(want) {
+            let from_point = self
+                .peers
+                .range::<[u8; 32], _>((Bound::Included(point), Bound::Unbounded));
+            let wrapped = self
+                .peers
+                .range::<[u8; 32], _>((Bound::Unbounded, Bound::Excluded(point)));
+            let found = from_point
+                .chain(wrapped)
+                .take(MAX_RANDOM_SCAN)
+                .find(|(id, e)| {
+                    !e.suspected && e.deadline_ms > now_ms && !chosen.contains(id.as_bytes())
+                });
+            if let Some((id, entry)) = found {
+                chosen.push(*id.as_bytes());
+                out.push(entry.stored.info.clone());
+            }
+        }
+        out
+    }
+
+    fn pick_least_loaded(
+        &self,
+        want: usize,
+        now_ms: u64,
+        scan_start: u32,
+        chosen: &[[u8; 32]],
+    ) -> Vec<PeerInfo> {
         let mut out = Vec::with_capacity(want);
         let Some(&(first, _)) = self.candidates.first() else {
             return out;
@@ -212,7 +258,7 @@ impl State {
                     return out;
                 }
                 scanned += 1;
-                if id_bytes == requester.as_bytes() {
+                if chosen.contains(id_bytes) {
                     continue;
                 }
                 if let Some(entry) = self.peers.get(id_bytes).filter(|e| e.deadline_ms > now_ms) {
@@ -257,7 +303,7 @@ impl Store for EmbeddedStore {
         }
         let key = CandidateKey::new(op.info.neighbours, op.info.capacity, op.tiebreak);
         let stored = StoredPeer {
-            info: op.info,
+            info: op.info.clone(),
             neighbour_ids: Vec::new(),
             lease_hash: op.lease.token_hash,
             lease_expires_ms: op.lease.expires_ms,
@@ -271,7 +317,7 @@ impl Store for EmbeddedStore {
             suspected: false,
             key,
         });
-        Ok(st.pick(&id, op.want, op.now_ms, op.scan_start))
+        Ok(st.pick(&id, &op))
     }
 
     async fn status(&self, op: StatusOp) -> Result<(), StoreError> {

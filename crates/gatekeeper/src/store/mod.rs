@@ -19,7 +19,7 @@ mod redis;
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
 
-pub use candidates::CandidateKey;
+pub use candidates::{CandidateKey, random_points};
 pub use embedded::EmbeddedStore;
 pub use journal::JournalError;
 pub use redis::{RedisOptions, RedisStore};
@@ -50,6 +50,12 @@ pub struct JoinOp {
     /// Random tie-break among equally loaded peers, and random start of the scan.
     pub tiebreak: u32,
     pub scan_start: u32,
+    /// Points in id order, drawn at random: for each, the first live, unsuspected peer at
+    /// or after it (wrapping) is a candidate, full or not (a full peer answers a dial
+    /// with its neighbours, so the joiner still lands in that random part of the overlay).
+    /// They come first, interleaved with the least loaded. Empty: least loaded only.
+    /// See [`candidates::random_points`].
+    pub random_points: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]

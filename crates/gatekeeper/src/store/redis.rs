@@ -16,7 +16,7 @@ use highway_wire::gatekeeper::PeerInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::candidates::CandidateKey;
+use super::candidates::{CandidateKey, MAX_RANDOM_SCAN};
 use super::{Auth, JoinOp, LeaveOp, Page, ReportOp, StatusOp, Store, StoreError};
 
 const PRELUDE: &str = include_str!("lua/common.lua");
@@ -329,14 +329,16 @@ impl Store for RedisStore {
             )
             .await?;
         outcome(&word)?;
-        let args = vec![
+        let mut args = vec![
             self.prefix.clone(),
             id,
             op.want.to_string(),
             op.now_ms.to_string(),
             op.scan_start.to_string(),
             MAX_SCAN.to_string(),
+            MAX_RANDOM_SCAN.to_string(),
         ];
+        args.extend(op.random_points.iter().take(op.want).map(hex::encode));
         let rows = match &self.replica {
             Some(_) => self.read_script(&self.scripts.candidates_src, args).await?,
             None => self.write_script(&self.scripts.candidates, args).await?,

@@ -146,6 +146,10 @@ impl Setup {
                 &format!("{} / {}", ms(g.status_interval), ms(g.expires_after())),
             ]),
             row(&[
+                "Gatekeeper candidates picked at random",
+                &percent(g.random_candidates),
+            ]),
+            row(&[
                 "latency: span / mean access / jitter / floor",
                 &format!(
                     "{} / {} µs / {} / {} µs",
