@@ -7,6 +7,7 @@ mod demo;
 mod gatekeeper_cmd;
 mod get_cmd;
 mod node_cmd;
+mod overlay_flags;
 mod peers_cmd;
 mod render;
 mod search_cmd;

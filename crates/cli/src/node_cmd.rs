@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use highway_node::NodeConfig;
 
+use crate::overlay_flags::OverlayFlags;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The Gatekeeper's URL, e.g. http://127.0.0.1:7700.
@@ -28,21 +30,8 @@ pub struct Args {
     /// TCP port for handshakes (0: any free port).
     #[arg(long, value_name = "P", default_value_t = 0)]
     tcp_port: u16,
-    /// Neighbours to look for [default: 3].
-    #[arg(long, value_name = "N")]
-    target_degree: Option<usize>,
-    /// Most neighbours to accept [default: 5].
-    #[arg(long, value_name = "N")]
-    max_degree: Option<usize>,
-    /// Heartbeat period [default: 1s].
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
-    heartbeat_interval: Option<Duration>,
-    /// Silence after which a neighbour is suspected and probed [default: 3s].
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
-    suspect_timeout: Option<Duration>,
-    /// Time a suspected neighbour has to answer a probe before it is failed [default: 2s].
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
-    probe_timeout: Option<Duration>,
+    #[command(flatten)]
+    overlay: OverlayFlags,
     /// A folder to share: indexed in the background, watched for changes, searchable by
     /// other peers and served by the file server.
     #[arg(long, value_name = "DIR")]
@@ -80,21 +69,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut core = highway_core::Config::default();
-    if let Some(n) = args.target_degree {
-        core.target_degree = n;
-    }
-    if let Some(n) = args.max_degree {
-        core.max_degree = n;
-    }
-    if let Some(d) = args.heartbeat_interval {
-        core.heartbeat_interval = d;
-    }
-    if let Some(d) = args.suspect_timeout {
-        core.suspect_timeout = d;
-    }
-    if let Some(d) = args.probe_timeout {
-        core.probe_timeout = d;
-    }
+    args.overlay.apply(&mut core);
     if let Some(n) = args.ttl {
         core.default_ttl = n;
     }

@@ -11,6 +11,8 @@ use highway_sim::report::Report;
 use highway_sim::scenario::search_workload::SearchWorkload;
 use highway_sim::scenario::{Setup, churn, failure, join, partition, search};
 
+use crate::overlay_flags::OverlayFlags;
+
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
@@ -60,21 +62,8 @@ pub struct Args {
     loss: f64,
     #[arg(long, value_enum, default_value = "wan")]
     latency: Latency,
-    /// Neighbours each peer looks for [default: 3].
-    #[arg(long, value_name = "N")]
-    target_degree: Option<usize>,
-    /// Most neighbours a peer accepts [default: 5].
-    #[arg(long, value_name = "N")]
-    max_degree: Option<usize>,
-    /// Heartbeat period [default: 1s].
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
-    heartbeat_interval: Option<Duration>,
-    /// Silence before a neighbour is suspected [default: 3s].
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
-    suspect_timeout: Option<Duration>,
-    /// Time a suspect has to answer the probes [default: 2s].
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
-    probe_timeout: Option<Duration>,
+    #[command(flatten)]
+    overlay: OverlayFlags,
     /// How often a peer with two free slots looks for one more neighbour [default: 1m];
     /// a very long one (e.g. 1000h) shows the overlay as it was before this existed.
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
@@ -194,21 +183,7 @@ fn command_line(for_report: bool) -> String {
 fn setup(args: &Args) -> anyhow::Result<Setup> {
     let mut setup = Setup::new(args.peers, args.seed);
     let core = &mut setup.params.core;
-    if let Some(n) = args.target_degree {
-        core.target_degree = n;
-    }
-    if let Some(n) = args.max_degree {
-        core.max_degree = n;
-    }
-    if let Some(d) = args.heartbeat_interval {
-        core.heartbeat_interval = d;
-    }
-    if let Some(d) = args.suspect_timeout {
-        core.suspect_timeout = d;
-    }
-    if let Some(d) = args.probe_timeout {
-        core.probe_timeout = d;
-    }
+    args.overlay.apply(core);
     if let Some(d) = args.refresh_interval {
         core.refresh_interval = d;
     }
