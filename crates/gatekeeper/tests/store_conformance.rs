@@ -90,6 +90,27 @@ fn join_op(p: &Peer, ts: u64, now: u64) -> JoinOp {
     }
 }
 
+/// `reporter` (with `load` = (neighbours, capacity)) lists `suspect` as a neighbour and
+/// reports it, so the store marks it suspected.
+async fn suspect_by<S: Store>(
+    store: &S,
+    reporter: &Peer,
+    load: (u16, u16),
+    suspect: &Peer,
+    now: u64,
+) {
+    let mut st = status_op(reporter, now);
+    st.info = info(reporter, load.0, load.1);
+    st.neighbour_ids = vec![suspect.id];
+    status(store, st).await;
+    assert!(
+        store
+            .report(report_op(reporter, suspect, now))
+            .await
+            .unwrap()
+    );
+}
+
 /// A lease-authenticated status of `p` (0 of 8 neighbours) at `now`.
 fn status_op(p: &Peer, now: u64) -> StatusOp {
     StatusOp {
@@ -274,17 +295,7 @@ async fn candidates_come_in_order_and_skip_expired_suspected_and_self<S: Store>(
     let mut op = join_op(&suspect, now, now);
     op.info = info(&suspect, 0, 5);
     join(&store, op).await;
-    let reporter = peer(5);
-    let mut st = status_op(&reporter, now);
-    st.info = info(&reporter, 4, 5);
-    st.neighbour_ids = vec![suspect.id];
-    status(&store, st).await;
-    assert!(
-        store
-            .report(report_op(&reporter, &suspect, now))
-            .await
-            .unwrap()
-    );
+    suspect_by(&store, &peer(5), (4, 5), &suspect, now).await;
 
     // The requester is idle as well: the best candidate if it did not skip itself.
     let q = peer(30);
@@ -888,17 +899,7 @@ async fn random_points_pick_the_next_live_peer_in_id_order<S: Store>(store: S) {
     }
     // One suspected (reported by the next peer) and one expired peer, both in id order.
     let suspect = peers[2].clone();
-    let reporter = peers[1].clone();
-    let mut st = status_op(&reporter, now);
-    st.info = info(&reporter, 5, 5);
-    st.neighbour_ids = vec![suspect.id];
-    status(&store, st).await;
-    assert!(
-        store
-            .report(report_op(&reporter, &suspect, now))
-            .await
-            .unwrap()
-    );
+    suspect_by(&store, &peers[1], (5, 5), &suspect, now).await;
     let expired = peers[6].clone();
     let mut op = join_op(&expired, now + 1, now - EXPIRY);
     op.info = info(&expired, 5, 5);
