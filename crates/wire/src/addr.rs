@@ -13,6 +13,10 @@ pub enum AddrError {
     Unspecified(IpAddr),
     #[error("{0} is a multicast address")]
     Multicast(IpAddr),
+    #[error("{0} is a broadcast address")]
+    Broadcast(IpAddr),
+    #[error("{0} is link-local (169.254.0.0/16, fe80::/10): it names no one beyond one link")]
+    LinkLocal(IpAddr),
     #[error("port 0 is not a reachable port")]
     ZeroPort,
 }
@@ -40,17 +44,42 @@ impl PeerAddr {
 
     /// Checks that another peer could dial this address at all.
     pub fn validate(&self) -> Result<(), AddrError> {
-        if self.ip.is_unspecified() {
-            return Err(AddrError::Unspecified(self.ip));
-        }
-        if self.ip.is_multicast() {
-            return Err(AddrError::Multicast(self.ip));
-        }
+        check_dialable_ip(self.ip)?;
         if self.udp == 0 || self.tcp == 0 {
             return Err(AddrError::ZeroPort);
         }
         Ok(())
     }
+}
+
+/// Checks that an IP could name one peer: not unspecified, multicast, broadcast or
+/// link-local. Link-local is refused because such an address (169.254.169.254 is the cloud
+/// metadata service) aims traffic at whatever sits on the dialler's own link, not at a peer.
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+pub fn check_dialable_ip(ip: IpAddr) -> Result<(), AddrError> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_unspecified() {
+        return Err(AddrError::Unspecified(ip));
+    }
+    if ip.is_multicast() {
+        return Err(AddrError::Multicast(ip));
+    }
+    let link_local = match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_broadcast() {
+                return Err(AddrError::Broadcast(ip));
+            }
+            v4.is_link_local()
+        }
+        IpAddr::V6(v6) => v6.is_unicast_link_local(),
+    };
+    if link_local {
+        return Err(AddrError::LinkLocal(ip));
+    }
+    Ok(())
 }
 
 impl fmt::Display for PeerAddr {
@@ -77,6 +106,19 @@ mod tests {
             unspecified.validate(),
             Err(AddrError::Unspecified(_))
         ));
+        for (ip, want) in [
+            ("255.255.255.255", "broadcast"),
+            ("169.254.169.254", "link-local"),
+            ("fe80::1", "link-local"),
+            ("::ffff:169.254.169.254", "link-local"),
+            ("::", "unspecified"),
+            ("ff02::1", "multicast"),
+        ] {
+            let err = PeerAddr::new(ip.parse().unwrap(), 1, 2)
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(want), "{ip}: {err}");
+        }
         let multicast = PeerAddr::new("224.0.0.1".parse().unwrap(), 1, 2);
         assert!(matches!(multicast.validate(), Err(AddrError::Multicast(_))));
         let zero = PeerAddr::new("127.0.0.1".parse().unwrap(), 0, 2);

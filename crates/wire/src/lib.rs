@@ -12,5 +12,5 @@ pub mod peer;
 pub mod summary;
 pub mod tokenize;
 
-pub use addr::{AddrError, PeerAddr};
+pub use addr::{AddrError, PeerAddr, check_dialable_ip};
 pub use id::{ContentId, IdParseError, NodeId};
