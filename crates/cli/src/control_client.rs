@@ -5,6 +5,7 @@
 //! could not be reached, refused the request (its `{"error", "message"}` answer), or
 //! answered something this version cannot read.
 
+use crate::terminal_text::safe;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,7 +87,10 @@ impl std::fmt::Display for Call {
 
 /// The node's `{"error", "message"}` answer to a request it refused.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message} (the node at {} answered {call} with {status} {code})", call.addr)]
+#[error(
+    "{} (the node at {} answered {call} with {status} {})",
+    safe(message), call.addr, safe(code)
+)]
 pub struct Refusal {
     pub call: Call,
     pub status: u16,

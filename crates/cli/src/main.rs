@@ -13,6 +13,7 @@ mod render;
 mod search_cmd;
 mod shell;
 mod sim_cmd;
+mod terminal_text;
 mod units;
 
 use clap::{Parser, Subcommand};

@@ -4,6 +4,7 @@
 use highway_node::views::{DownloadView, FilesView, HitJson, SearchPage};
 use highway_node::{NeighbourJson, StatusView};
 
+use crate::terminal_text::{safe, safe_path};
 use crate::units::{average_rate, human_bytes, human_rate, short_duration};
 
 /// Width of the name column of hit lines: long enough for most file names, so hashes
@@ -26,7 +27,7 @@ pub fn hit_line(number: usize, hit: &HitJson) -> String {
         human_bytes(hit.size),
         hit.hops,
         hit.holder.short(),
-        hit.name,
+        safe(&hit.name),
         hit.hash
     )
 }
@@ -117,7 +118,7 @@ pub fn download_done(download: &DownloadView) -> String {
     format!(
         "download {} done: {} ({} in {}, {}{resumed}); every chunk verified against BLAKE3 {}",
         download.id,
-        download.out.display(),
+        safe_path(&download.out),
         human_bytes(size),
         short_duration(download.elapsed_ms),
         human_rate(average_rate(fetched, download.elapsed_ms)),
@@ -130,7 +131,7 @@ pub fn download_failed(download: &DownloadView) -> String {
     let mut line = format!(
         "download {} failed: {}",
         download.id,
-        download.error.as_deref().unwrap_or("no reason given")
+        safe(download.error.as_deref().unwrap_or("no reason given"))
     );
     if !download.corrupt_holders.is_empty() {
         let bad: Vec<String> = download
@@ -170,10 +171,10 @@ pub fn downloads_table(downloads: &[DownloadView]) -> String {
             "{:>3}  {:<9}  {percent:>4}  {size:>10}  {rate:>11}  {eta:>7}  {}\n",
             d.id,
             d.state,
-            d.out.display()
+            safe_path(&d.out)
         ));
         if let Some(error) = &d.error {
-            out.push_str(&format!("{:>5}{error}\n", ""));
+            out.push_str(&format!("{:>5}{}\n", "", safe(error)));
         }
     }
     out.pop();
@@ -187,7 +188,7 @@ pub fn files_report(files: &FilesView, limit: usize) -> String {
     };
     let mut out = format!(
         "sharing {}: {} indexed, served from {}\n",
-        root.display(),
+        safe_path(root),
         plural(
             usize::try_from(files.total_files).unwrap_or(usize::MAX),
             "file",
@@ -212,7 +213,7 @@ pub fn files_report(files: &FilesView, limit: usize) -> String {
             "{:>10}  {:<10}  {}\n",
             human_bytes(file.size),
             file.hash.short(),
-            file.path
+            safe(&file.path)
         ));
     }
     let shown = files.files.len().min(limit) as u64;

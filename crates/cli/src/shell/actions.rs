@@ -1,5 +1,6 @@
 //! What each shell command does, against the session's node.
 
+use crate::terminal_text::safe_path;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -235,9 +236,9 @@ impl Shell {
         self.print(&format!(
             "download {} started: {} ({from}); `downloads` or `wait` to follow it",
             view.id,
-            out.display()
+            safe_path(&out)
         ));
-        let label = name.to_string_lossy().into_owned();
+        let label = safe_path(&name);
         self.downloads.follow(client, view, &label);
         Ok(())
     }
