@@ -65,6 +65,10 @@ pub struct Args {
     /// Testing only: drop this fraction (0..1) of datagrams at random, received and sent.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     loss: f64,
+    /// Testing only: send this fraction (0..1) of file body frames with a flipped byte,
+    /// playing a holder that corrupts data (downloaders must catch and ban it).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    corrupt_uploads: f64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -95,6 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         upload_limit: args.upload_limit,
         download_limit: args.download_limit,
         loss: args.loss,
+        corrupt_uploads: args.corrupt_uploads,
     };
     let mut node = highway_node::start(config).await?;
     // Scripts read these lines (see README): keep their form. A closed stdout must not

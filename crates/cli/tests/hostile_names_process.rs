@@ -34,7 +34,11 @@ async fn escape_sequences_in_remote_file_names_never_reach_the_terminal_raw() {
     for i in 0..2 {
         std::fs::create_dir_all(share_dir(shares.path(), i)).unwrap();
     }
-    std::fs::write(share_dir(shares.path(), 1).join(HOSTILE), b"a hostile name\n").unwrap();
+    std::fs::write(
+        share_dir(shares.path(), 1).join(HOSTILE),
+        b"a hostile name\n",
+    )
+    .unwrap();
     let root = shares.path().to_path_buf();
     let mut cluster = Cluster::start_each(2, |i, _| sharing_node_args(i, &root)).await;
     wait_searchable(&cluster.nodes, &[0, 1]).await;
@@ -43,7 +47,13 @@ async fn escape_sequences_in_remote_file_names_never_reach_the_terminal_raw() {
     let limit = Duration::from_secs(40);
 
     // One-shot search, as lines.
-    let output = run(&["search", "--node", &node, "zircon"], "", cwd.path(), limit).await;
+    let output = run(
+        &["search", "--node", &node, "zircon"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
     let (out, err) = texts(&output);
     assert!(output.status.success(), "{out}\n{err}");
     assert!(out.contains(SHOWN), "the name is shown escaped:\n{out}");

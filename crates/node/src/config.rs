@@ -45,6 +45,9 @@ pub struct NodeConfig {
     /// Fault injection for tests: the fraction (0.0..=1.0) of datagrams dropped at random,
     /// both received and sent. 0 in normal use.
     pub loss: f64,
+    /// Fault injection for tests: the fraction (0.0..=1.0) of file body frames the file
+    /// server sends with a flipped byte, to play a corrupting holder. 0 in normal use.
+    pub corrupt_uploads: f64,
 }
 
 impl NodeConfig {
@@ -66,6 +69,7 @@ impl NodeConfig {
             upload_limit: None,
             download_limit: None,
             loss: 0.0,
+            corrupt_uploads: 0.0,
         }
     }
 
@@ -82,6 +86,9 @@ impl NodeConfig {
         }
         if !(0.0..=1.0).contains(&self.loss) {
             return Err(NodeError::Loss(self.loss));
+        }
+        if !(0.0..=1.0).contains(&self.corrupt_uploads) {
+            return Err(NodeError::CorruptUploads(self.corrupt_uploads));
         }
         for (what, limit) in [
             ("upload", self.upload_limit),

@@ -191,14 +191,12 @@ impl Downloads {
                 size = size.or(Some(s));
             }
             if holders.is_empty() {
-                self.update(id, |r| {
-                    r.view.state = "failed".into();
-                    r.view.error = Some(format!(
-                        "no peer answered a search for {} within {} s; check the hash, or search again later",
-                        request.hash,
-                        HOLDER_SEARCH.as_secs()
-                    ));
-                });
+                let error = format!(
+                    "no peer answered a search for {} within {} s; check the hash, or search again later",
+                    request.hash,
+                    HOLDER_SEARCH.as_secs()
+                );
+                self.fail(id, error, Vec::new(), None);
                 return;
             }
             self.update(id, |r| {
@@ -250,26 +248,33 @@ impl Downloads {
                 self.counters.downloads_done.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
-                self.update(id, |r| {
-                    record_progress(r, &p);
-                    r.view.state = "failed".into();
-                    r.view.error = Some(e.to_string());
-                    r.view.elapsed_ms = millis(r.started.elapsed());
-                });
-                self.counters
-                    .downloads_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                let corrupt = addrs(e.corrupt_holders());
+                self.fail(id, e.to_string(), corrupt, Some(&p));
             }
-            Err(e) => {
-                self.update(id, |r| {
-                    r.view.state = "failed".into();
-                    r.view.error = Some(format!("the download task stopped: {e}"));
-                });
-                self.counters
-                    .downloads_failed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            Err(e) => self.fail(
+                id,
+                format!("the download task stopped: {e}"),
+                Vec::new(),
+                None,
+            ),
         }
+    }
+
+    /// Marks a download failed and counts it: every way a download can fail goes here, so
+    /// `downloads_failed_total` matches the views.
+    fn fail(&self, id: u64, error: String, corrupt: Vec<SocketAddr>, progress: Option<&Progress>) {
+        self.update(id, |r| {
+            if let Some(p) = progress {
+                record_progress(r, p);
+            }
+            r.view.state = "failed".into();
+            r.view.error = Some(error);
+            r.view.corrupt_holders = corrupt;
+            r.view.elapsed_ms = millis(r.started.elapsed());
+        });
+        self.counters
+            .downloads_failed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Holders of `content`: from recent hits, else from a search by hash.

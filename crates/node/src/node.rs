@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use highway_core::{Command, DownReason, Peer};
 use highway_gatekeeper::{ClientError, GatekeeperClient};
-use highway_share::transfer::RateLimit;
+use highway_share::transfer::{RateLimit, ServerConfig};
 use highway_wire::{NodeId, PeerAddr};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -40,6 +40,8 @@ pub enum NodeError {
     ControlNotLoopback(SocketAddr),
     #[error("loss must be a fraction between 0 and 1, got {0}")]
     Loss(f64),
+    #[error("--corrupt-uploads must be a fraction between 0 and 1, got {0}")]
+    CorruptUploads(f64),
     #[error(
         "the {what} limit of {rate} bytes/s is too low: use at least {} bytes/s (64KiB), or no limit",
         highway_share::transfer::MIN_RATE
@@ -171,10 +173,15 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         config.data_dir.clone(),
         config.fast_share,
         owner_tx.clone(),
-        Arc::clone(&counters.file_server),
-        config
-            .upload_limit
-            .map(|rate| Arc::new(RateLimit::new(rate))),
+        ServerConfig {
+            counters: Arc::clone(&counters.file_server),
+            upload_limit: config
+                .upload_limit
+                .map(|rate| Arc::new(RateLimit::new(rate))),
+            corrupt_uploads: config.corrupt_uploads,
+            // Replaced by the shared folder when sharing starts.
+            ..ServerConfig::new(PathBuf::new())
+        },
     );
     let downloads = Downloads::new(
         owner_tx.clone(),

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use highway_core::{Catalog, LocalFile};
-use highway_share::transfer::{
-    FileServer, FileSource, RateLimit, ServedFile, ServerConfig, ServerCounters,
-};
+use highway_share::transfer::{FileServer, FileSource, ServedFile, ServerConfig};
 use highway_share::{Share, ShareError, ShareOptions, SharedFile};
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
@@ -101,9 +99,9 @@ pub(crate) struct Sharing {
     /// The listener bound at start, used by the first server.
     reserved: Mutex<Option<TcpListener>>,
     active: Mutex<Option<Active>>,
-    counters: Arc<ServerCounters>,
-    /// One cap for the node, kept across share changes like the counters.
-    upload_limit: Option<Arc<RateLimit>>,
+    /// Settings of every file server this node runs; each share change starts one from
+    /// it, so counters and the upload cap carry over.
+    server: ServerConfig,
 }
 
 impl std::fmt::Debug for Sharing {
@@ -121,8 +119,7 @@ impl Sharing {
         data_dir: PathBuf,
         fast: bool,
         owner: mpsc::Sender<Msg>,
-        counters: Arc<ServerCounters>,
-        upload_limit: Option<Arc<RateLimit>>,
+        server: ServerConfig,
     ) -> Self {
         let options = if fast {
             ShareOptions::test()
@@ -135,8 +132,7 @@ impl Sharing {
             options,
             owner,
             reserved: Mutex::new(Some(listener)),
-            counters,
-            upload_limit,
+            server,
             active: Mutex::new(None),
         }
     }
@@ -160,9 +156,8 @@ impl Sharing {
             };
         let source: Arc<dyn FileSource> = Arc::new(ShareSource(share.clone()));
         let config = ServerConfig {
-            counters: Arc::clone(&self.counters),
-            upload_limit: self.upload_limit.clone(),
-            ..ServerConfig::new(share.root())
+            root: share.root().to_path_buf(),
+            ..self.server.clone()
         };
         let server = FileServer::new(source, config).map_err(|error| SharingError::Server {
             addr: self.server_addr,

@@ -164,6 +164,21 @@ pub enum TransferError {
     Client(String),
 }
 
+impl TransferError {
+    /// Holders caught sending bytes that failed verification before the download gave up:
+    /// the user must learn of them also when one of them was the only holder.
+    pub fn corrupt_holders(&self) -> impl Iterator<Item = &Holder> {
+        let failures = match self {
+            Self::HoldersExhausted { failures, .. } => failures.as_slice(),
+            _ => &[],
+        };
+        failures
+            .iter()
+            .filter(|f| f.fault.is_corruption())
+            .map(|f| &f.holder)
+    }
+}
+
 fn list(failures: &[HolderFailure]) -> String {
     if failures.is_empty() {
         return "no holder was usable".to_owned();

@@ -69,6 +69,10 @@ pub struct ServerConfig {
     /// A cap on the bytes per second of file bodies, shared by all transfers (outboards
     /// are small and not counted). `None`: as fast as disk and network allow.
     pub upload_limit: Option<Arc<RateLimit>>,
+    /// Testing only: the fraction (0.0..=1.0) of file body frames sent with one byte
+    /// flipped, so downloaders' handling of a corrupting holder can be exercised with real
+    /// processes. Outboards stay correct (the damage must be caught per chunk group).
+    pub corrupt_uploads: f64,
 }
 
 /// Counters of a file server; they only grow.
@@ -104,6 +108,7 @@ impl ServerConfig {
             read_ahead: 4,
             counters: Arc::default(),
             upload_limit: None,
+            corrupt_uploads: 0.0,
         }
     }
 }
@@ -316,15 +321,7 @@ async fn file(
         Some(permit) if len > 0 => {
             let config = &shared.config;
             bump(&config.counters.files_served);
-            FileBody::spawn(
-                file,
-                start,
-                len,
-                permit,
-                (config.read_chunk, config.read_ahead),
-                Arc::clone(&config.counters),
-                config.upload_limit.clone(),
-            )
+            FileBody::spawn(file, start, len, permit, config)
         }
         _ => Body::empty(),
     };
@@ -411,12 +408,13 @@ impl FileBody {
         start: u64,
         len: u64,
         permit: OwnedSemaphorePermit,
-        (read_chunk, read_ahead): (usize, usize),
-        counters: Arc<ServerCounters>,
-        limit: Option<Arc<RateLimit>>,
+        config: &ServerConfig,
     ) -> Body {
-        let (tx, rx) = mpsc::channel(read_ahead.max(1));
-        let read_chunk = read_chunk.max(4096);
+        let (tx, rx) = mpsc::channel(config.read_ahead.max(1));
+        let read_chunk = config.read_chunk.max(4096);
+        let limit = config.upload_limit.clone();
+        let counters = Arc::clone(&config.counters);
+        let corrupt = config.corrupt_uploads;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             if let Err(e) = file.seek(SeekFrom::Start(start)) {
@@ -429,7 +427,8 @@ impl FileBody {
                 if let Some(limit) = &limit {
                     limit.acquire_blocking(want);
                 }
-                let frame = read_frame(&mut file, want);
+                let offset = start + (len - left);
+                let frame = read_frame(&mut file, want).map(|f| damage(f, offset, corrupt));
                 let failed = frame.is_err();
                 if tx.blocking_send(frame).is_err() || failed {
                     return;
@@ -443,6 +442,23 @@ impl FileBody {
             counters,
         })
     }
+}
+
+/// Testing only (`corrupt_uploads`): flips one byte in the middle of a frame that starts at
+/// `offset`, for that fraction of frames. Chosen by a hash of the offset, so a test sees
+/// the same frames damaged on every run and every retry.
+fn damage(frame: Bytes, offset: u64, fraction: f64) -> Bytes {
+    if fraction <= 0.0 || frame.is_empty() {
+        return frame;
+    }
+    let draw = blake3::hash(&offset.to_le_bytes()).as_bytes()[0];
+    if f64::from(draw) >= fraction * 256.0 {
+        return frame;
+    }
+    let mut bytes = frame.to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xA5;
+    Bytes::from(bytes)
 }
 
 /// Reads exactly `len` bytes into a fresh frame (without zero-filling it first). A file
