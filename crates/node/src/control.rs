@@ -6,7 +6,8 @@
 //! - `POST /v1/leave` → [`LeaveView`] once the neighbours and the Gatekeeper were told;
 //!   the node then stops.
 //!
-//! Errors are `{"error": "<code>", "message": "<text>"}`. It has no authentication, so it
+//! Errors are `{"error": "<code>", "message": "<text>"}`. Every request needs the node's
+//! bearer token ([`crate::token`], checked in `control_auth`; 401 without it). The API
 //! only ever listens on loopback, and refuses requests a web page could make: any with an
 //! `Origin` header, or a `Host` that is not a loopback address or `localhost` (DNS
 //! rebinding).
@@ -25,6 +26,7 @@ use highway_wire::{NodeId, PeerAddr};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use crate::control_auth::Auth;
 use crate::owner::Counters;
 use crate::owner::{Msg, Snapshot};
 
@@ -216,6 +218,8 @@ pub(crate) struct ControlState {
     pub counters: std::sync::Arc<Counters>,
     /// Share, searches and downloads.
     pub app: std::sync::Arc<crate::control_share::App>,
+    /// The token every request must carry.
+    pub auth: std::sync::Arc<Auth>,
 }
 
 impl ControlState {
@@ -259,6 +263,7 @@ pub(crate) fn stopped() -> Response {
 }
 
 pub(crate) fn router(state: ControlState) -> Router {
+    let auth = state.auth.clone();
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/neighbors", get(neighbors))
@@ -279,6 +284,12 @@ pub(crate) fn router(state: ControlState) -> Router {
                 "wrong method for this endpoint",
             )
         })
+        // The last layer added runs first: browser requests are refused before the token
+        // is even looked at.
+        .layer(middleware::from_fn_with_state(
+            auth,
+            crate::control_auth::require_token,
+        ))
         .layer(middleware::from_fn(local_callers_only))
         .with_state(state)
 }
