@@ -82,8 +82,13 @@ fn value(text: &str, series: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn get(http: &reqwest::Client, control: SocketAddr, path: &str) -> reqwest::Response {
+async fn get(
+    http: &reqwest::Client,
+    (control, token): (SocketAddr, &str),
+    path: &str,
+) -> reqwest::Response {
     http.get(format!("http://{control}{path}"))
+        .bearer_auth(token)
         .send()
         .await
         .expect("control API answers")
@@ -139,7 +144,8 @@ async fn metrics_match_status_pass_promtool_and_count_a_crashed_neighbour() {
     )
     .await;
     let http = reqwest::Client::new();
-    let control = nodes[0].control_addr();
+    let token = nodes[0].control_token().to_string();
+    let control = (nodes[0].control_addr(), token.as_str());
     let reply = get(&http, control, "/metrics").await;
     assert_eq!(reply.status(), 200);
     let content_type = reply.headers()[reqwest::header::CONTENT_TYPE].clone();
@@ -242,12 +248,20 @@ async fn metrics_match_status_pass_promtool_and_count_a_crashed_neighbour() {
 
     // Like the rest of the control API, refused to a web page.
     let refused = http
-        .get(format!("http://{control}/metrics"))
+        .get(format!("http://{}/metrics", control.0))
         .header("origin", "http://evil.example")
+        .bearer_auth(control.1)
         .send()
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+    // And to a caller without the token (the node was not started with --open-metrics).
+    let refused = http
+        .get(format!("http://{}/metrics", control.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 
     for node in nodes {
         node.shutdown().await;
