@@ -176,12 +176,15 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let addr = PeerAddr::new(config.bind, udp_addr.port(), tcp_addr.port());
     let share_roots = ShareRoots::new(config.share.as_deref(), &config.share_roots)
         .map_err(|(path, error)| NodeError::ShareRoot { path, error })?;
-    let token_file = match &config.token_file {
-        Some(path) => path.clone(),
-        None => token::default_path(control_addr).ok_or(NodeError::NoTokenPlace)?,
+    let (token_file, own_folder) = match &config.token_file {
+        Some(path) => (path.clone(), false),
+        None => (
+            token::default_path(control_addr).ok_or(NodeError::NoTokenPlace)?,
+            true,
+        ),
     };
     let token = tokio::task::spawn_blocking(move || {
-        ControlToken::create(token_file.clone()).map_err(|error| NodeError::Token {
+        ControlToken::create(token_file.clone(), own_folder).map_err(|error| NodeError::Token {
             path: token_file,
             error,
         })

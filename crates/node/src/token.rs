@@ -76,17 +76,24 @@ pub(crate) fn generate() -> Result<String, getrandom::Error> {
     Ok(hex::encode(bytes))
 }
 
-/// Writes `token` to `path` with mode 0600, its folder 0700 (created if missing).
+/// Writes `token` to `path` with mode 0600, its folder created 0700 if missing. An
+/// existing folder is set to 0700 too when `own_folder` (the default place, which holds
+/// nothing else), but left alone for a path the user chose (`--token-file`).
 ///
 /// The bytes go to a fresh temporary file created with mode 0600 (`create_new`, so a
 /// file planted under that name is never followed), which is then renamed over `path`:
 /// a reader sees the old token or the new one, never a partial one.
-pub(crate) fn write(path: &Path, token: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+pub(crate) fn write(path: &Path, token: &str, own_folder: bool) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    // An existing folder may have been made by something else with a looser mode. This
-    // fails (and so does the start) when the folder belongs to another user.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if own_folder {
+        // An existing folder may have been made by something else with a looser mode.
+        // This fails (and so does the start) when the folder belongs to another user.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let suffix = generate().map_err(std::io::Error::other)?;
     let temp = dir.join(format!(".{}.{}", file_name_of(path), &suffix[..16]));
     let result = (|| {
@@ -134,10 +141,10 @@ pub(crate) struct ControlToken {
 }
 
 impl ControlToken {
-    /// Makes a token and writes it to `file`.
-    pub fn create(file: PathBuf) -> std::io::Result<Self> {
+    /// Makes a token and writes it to `file` (see [`write`] for `own_folder`).
+    pub fn create(file: PathBuf, own_folder: bool) -> std::io::Result<Self> {
         let secret = generate().map_err(std::io::Error::other)?;
-        write(&file, &secret)?;
+        write(&file, &secret, own_folder)?;
         Ok(Self { secret, file })
     }
 }
@@ -178,7 +185,7 @@ mod tests {
         std::fs::write(&path, "old").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
 
-        let token = ControlToken::create(path.clone()).unwrap();
+        let token = ControlToken::create(path.clone(), true).unwrap();
         assert_eq!(read(&path).unwrap(), token.secret);
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(&folder).unwrap().mode() & 0o777, 0o700);
@@ -192,8 +199,12 @@ mod tests {
     fn a_file_rewritten_by_another_node_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.token");
-        let first = ControlToken::create(path.clone()).unwrap();
-        let second = ControlToken::create(path.clone()).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let first = ControlToken::create(path.clone(), false).unwrap();
+        let second = ControlToken::create(path.clone(), false).unwrap();
+        // A folder the user chose keeps its mode.
+        assert_eq!(std::fs::metadata(dir.path()).unwrap().mode() & 0o777, 0o755);
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         drop(first);
         assert_eq!(read(&path).unwrap(), second.secret);
     }
