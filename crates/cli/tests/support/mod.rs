@@ -68,6 +68,8 @@ pub struct NodeProcess {
     pub files: String,
     /// The control token, read from the file of the `token:` line.
     pub token: String,
+    /// That file: removed on drop, as a node killed hard leaves it behind.
+    token_file: Option<std::path::PathBuf>,
     /// Sends the token with every request.
     http: reqwest::Client,
 }
@@ -101,6 +103,7 @@ impl NodeProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let (mut id, mut control, mut files, mut token) = (None, None, None, None);
+        let mut token_file = None;
         let deadline = Instant::now() + Duration::from_secs(20);
         while id.is_none() || control.is_none() || files.is_none() || token.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -122,6 +125,7 @@ impl NodeProcess {
             }
             if let Some(v) = line.strip_prefix("token: ") {
                 let path = std::path::Path::new(v.trim());
+                token_file = Some(path.to_path_buf());
                 token = Some(
                     std::fs::read_to_string(path)
                         .unwrap_or_else(|e| panic!("token file {}: {e}", path.display()))
@@ -140,6 +144,7 @@ impl NodeProcess {
             files: files.unwrap_or_default(),
             http: authorized_client(&token),
             token,
+            token_file,
         }
     }
 
@@ -193,6 +198,16 @@ impl NodeProcess {
             .args(["-CONT", &pid])
             .status();
         assert!(cont.is_ok_and(|s| s.success()), "SIGCONT failed");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(path) = &self.token_file
+            && std::fs::read_to_string(path).is_ok_and(|t| t.trim() == self.token)
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
