@@ -269,3 +269,36 @@ async fn metrics_match_status_pass_promtool_and_count_a_crashed_neighbour() {
     let _ = stop_gatekeeper.send(());
     let _ = gatekeeper_task.await;
 }
+
+/// `--open-metrics`: `GET /metrics` without the token, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_metrics_serves_only_metrics_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    // No Gatekeeper is needed to answer locally; joining just keeps failing.
+    let mut config = NodeConfig::new(
+        "127.0.0.71".parse().unwrap(),
+        "http://127.0.0.1:9",
+        dir.path().join("node"),
+    );
+    config.core = highway_core::Config::test();
+    config.open_metrics = true;
+    let node = highway_node::start(config).await.unwrap();
+    let control = node.control_addr();
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://{control}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("highway_node_info"));
+    for (method, path) in [("GET", "/v1/status"), ("POST", "/metrics")] {
+        let reply = http
+            .request(method.parse().unwrap(), format!("http://{control}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401, "{method} {path}");
+    }
+    drop(node);
+}
