@@ -119,6 +119,8 @@ pub struct RuntimeStats {
     pub gatekeeper_errors: u64,
     /// Times the core's timer fired.
     pub timer_wakeups: u64,
+    /// Control API requests refused (401) for a missing or wrong token.
+    pub control_unauthorized: u64,
     /// Verified file bytes fetched by downloads (not counting resumed ones).
     pub bytes_fetched: u64,
     pub downloads_done: u64,
@@ -151,6 +153,7 @@ impl From<&Counters> for RuntimeStats {
             udp_send_errors: get(&c.udp_send_errors),
             gatekeeper_errors: get(&c.gatekeeper_errors),
             timer_wakeups: get(&c.timer_wakeups),
+            control_unauthorized: get(&c.control_unauthorized),
             bytes_fetched: get(&c.bytes_fetched),
             files_served: get(&c.file_server.files_served),
             bytes_served: get(&c.file_server.bytes_served),

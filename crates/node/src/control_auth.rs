@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::control::error;
+use crate::owner::Counters;
 use crate::token::{ControlToken, TOKEN_ENV, same};
 
 /// What the check needs.
@@ -18,6 +19,8 @@ pub(crate) struct Auth {
     pub token: Arc<ControlToken>,
     /// `GET /metrics` without the token.
     pub open_metrics: bool,
+    /// Where refusals are counted (`control_unauthorized`).
+    pub counters: Arc<Counters>,
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header (the scheme in any case).
@@ -45,6 +48,9 @@ pub(crate) async fn require_token(
         }
         None => "no control token was sent",
     };
+    auth.counters
+        .control_unauthorized
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let message = format!(
         "{problem}; run the command as the node's user (it finds the token itself), or pass \
          --token / {TOKEN_ENV} (the token, or the path of its file); the token is in {}",

@@ -263,6 +263,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         auth: Arc::new(Auth {
             token: token.clone(),
             open_metrics: config.open_metrics,
+            counters: counters.clone(),
         }),
     };
     let (control_stop, stop) = oneshot::channel::<()>();
@@ -370,6 +371,7 @@ impl NodeHandle {
             auth: Arc::new(Auth {
                 token: self.token.clone(),
                 open_metrics: false,
+                counters: self.counters.clone(),
             }),
         }
     }

@@ -195,10 +195,11 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
             );
         }
     }
+    let after = nodes[1].status().await.unwrap();
+    assert_eq!(after.phase, "running", "401s did not stop it");
     assert_eq!(
-        nodes[1].status().await.unwrap().phase,
-        "running",
-        "401s did not stop it"
+        after.runtime.control_unauthorized, 16,
+        "each refusal is counted"
     );
 
     for node in &nodes {
