@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -138,7 +139,9 @@ async fn root_node(gatekeeper: &str, base: &Path, home: &Path) -> (Child, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_user_cannot_drive_a_node_and_a_leaked_token_stays_in_its_folders() {
     if !is_root() {
-        eprintln!(
+        // Straight to stderr, not `eprintln!`: the test harness would swallow that.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n*** SKIPPED local_user_process: needs root to run the CLI as `nobody` \
              (setpriv); run the tests as root (CI does) to check finding 1 of issue 10 ***\n"
         );
