@@ -45,7 +45,7 @@ pub struct Args {
     /// other peers and served by the file server.
     #[arg(long, value_name = "DIR")]
     share: Option<PathBuf>,
-    /// A folder whose subfolders (and itself) the control API may share later (`share`
+    /// A folder whose subfolders (and itself) the control API may share later (`start`
     /// in `highway shell`); repeat for several. Without any, only --share's folder.
     #[arg(long = "share-root", value_name = "DIR")]
     share_roots: Vec<PathBuf>,
