@@ -7,7 +7,7 @@
 
 use crate::terminal_text::safe;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use highway_node::views::{
@@ -55,6 +55,12 @@ pub enum ControlError {
         .0.call.addr, .0.call, .0.reason
     )]
     Unexpected(Box<BadAnswer>),
+    #[error(
+        "cannot read the control token from {} ({reason}); give the token itself, or the \
+         file `highway node` wrote it to",
+        path.display()
+    )]
+    TokenFile { path: PathBuf, reason: String },
     #[error("cannot set up an HTTP client: {0}")]
     Client(String),
     #[error("cannot send this request: {0}")]
@@ -107,11 +113,50 @@ pub struct BadAnswer {
     pub reason: String,
 }
 
+/// `--token`, shared by every command that talks to a node.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TokenArg {
+    /// The node's control token, or the path of the file holding it [default: the file
+    /// the node wrote for its user, found from the control address]. Prefer the
+    /// HIGHWAY_TOKEN variable or a path: other users can see command lines.
+    #[arg(
+        long,
+        value_name = "TOKEN|FILE",
+        env = highway_node::token::TOKEN_ENV,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// The token to send to the node at `addr`: `given` (a token, or a file holding one),
+/// else the one in the file the node wrote for this user, else none (the node's 401 then
+/// says where the token is).
+pub fn find_token(addr: SocketAddr, given: Option<&str>) -> Result<Option<String>, ControlError> {
+    if let Some(given) = given.map(str::trim) {
+        if highway_node::token::looks_like_token(given) {
+            return Ok(Some(given.to_string()));
+        }
+        let path = Path::new(given);
+        return highway_node::token::read(path)
+            .map(Some)
+            .map_err(|e| ControlError::TokenFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            });
+    }
+    // Not finding the default file is not an error here: this user may not be the
+    // node's, and the node's refusal explains what to do.
+    Ok(highway_node::token::default_path(addr)
+        .and_then(|path| highway_node::token::read(&path).ok()))
+}
+
 /// The control API of one node.
 #[derive(Debug, Clone)]
 pub struct ControlClient {
     addr: SocketAddr,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    token: Option<String>,
 }
 
 /// `e` and its causes, `: `-separated (reqwest's own message hides the cause, such as
@@ -131,8 +176,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl ControlClient {
     /// A client of the control API at `addr`, which must be a loopback address (the API
-    /// never listens elsewhere, so anything else is a mistake worth naming).
-    pub fn new(addr: SocketAddr) -> Result<Self, ControlError> {
+    /// never listens elsewhere, so anything else is a mistake worth naming), with the
+    /// token `--token` gave (a token or a file) or else the one [`find_token`] finds.
+    pub fn new(addr: SocketAddr, token: &TokenArg) -> Result<Self, ControlError> {
+        let token = find_token(addr, token.token.as_deref())?;
+        Self::build(addr, token)
+    }
+
+    /// A client with a known token (a node running in this process).
+    pub fn with_token(addr: SocketAddr, token: &str) -> Result<Self, ControlError> {
+        Self::build(addr, Some(token.to_string()))
+    }
+
+    fn build(addr: SocketAddr, token: Option<String>) -> Result<Self, ControlError> {
         if !addr.ip().is_loopback() {
             return Err(ControlError::NotLoopback(addr));
         }
@@ -140,7 +196,7 @@ impl ControlClient {
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| ControlError::Client(error_chain(&e)))?;
-        Ok(Self { addr, http })
+        Ok(Self { addr, http, token })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -163,6 +219,9 @@ impl ControlClient {
             path: path.to_string(),
         };
         let mut request = self.http.request(method.clone(), &url).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -355,7 +414,8 @@ mod tests {
 
     #[test]
     fn a_control_address_off_loopback_is_refused_with_a_hint() {
-        let err = ControlClient::new("10.0.0.1:7800".parse().unwrap()).unwrap_err();
+        let err =
+            ControlClient::new("10.0.0.1:7800".parse().unwrap(), &TokenArg::default()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("not a loopback address"), "{text}");
         assert!(text.contains("127.0.0.1:PORT"), "{text}");
@@ -370,7 +430,7 @@ mod tests {
             .unwrap()
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let client = ControlClient::new(addr).unwrap();
+        let client = ControlClient::new(addr, &TokenArg::default()).unwrap();
         let text = client.status().await.unwrap_err().to_string();
         assert!(
             text.starts_with(&format!(
@@ -379,5 +439,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("is `highway node` running?"), "{text}");
+    }
+
+    #[test]
+    fn a_token_is_taken_as_given_or_read_from_the_file_named() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let token = "0123456789abcdef".repeat(4);
+        assert_eq!(find_token(addr, Some(&token)).unwrap(), Some(token.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        let path = file.display().to_string();
+        assert_eq!(find_token(addr, Some(&path)).unwrap(), Some(token));
+        let missing = dir.path().join("missing").display().to_string();
+        let err = find_token(addr, Some(&missing)).unwrap_err().to_string();
+        assert!(err.contains("cannot read the control token from"), "{err}");
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use highway_node::{NeighbourJson, StatusView};
 
-use crate::control_client::ControlClient;
+use crate::control_client::{ControlClient, TokenArg};
 use crate::render;
 
 #[derive(Debug, clap::Args)]
@@ -12,6 +12,8 @@ pub struct StatusArgs {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
     #[arg(long, value_name = "CONTROL_ADDR")]
     node: SocketAddr,
+    #[command(flatten)]
+    token: TokenArg,
     /// Print the JSON object of GET /v1/status (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
@@ -22,13 +24,15 @@ pub struct NeighborsArgs {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
     #[arg(long, value_name = "CONTROL_ADDR")]
     node: SocketAddr,
+    #[command(flatten)]
+    token: TokenArg,
     /// Print the JSON array of GET /v1/neighbors (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node)?;
+    let client = ControlClient::new(args.node, &args.token)?;
     // Fetched as raw JSON too, so `--json` keeps fields this version does not know.
     let (raw, status): (_, StatusView) = client.get_both("/v1/status").await?;
     if args.json {
@@ -40,7 +44,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 pub async fn neighbors(args: NeighborsArgs) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node)?;
+    let client = ControlClient::new(args.node, &args.token)?;
     let (raw, list): (_, Vec<NeighbourJson>) = client.get_both("/v1/neighbors").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);

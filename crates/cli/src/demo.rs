@@ -17,7 +17,7 @@ use highway_node::{NodeConfig, NodeHandle};
 use highway_wire::{ContentId, NodeId};
 use tokio::sync::oneshot;
 
-use crate::control_client::ControlClient;
+use crate::control_client::{ControlClient, TokenArg};
 use crate::render;
 use crate::shell::{self, NodeSettings, Setup};
 use crate::units::{average_rate, human_bytes, human_rate, short_duration};
@@ -102,6 +102,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Ok(()) if !args.no_shell => {
             let setup = Setup {
                 attach: Some(network.peers[0].client.addr()),
+                token: TokenArg {
+                    token: Some(network.peers[0].node.control_token().to_string()),
+                },
                 settings: NodeSettings {
                     gatekeeper: network.gatekeeper_url.clone(),
                     bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -175,6 +178,10 @@ impl Network {
             share: Some(share),
             fast_share: true,
             download_dir: work.join("downloads"),
+            // The demo's shell runs on peer 1 for the person at the terminal: `get` saves
+            // where they are and `start`/`share` takes their folders, as they could.
+            share_roots: vec![PathBuf::from("/")],
+            allow_download_anywhere: true,
             ..NodeConfig::new(
                 ip,
                 self.gatekeeper_url.clone(),
@@ -187,7 +194,7 @@ impl Network {
                  sudo ifconfig lo0 alias {ip})"
             )
         })?;
-        let client = ControlClient::new(node.control_addr())?;
+        let client = ControlClient::with_token(node.control_addr(), node.control_token())?;
         let names: Vec<String> = files
             .iter()
             .map(|f| {

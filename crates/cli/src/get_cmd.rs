@@ -11,7 +11,7 @@ use highway_node::views::{DownloadRequest, DownloadView};
 use highway_wire::ContentId;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::control_client::ControlClient;
+use crate::control_client::{ControlClient, TokenArg};
 use crate::render;
 use crate::units::{human_rate, short_duration};
 
@@ -20,10 +20,13 @@ pub struct Args {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
     #[arg(long, value_name = "CONTROL_ADDR")]
     node: SocketAddr,
+    #[command(flatten)]
+    token: TokenArg,
     /// The file's BLAKE3 content hash (64 hex characters), as `highway search` prints it.
     #[arg(value_name = "CONTENT_HASH")]
     hash: ContentId,
-    /// Where the file goes (relative to this directory); it must not exist yet. A
+    /// Where the file goes (relative to this directory); it must not exist yet, and must
+    /// be inside the node's --download-dir (unless the node allows anywhere). A
     /// `PATH.part` left by an interrupted attempt is resumed.
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
@@ -134,7 +137,7 @@ fn bar_style() -> ProgressStyle {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node)?;
+    let client = ControlClient::new(args.node, &args.token)?;
     let out = destination(&args.out)?;
     let request = DownloadRequest {
         hash: args.hash,

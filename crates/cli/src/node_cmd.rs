@@ -24,6 +24,15 @@ pub struct Args {
     /// neighbors`; port 0 picks a free one (printed as `control: ADDR` at start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     control: SocketAddr,
+    /// Where to write the control token (mode 0600; a new one each start) [default:
+    /// $XDG_RUNTIME_DIR/highway/ or ~/.local/state/highway/, control-IP-PORT.token, where
+    /// this user's `highway` commands find it].
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Serve GET /metrics without the control token (it holds counters only), for a
+    /// Prometheus that cannot read this user's token file.
+    #[arg(long)]
+    open_metrics: bool,
     /// UDP port for datagrams (0: any free port).
     #[arg(long, value_name = "P", default_value_t = 0)]
     udp_port: u16,
@@ -36,12 +45,21 @@ pub struct Args {
     /// other peers and served by the file server.
     #[arg(long, value_name = "DIR")]
     share: Option<PathBuf>,
+    /// A folder whose subfolders (and itself) the control API may share later (`start`
+    /// in `highway shell`); repeat for several. Without any, only --share's folder.
+    #[arg(long = "share-root", value_name = "DIR")]
+    share_roots: Vec<PathBuf>,
     /// TCP port of the file server (HTTP/1.1, on --bind; 0: any free port).
     #[arg(long, value_name = "P", default_value_t = 0)]
     http_port: u16,
-    /// Where downloads with a relative destination go.
+    /// Where downloads with a relative destination go, and the only folder (with its
+    /// subfolders) downloads may be saved in.
     #[arg(long, value_name = "DIR", default_value = ".")]
     download_dir: PathBuf,
+    /// Let downloads be saved anywhere this node's user may write, not only in
+    /// --download-dir (whoever holds the control token then chooses where).
+    #[arg(long)]
+    allow_download_anywhere: bool,
     /// Hops a search travels [default: 5].
     #[arg(long, value_name = "N")]
     ttl: Option<u8>,
@@ -91,10 +109,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         gatekeeper: args.gatekeeper,
         data_dir: args.data_dir,
         control: args.control,
+        token_file: args.token_file,
+        open_metrics: args.open_metrics,
         core,
         share: args.share,
+        share_roots: args.share_roots,
         http_port: args.http_port,
         download_dir: args.download_dir,
+        allow_download_anywhere: args.allow_download_anywhere,
         fast_share: args.fast_share,
         upload_limit: args.upload_limit,
         download_limit: args.download_limit,
@@ -110,6 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = writeln!(out, "tcp: {}", node.tcp_addr());
     let _ = writeln!(out, "control: {}", node.control_addr());
     let _ = writeln!(out, "files: {}", node.file_server_addr());
+    let _ = writeln!(out, "token: {}", node.token_file().display());
     let _ = out.flush();
     drop(out);
     tokio::select! {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use highway_node::views::{HitJson, SearchPage, SearchRequest};
 use highway_wire::ContentId;
 
-use crate::control_client::{ControlClient, ControlError, MAX_SEARCH_WAIT};
+use crate::control_client::{ControlClient, ControlError, MAX_SEARCH_WAIT, TokenArg};
 use crate::render;
 
 #[derive(Debug, clap::Args)]
@@ -17,6 +17,8 @@ pub struct Args {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
     #[arg(long, value_name = "CONTROL_ADDR")]
     node: SocketAddr,
+    #[command(flatten)]
+    token: TokenArg,
     /// Print nothing until the end, then one JSON array of hits (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
@@ -110,7 +112,7 @@ pub fn request(
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node)?;
+    let client = ControlClient::new(args.node, &args.token)?;
     let request = request(&args.words, args.hash, args.ttl, args.timeout);
     let id = client.start_search(&request).await?;
     let json = args.json;

@@ -28,10 +28,17 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
     )
     .unwrap();
     let root = shares.path().to_path_buf();
-    let mut cluster = Cluster::start_each(PEERS, |i, _| sharing_node_args(i, &root)).await;
+    // `get --out` names files in this directory, which must be the node's download folder.
+    let cwd = tempfile::tempdir().unwrap();
+    let downloads = cwd.path().display().to_string();
+    let mut cluster = Cluster::start_each(PEERS, |i, _| {
+        let mut args = sharing_node_args(i, &root);
+        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        args
+    })
+    .await;
     wait_searchable(&cluster.nodes, &[1, 1, 2]).await;
     let node = cluster.nodes[0].control.clone();
-    let cwd = tempfile::tempdir().unwrap();
     let limit = Duration::from_secs(30);
 
     // Lines: a header, the hit, the end-of-search summary.
@@ -151,6 +158,21 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
     let (_, err) = texts(&output);
     assert!(!output.status.success());
     assert!(err.contains("exists already"), "{err}");
+
+    // Outside the node's download folder: refused by the node, saying what to do.
+    let output = run(
+        &["get", "--node", &node, &hash, "--out", "../outside.bin"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let (_, err) = texts(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("outside the node's download folder") && err.contains("--download-dir"),
+        "{err}"
+    );
 
     // Nobody holds this hash: the download fails and so does the command.
     let nobody = "ab".repeat(32);

@@ -99,13 +99,26 @@ struct Api {
 impl Api {
     async fn get(&self, node: &NodeProcess, path: &str) -> Value {
         let url = format!("http://{}{path}", node.control);
-        let r = self.http.get(&url).send().await.unwrap();
+        let r = self
+            .http
+            .get(&url)
+            .bearer_auth(&node.token)
+            .send()
+            .await
+            .unwrap();
         r.json().await.unwrap()
     }
 
     async fn post(&self, node: &NodeProcess, path: &str, body: Value) -> (u16, Value) {
         let url = format!("http://{}{path}", node.control);
-        let r = self.http.post(&url).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(&url)
+            .bearer_auth(&node.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }

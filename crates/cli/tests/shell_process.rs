@@ -44,10 +44,17 @@ async fn a_piped_script_searches_downloads_and_verifies_a_file_another_peer_hold
     let shares = tempfile::tempdir().unwrap();
     let files = write_shares(shares.path());
     let root = shares.path().to_path_buf();
-    let mut cluster = Cluster::start_each(PEERS, |i, _| sharing_node_args(i, &root)).await;
+    // The shell saves into its directory, which must be the node's download folder.
+    let cwd = tempfile::tempdir().unwrap();
+    let downloads = cwd.path().display().to_string();
+    let mut cluster = Cluster::start_each(PEERS, |i, _| {
+        let mut args = sharing_node_args(i, &root);
+        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        args
+    })
+    .await;
     wait_searchable(&cluster.nodes, &files).await;
 
-    let cwd = tempfile::tempdir().unwrap();
     let script = "search zebra sunset\nresults\nget 1\nwait\ndownloads\nget 1\nexit\n";
     let control = cluster.nodes[0].control.clone();
     let output = run(

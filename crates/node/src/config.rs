@@ -23,18 +23,29 @@ pub struct NodeConfig {
     pub gatekeeper: String,
     /// Holds `identity.key`; created if missing.
     pub data_dir: PathBuf,
-    /// Where the control API listens. Must be a loopback address: the API is
-    /// unauthenticated and can make the node leave.
+    /// Where the control API listens. Must be a loopback address: besides its bearer
+    /// token, the API relies on only local processes reaching it.
     pub control: SocketAddr,
+    /// Where the control token is written (mode 0600). `None`: the default place the
+    /// CLI looks, keyed by the control address ([`crate::token::default_path`]).
+    pub token_file: Option<PathBuf>,
+    /// Serve `GET /metrics` without the token (counters only), for a Prometheus that
+    /// cannot read the node user's token file.
+    pub open_metrics: bool,
     /// Protocol timers and degrees. The capacity announced to the Gatekeeper is
     /// `core.max_degree`.
     pub core: highway_core::Config,
-    /// The folder to share, if any (it can also be set later through `POST /v1/share`).
+    /// The folder to share, if any. `POST /v1/share` may switch back to it later.
     pub share: Option<PathBuf>,
+    /// Folders `POST /v1/share` may share, with everything below them (besides `share`).
+    pub share_roots: Vec<PathBuf>,
     /// TCP port of the file server (HTTP/1.1, on `bind`); 0 lets the OS choose.
     pub http_port: u16,
-    /// Where downloads with a relative `out` path go.
+    /// Where downloads with a relative `out` path go, and (unless
+    /// `allow_download_anywhere`) the only folder, with its subfolders, downloads may go.
     pub download_dir: PathBuf,
+    /// Let `POST /v1/downloads` write anywhere the node's user may write.
+    pub allow_download_anywhere: bool,
     /// Short share timers (rescans every 2 s, 50 ms debounce) for tests.
     pub fast_share: bool,
     /// Cap on the bytes per second the file server sends, all transfers together.
@@ -61,10 +72,14 @@ impl NodeConfig {
             gatekeeper: gatekeeper.into(),
             data_dir: data_dir.into(),
             control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            token_file: None,
+            open_metrics: false,
             core: highway_core::Config::default(),
             share: None,
+            share_roots: Vec::new(),
             http_port: 0,
             download_dir: PathBuf::from("."),
+            allow_download_anywhere: false,
             fast_share: false,
             upload_limit: None,
             download_limit: None,

@@ -6,7 +6,8 @@
 //! - `POST /v1/leave` → [`LeaveView`] once the neighbours and the Gatekeeper were told;
 //!   the node then stops.
 //!
-//! Errors are `{"error": "<code>", "message": "<text>"}`. It has no authentication, so it
+//! Errors are `{"error": "<code>", "message": "<text>"}`. Every request needs the node's
+//! bearer token ([`crate::token`], checked in `control_auth`; 401 without it). The API
 //! only ever listens on loopback, and refuses requests a web page could make: any with an
 //! `Origin` header, or a `Host` that is not a loopback address or `localhost` (DNS
 //! rebinding).
@@ -25,6 +26,7 @@ use highway_wire::{NodeId, PeerAddr};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use crate::control_auth::Auth;
 use crate::owner::Counters;
 use crate::owner::{Msg, Snapshot};
 
@@ -117,6 +119,8 @@ pub struct RuntimeStats {
     pub gatekeeper_errors: u64,
     /// Times the core's timer fired.
     pub timer_wakeups: u64,
+    /// Control API requests refused (401) for a missing or wrong token.
+    pub control_unauthorized: u64,
     /// Verified file bytes fetched by downloads (not counting resumed ones).
     pub bytes_fetched: u64,
     pub downloads_done: u64,
@@ -149,6 +153,7 @@ impl From<&Counters> for RuntimeStats {
             udp_send_errors: get(&c.udp_send_errors),
             gatekeeper_errors: get(&c.gatekeeper_errors),
             timer_wakeups: get(&c.timer_wakeups),
+            control_unauthorized: get(&c.control_unauthorized),
             bytes_fetched: get(&c.bytes_fetched),
             files_served: get(&c.file_server.files_served),
             bytes_served: get(&c.file_server.bytes_served),
@@ -216,6 +221,8 @@ pub(crate) struct ControlState {
     pub counters: std::sync::Arc<Counters>,
     /// Share, searches and downloads.
     pub app: std::sync::Arc<crate::control_share::App>,
+    /// The token every request must carry.
+    pub auth: std::sync::Arc<Auth>,
 }
 
 impl ControlState {
@@ -259,6 +266,7 @@ pub(crate) fn stopped() -> Response {
 }
 
 pub(crate) fn router(state: ControlState) -> Router {
+    let auth = state.auth.clone();
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/neighbors", get(neighbors))
@@ -279,6 +287,12 @@ pub(crate) fn router(state: ControlState) -> Router {
                 "wrong method for this endpoint",
             )
         })
+        // The last layer added runs first: browser requests are refused before the token
+        // is even looked at.
+        .layer(middleware::from_fn_with_state(
+            auth,
+            crate::control_auth::require_token,
+        ))
         .layer(middleware::from_fn(local_callers_only))
         .with_state(state)
 }

@@ -14,6 +14,7 @@ use highway_wire::peer::search::{MAX_QUERY_TEXT, MAX_TTL};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use crate::confine::{ShareRootError, ShareRoots};
 use crate::control::{ControlState, error, stopped};
 use crate::downloads::{DownloadError, Downloads};
 use crate::owner::Msg;
@@ -35,6 +36,8 @@ pub(crate) struct App {
     pub sharing: Sharing,
     pub searches: Arc<Searches>,
     pub downloads: Arc<Downloads>,
+    /// What `POST /v1/share` may share.
+    pub share_roots: ShareRoots,
 }
 
 pub(crate) fn routes() -> Router<ControlState> {
@@ -178,7 +181,7 @@ async fn start_download(
         Err(e @ (DownloadError::Exists(_) | DownloadError::SameDestination(_))) => {
             error(StatusCode::CONFLICT, "exists", e.to_string())
         }
-        Err(e @ DownloadError::NoDirectory(_)) => bad_request(e.to_string()),
+        Err(e @ DownloadError::Destination(_)) => bad_request(e.to_string()),
     }
 }
 
@@ -208,7 +211,15 @@ async fn start_share(
         Ok(body) => body,
         Err(e) => return bad_request(format!("the body is not a share request: {e}")),
     };
-    match state.app.sharing.start(&request.root).await {
+    let root = match state.app.share_roots.check(&request.root) {
+        Ok(root) => root,
+        Err(e @ ShareRootError::NotAllowed { .. }) => {
+            return error(StatusCode::FORBIDDEN, "forbidden", e.to_string());
+        }
+        Err(e @ ShareRootError::Unresolvable { .. }) => return bad_request(e.to_string()),
+    };
+    // The resolved path: a symlink swapped after the check cannot redirect the share.
+    match state.app.sharing.start(&root).await {
         Ok(()) => axum::Json(state.app.sharing.view().await).into_response(),
         Err(e) => bad_request(format!("cannot share {}: {e}", request.root.display())),
     }

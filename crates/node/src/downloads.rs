@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::confine::{OutError, download_destination};
 use crate::owner::{Counters, Msg};
 use crate::searches::{Searches, id_hex};
 use crate::views::{DownloadRequest, DownloadView};
@@ -36,8 +37,9 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 pub enum DownloadError {
     #[error("{0} already exists; choose another --out path or remove it")]
     Exists(PathBuf),
-    #[error("the directory {0} does not exist; create it first")]
-    NoDirectory(PathBuf),
+    /// Outside `--download-dir`, `..` in a relative path, a missing folder, ...
+    #[error(transparent)]
+    Destination(#[from] OutError),
     #[error("{MAX_RUNNING} downloads are running; wait for one to finish")]
     Busy,
     #[error("a download to {0} is already running")]
@@ -65,6 +67,8 @@ pub(crate) struct Downloads {
     owner: mpsc::Sender<Msg>,
     searches: Arc<Searches>,
     download_dir: PathBuf,
+    /// `--allow-download-anywhere`: `out` need not be inside `download_dir`.
+    anywhere: bool,
     counters: Arc<Counters>,
 }
 
@@ -77,6 +81,7 @@ impl Downloads {
         owner: mpsc::Sender<Msg>,
         searches: Arc<Searches>,
         download_dir: PathBuf,
+        anywhere: bool,
         counters: Arc<Counters>,
         rate_limit: Option<Arc<RateLimit>>,
     ) -> std::io::Result<Self> {
@@ -91,6 +96,7 @@ impl Downloads {
             owner,
             searches,
             download_dir,
+            anywhere,
             counters,
         })
     }
@@ -104,17 +110,10 @@ impl Downloads {
         self: &Arc<Self>,
         request: DownloadRequest,
     ) -> Result<DownloadView, DownloadError> {
-        let out = if request.out.is_absolute() {
-            request.out.clone()
-        } else {
-            self.download_dir.join(&request.out)
-        };
-        if out.exists() {
+        let out = download_destination(&request.out, &self.download_dir, self.anywhere)?;
+        // Not `exists()`: a dangling symlink there counts as taken too.
+        if out.symlink_metadata().is_ok() {
             return Err(DownloadError::Exists(out));
-        }
-        let dir = out.parent().unwrap_or(Path::new("/")).to_path_buf();
-        if !dir.is_dir() {
-            return Err(DownloadError::NoDirectory(dir));
         }
         let view = {
             let mut book = self.book();

@@ -13,13 +13,16 @@
 //! - **Gatekeeper** calls (`gatekeeper.rs`): joins when the core asks, failure reports,
 //!   a status every interval, and the leave;
 //! - the **control API** ([`control`]): `GET /v1/status`, `GET /v1/neighbors`,
-//!   `POST /v1/leave`.
+//!   `POST /v1/leave`, shares, searches and downloads; every call needs the bearer token
+//!   the node writes for its OS user at start ([`token`]).
 //!
 //! Start one with [`start`] (tests run several in one process), or with [`run`] until a
 //! shutdown future completes.
 
 pub mod config;
+pub mod confine;
 pub mod control;
+mod control_auth;
 mod control_share;
 mod downloads;
 mod gatekeeper;
@@ -30,6 +33,7 @@ mod node;
 mod owner;
 mod searches;
 mod sharing;
+pub mod token;
 pub mod views;
 
 pub use config::NodeConfig;

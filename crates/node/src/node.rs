@@ -14,12 +14,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::control::{self, ControlState, NeighbourJson, RuntimeStats, StatusView};
+use crate::confine::ShareRoots;
+use crate::control::{self, Auth, ControlState, NeighbourJson, RuntimeStats, StatusView};
 use crate::control_share::App;
 use crate::downloads::Downloads;
 use crate::owner::{Counters, Msg, OWNER_QUEUE, Owner};
 use crate::searches::Searches;
 use crate::sharing::Sharing;
+use crate::token::{self, ControlToken};
 use crate::{gatekeeper, handshake, identity};
 
 /// Events kept for slow [`NodeHandle::events`] subscribers before the oldest are lost.
@@ -35,7 +37,7 @@ pub enum NodeError {
     #[error("--bind {0} is a multicast address; give a unicast address peers can dial")]
     MulticastBind(IpAddr),
     #[error(
-        "control address {0} is not a loopback address; the control API is unauthenticated, so it only listens on 127.0.0.1 or ::1"
+        "control address {0} is not a loopback address; the control API is only for local processes, so it only listens on 127.0.0.1 or ::1"
     )]
     ControlNotLoopback(SocketAddr),
     #[error("loss must be a fraction between 0 and 1, got {0}")]
@@ -62,6 +64,21 @@ pub enum NodeError {
     Share(#[from] crate::sharing::SharingError),
     #[error("cannot start the downloader: {0}")]
     Downloader(std::io::Error),
+    #[error(
+        "no place for the control token: neither XDG_RUNTIME_DIR nor HOME names an absolute \
+         path; set HOME, or give --token-file PATH"
+    )]
+    NoTokenPlace,
+    #[error("cannot write the control token to {}: {error}", path.display())]
+    Token {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("--share-root {}: {error}; give an existing folder", path.display())]
+    ShareRoot {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("cannot bind the {what} on {addr}: {error}")]
     Bind {
         what: &'static str,
@@ -103,6 +120,8 @@ pub struct NodeHandle {
     accept: JoinHandle<()>,
     control: Option<JoinHandle<()>>,
     control_stop: Option<oneshot::Sender<()>>,
+    /// The control token; its file is removed when the handle is dropped.
+    token: Arc<ControlToken>,
     events: broadcast::Sender<NodeEvent>,
     counters: Arc<Counters>,
 }
@@ -157,6 +176,27 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let tcp_addr = local_addr("TCP listener", tcp_at, listener.local_addr())?;
     let control_addr = local_addr("control API", config.control, control_listener.local_addr())?;
     let addr = PeerAddr::new(config.bind, udp_addr.port(), tcp_addr.port());
+    let share_roots = ShareRoots::new(config.share.as_deref(), &config.share_roots)
+        .map_err(|(path, error)| NodeError::ShareRoot { path, error })?;
+    let (token_file, own_folder) = match &config.token_file {
+        Some(path) => (path.clone(), false),
+        None => (
+            token::default_path(control_addr).ok_or(NodeError::NoTokenPlace)?,
+            true,
+        ),
+    };
+    let token = tokio::task::spawn_blocking(move || {
+        ControlToken::create(token_file.clone(), own_folder).map_err(|error| NodeError::Token {
+            path: token_file,
+            error,
+        })
+    })
+    .await
+    .map_err(|e| NodeError::Token {
+        path: PathBuf::new(),
+        error: std::io::Error::other(e.to_string()),
+    })??;
+    let token = Arc::new(token);
 
     let now = Instant::now();
     let mut peer = Peer::new(config.core.clone(), key, addr, rand::random(), now);
@@ -187,6 +227,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         owner_tx.clone(),
         searches.clone(),
         config.download_dir.clone(),
+        config.allow_download_anywhere,
         counters.clone(),
         config
             .download_limit
@@ -197,6 +238,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         sharing,
         searches: searches.clone(),
         downloads: Arc::new(downloads),
+        share_roots,
     });
     if let Some(root) = &config.share {
         app.sharing.start(root).await?;
@@ -225,6 +267,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         gatekeeper: config.gatekeeper.clone(),
         counters: counters.clone(),
         app: app.clone(),
+        auth: Arc::new(Auth {
+            token: token.clone(),
+            open_metrics: config.open_metrics,
+            counters: counters.clone(),
+        }),
     };
     let (control_stop, stop) = oneshot::channel::<()>();
     let control = tokio::spawn(async move {
@@ -257,6 +304,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         accept,
         control: Some(control),
         control_stop: Some(control_stop),
+        token,
         events,
         counters,
     })
@@ -327,7 +375,23 @@ impl NodeHandle {
             gatekeeper: self.gatekeeper.clone(),
             counters: self.counters.clone(),
             app: self.app.clone(),
+            auth: Arc::new(Auth {
+                token: self.token.clone(),
+                open_metrics: false,
+                counters: self.counters.clone(),
+            }),
         }
+    }
+
+    /// The bearer token the control API requires (`Authorization: Bearer TOKEN`).
+    pub fn control_token(&self) -> &str {
+        &self.token.secret
+    }
+
+    /// The file the control token was written to (mode 0600), removed when the node
+    /// stops.
+    pub fn token_file(&self) -> &std::path::Path {
+        &self.token.file
     }
 
     /// Completes when the node stopped on its own (after `POST /v1/leave`). Cancel-safe.

@@ -119,6 +119,8 @@ pub(crate) struct Counters {
     pub udp_send_errors: AtomicU64,
     pub gatekeeper_errors: AtomicU64,
     pub timer_wakeups: AtomicU64,
+    /// Control API requests refused for a missing or wrong token.
+    pub control_unauthorized: AtomicU64,
     pub bytes_fetched: AtomicU64,
     pub downloads_done: AtomicU64,
     pub downloads_failed: AtomicU64,

@@ -114,8 +114,10 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
     // The control API answers over HTTP with the documented shapes.
     let http = reqwest::Client::new();
     let control = nodes[1].control_addr();
+    let token = nodes[1].control_token().to_string();
     let status: StatusView = http
         .get(format!("http://{control}/v1/status"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -128,6 +130,7 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
     assert!(status.degree >= 1 && status.degree <= status.max_degree);
     let listed: Vec<NeighbourJson> = http
         .get(format!("http://{control}/v1/neighbors"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -137,6 +140,7 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
     assert_eq!(listed.len(), status.degree);
     let raw: serde_json::Value = http
         .get(format!("http://{control}/v1/status"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -149,10 +153,54 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
     let refused = http
         .get(format!("http://{control}/v1/status"))
         .header("origin", "http://evil.example")
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
     assert_eq!(refused.status(), 403, "a browser's cross-origin request");
+
+    // Without the token, or with another, every endpoint answers 401 and says what to do.
+    let token_file = nodes[1].token_file().to_path_buf();
+    assert_eq!(highway_node::token::read(&token_file).unwrap(), token);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{}", token_file.display());
+    let wrong = "0".repeat(64);
+    for (method, path) in [
+        ("GET", "/v1/status"),
+        ("GET", "/v1/neighbors"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/files"),
+        ("POST", "/v1/leave"),
+        ("POST", "/v1/share"),
+        ("POST", "/v1/downloads"),
+        ("GET", "/v1/nothing"),
+    ] {
+        for bearer in [None, Some(wrong.as_str())] {
+            let mut request =
+                http.request(method.parse().unwrap(), format!("http://{control}{path}"));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), 401, "{method} {path} with {bearer:?}");
+            let body: serde_json::Value = reply.json().await.unwrap();
+            assert_eq!(body["error"], "unauthorized");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("--token"), "{message}");
+            assert!(
+                message.contains(&token_file.display().to_string()),
+                "{message}"
+            );
+        }
+    }
+    let after = nodes[1].status().await.unwrap();
+    assert_eq!(after.phase, "running", "401s did not stop it");
+    assert_eq!(
+        after.runtime.control_unauthorized, 16,
+        "each refusal is counted"
+    );
 
     for node in &nodes {
         let status = node.status().await.unwrap();

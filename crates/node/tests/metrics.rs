@@ -82,8 +82,13 @@ fn value(text: &str, series: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn get(http: &reqwest::Client, control: SocketAddr, path: &str) -> reqwest::Response {
+async fn get(
+    http: &reqwest::Client,
+    (control, token): (SocketAddr, &str),
+    path: &str,
+) -> reqwest::Response {
     http.get(format!("http://{control}{path}"))
+        .bearer_auth(token)
         .send()
         .await
         .expect("control API answers")
@@ -139,7 +144,8 @@ async fn metrics_match_status_pass_promtool_and_count_a_crashed_neighbour() {
     )
     .await;
     let http = reqwest::Client::new();
-    let control = nodes[0].control_addr();
+    let token = nodes[0].control_token().to_string();
+    let control = (nodes[0].control_addr(), token.as_str());
     let reply = get(&http, control, "/metrics").await;
     assert_eq!(reply.status(), 200);
     let content_type = reply.headers()[reqwest::header::CONTENT_TYPE].clone();
@@ -242,16 +248,57 @@ async fn metrics_match_status_pass_promtool_and_count_a_crashed_neighbour() {
 
     // Like the rest of the control API, refused to a web page.
     let refused = http
-        .get(format!("http://{control}/metrics"))
+        .get(format!("http://{}/metrics", control.0))
         .header("origin", "http://evil.example")
+        .bearer_auth(control.1)
         .send()
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+    // And to a caller without the token (the node was not started with --open-metrics).
+    let refused = http
+        .get(format!("http://{}/metrics", control.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 
     for node in nodes {
         node.shutdown().await;
     }
     let _ = stop_gatekeeper.send(());
     let _ = gatekeeper_task.await;
+}
+
+/// `--open-metrics`: `GET /metrics` without the token, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_metrics_serves_only_metrics_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    // No Gatekeeper is needed to answer locally; joining just keeps failing.
+    let mut config = NodeConfig::new(
+        "127.0.0.71".parse().unwrap(),
+        "http://127.0.0.1:9",
+        dir.path().join("node"),
+    );
+    config.core = highway_core::Config::test();
+    config.open_metrics = true;
+    let node = highway_node::start(config).await.unwrap();
+    let control = node.control_addr();
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://{control}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("highway_node_info"));
+    for (method, path) in [("GET", "/v1/status"), ("POST", "/metrics")] {
+        let reply = http
+            .request(method.parse().unwrap(), format!("http://{control}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401, "{method} {path}");
+    }
+    drop(node);
 }

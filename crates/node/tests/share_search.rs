@@ -38,6 +38,9 @@ async fn network(n: u8, shares: &[(u8, Files<'_>)]) -> Net {
         config.core = highway_core::Config::test();
         config.fast_share = true;
         config.download_dir = dir.path().to_path_buf();
+        let roots = dir.path().join("roots");
+        std::fs::create_dir_all(&roots).unwrap();
+        config.share_roots = vec![roots];
         if let Some((_, files)) = shares.iter().find(|(j, _)| *j == i) {
             let root = dir.path().join(format!("share-{i}"));
             std::fs::create_dir_all(&root).unwrap();
@@ -62,7 +65,13 @@ impl Net {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, i: usize, path: &str) -> T {
-        let r = self.http.get(self.url(i, path)).send().await.unwrap();
+        let r = self
+            .http
+            .get(self.url(i, path))
+            .bearer_auth(self.nodes[i].control_token())
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.unwrap()
     }
@@ -70,6 +79,7 @@ impl Net {
     async fn post(&self, i: usize, path: &str, body: serde_json::Value) -> reqwest::Response {
         self.http
             .post(self.url(i, path))
+            .bearer_auth(self.nodes[i].control_token())
             .json(&body)
             .send()
             .await
@@ -214,4 +224,73 @@ async fn a_shared_file_is_found_and_downloaded_verified() {
     assert_eq!(fetcher.runtime.bytes_fetched, big.len() as u64);
     assert_eq!(fetcher.runtime.downloads_done, 1);
     assert_eq!(fetcher.runtime.bytes_served, 0);
+}
+
+/// `POST /v1/downloads` writes only inside `--download-dir`, `POST /v1/share` shares only
+/// the start folder or folders under a `--share-root`; the refusals say what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_and_shares_stay_in_the_folders_the_node_was_given() {
+    let files: Files = &[("a.txt", b"alpha")];
+    let net = network(1, &[(0, files)]).await;
+    let outside = tempfile::tempdir().unwrap();
+    let base = net.dir.path();
+    std::os::unix::fs::symlink(outside.path(), base.join("link")).unwrap();
+    let hash = "ab".repeat(32);
+
+    let refused = [
+        (json!("../escape.bin"), "`..`"),
+        (json!("sub/../../escape.bin"), "`..`"),
+        (
+            json!(outside.path().join("planted.bin")),
+            "--allow-download-anywhere",
+        ),
+        (
+            json!(base.join("link/planted.bin")),
+            "--allow-download-anywhere",
+        ),
+        (
+            json!(base.join("../planted.bin")),
+            "--allow-download-anywhere",
+        ),
+    ];
+    for (out, hint) in refused {
+        let r = net
+            .post(0, "/v1/downloads", json!({"hash": hash, "out": out}))
+            .await;
+        assert_eq!(r.status(), 400, "{out}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(hint), "{out}: {message}");
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    // Inside the download folder, relative or absolute, is accepted.
+    for out in [json!("inside.bin"), json!(base.join("inside-too.bin"))] {
+        let r = net
+            .post(0, "/v1/downloads", json!({"hash": hash, "out": out}))
+            .await;
+        assert_eq!(r.status(), 202, "{out}");
+    }
+
+    // Shares: a folder outside --share and --share-root is refused, also through a link.
+    std::fs::write(outside.path().join("secret.txt"), b"secret").unwrap();
+    std::fs::create_dir_all(base.join("roots/music")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), base.join("roots/escape")).unwrap();
+    for root in [outside.path().to_path_buf(), base.join("roots/escape")] {
+        let r = net.post(0, "/v1/share", json!({"root": root})).await;
+        assert_eq!(r.status(), 403, "{}", root.display());
+        let body: serde_json::Value = r.json().await.unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("--share-root"), "{message}");
+    }
+    let files: FilesView = net.get(0, "/v1/files").await;
+    assert_eq!(
+        files.root,
+        Some(std::fs::canonicalize(base.join("share-0")).unwrap())
+    );
+
+    for root in [base.join("roots/music"), base.join("share-0")] {
+        let r = net.post(0, "/v1/share", json!({"root": root})).await;
+        assert_eq!(r.status(), 200, "{}", root.display());
+    }
 }

@@ -33,6 +33,7 @@ use self::editor::{LineEditor, Read};
 use self::screen::Screen;
 pub use self::session::NodeSettings;
 use self::session::Session;
+use crate::control_client::TokenArg;
 
 /// File in the data directory that keeps the interactive history.
 const HISTORY_FILE: &str = "shell_history";
@@ -43,6 +44,8 @@ pub struct Args {
     /// printed it). Without it, `start <folder>` starts a node inside the shell.
     #[arg(long, value_name = "CONTROL_ADDR")]
     node: Option<SocketAddr>,
+    #[command(flatten)]
+    token: TokenArg,
     /// The Gatekeeper a node started by `start` joins through.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7700")]
     gatekeeper: String,
@@ -59,6 +62,8 @@ pub struct Args {
 pub struct Setup {
     /// A running node to use from the start.
     pub attach: Option<SocketAddr>,
+    /// Its token (or a file holding it); without one, the file its node wrote.
+    pub token: TokenArg,
     /// For `start` without a node.
     pub settings: NodeSettings,
     /// Printed first (interactive or not).
@@ -69,6 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let history = args.data_dir.join(HISTORY_FILE);
     let setup = Setup {
         attach: args.node,
+        token: args.token,
         settings: NodeSettings {
             gatekeeper: args.gatekeeper,
             bind: args.bind,
@@ -202,7 +208,7 @@ async fn run_with(
     screen: Arc<Screen>,
 ) -> anyhow::Result<()> {
     let interactive = screen.interactive();
-    let session = Session::new(setup.attach, setup.settings)?;
+    let session = Session::new(setup.attach, &setup.token, setup.settings)?;
     let mut shell = Shell {
         session,
         downloads: Downloads::new(screen.clone()),
@@ -351,6 +357,7 @@ mod tests {
     fn setup(attach: Option<SocketAddr>) -> Setup {
         Setup {
             attach,
+            token: TokenArg::default(),
             settings: NodeSettings {
                 gatekeeper: "http://127.0.0.1:9".to_string(),
                 bind: IpAddr::V4(Ipv4Addr::LOCALHOST),

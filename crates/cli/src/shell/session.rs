@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use highway_node::{NodeConfig, NodeHandle};
 
-use crate::control_client::ControlClient;
+use crate::control_client::{ControlClient, TokenArg};
 use crate::render;
 
 /// What `start` needs to run a node in-process.
@@ -39,9 +39,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(attach: Option<SocketAddr>, settings: NodeSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        attach: Option<SocketAddr>,
+        token: &TokenArg,
+        settings: NodeSettings,
+    ) -> anyhow::Result<Self> {
         let node = match attach {
-            Some(addr) => Node::Attached(ControlClient::new(addr)?),
+            Some(addr) => Node::Attached(ControlClient::new(addr, token)?),
             None => Node::None,
         };
         Ok(Self { node, settings })
@@ -73,9 +77,13 @@ impl Session {
                 sharing(&files)
             ));
         }
+        // This node serves only the person at this shell (its control API still needs
+        // the token): like them, it may share any folder and download anywhere they can.
         let config = NodeConfig {
             share: Some(root),
+            share_roots: vec![PathBuf::from("/")],
             download_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            allow_download_anywhere: true,
             ..NodeConfig::new(
                 self.settings.bind,
                 self.settings.gatekeeper.clone(),
@@ -90,7 +98,7 @@ impl Session {
                 self.settings.data_dir.display()
             )
         })?;
-        let client = ControlClient::new(handle.control_addr())?;
+        let client = ControlClient::with_token(handle.control_addr(), handle.control_token())?;
         let mut text = format!(
             "node {} started: udp {}, tcp {}, control {}",
             handle.id().short(),

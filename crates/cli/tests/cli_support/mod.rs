@@ -59,6 +59,7 @@ async fn get_json(http: &reqwest::Client, node: &NodeProcess, path: &str) -> Opt
     let url = format!("http://{}{path}", node.control);
     let response = http
         .get(&url)
+        .bearer_auth(&node.token)
         .timeout(Duration::from_secs(2))
         .send()
         .await

@@ -47,12 +47,30 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value
     resp.json().await.ok()
 }
 
+/// A client that sends `Authorization: Bearer TOKEN` with every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token is a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("reqwest client")
+}
+
 pub struct NodeProcess {
     child: Child,
     pub id: String,
     pub control: String,
     /// The file server's address (`files:` line).
     pub files: String,
+    /// The control token, read from the file of the `token:` line.
+    pub token: String,
+    /// That file: removed on drop, as a node killed hard leaves it behind.
+    token_file: Option<std::path::PathBuf>,
+    /// Sends the token with every request.
     http: reqwest::Client,
 }
 
@@ -84,9 +102,10 @@ impl NodeProcess {
             .expect("spawn highway node");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut id, mut control, mut files) = (None, None, None);
+        let (mut id, mut control, mut files, mut token) = (None, None, None, None);
+        let mut token_file = None;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while id.is_none() || control.is_none() || files.is_none() {
+        while id.is_none() || control.is_none() || files.is_none() || token.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = tokio::time::timeout(left, lines.next_line())
                 .await
@@ -104,7 +123,18 @@ impl NodeProcess {
             if let Some(v) = line.strip_prefix("files: ") {
                 files = Some(v.trim().to_string());
             }
+            if let Some(v) = line.strip_prefix("token: ") {
+                let path = std::path::Path::new(v.trim());
+                token_file = Some(path.to_path_buf());
+                token = Some(
+                    std::fs::read_to_string(path)
+                        .unwrap_or_else(|e| panic!("token file {}: {e}", path.display()))
+                        .trim()
+                        .to_string(),
+                );
+            }
         }
+        let token = token.unwrap_or_default();
         // Keep draining stdout so the node never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
@@ -112,7 +142,9 @@ impl NodeProcess {
             id: id.unwrap_or_default(),
             control: control.unwrap_or_default(),
             files: files.unwrap_or_default(),
-            http: reqwest::Client::new(),
+            http: authorized_client(&token),
+            token,
+            token_file,
         }
     }
 
@@ -166,6 +198,16 @@ impl NodeProcess {
             .args(["-CONT", &pid])
             .status();
         assert!(cont.is_ok_and(|s| s.success()), "SIGCONT failed");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(path) = &self.token_file
+            && std::fs::read_to_string(path).is_ok_and(|t| t.trim() == self.token)
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
