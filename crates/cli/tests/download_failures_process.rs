@@ -41,10 +41,14 @@ async fn a_sole_corrupt_holder_is_named_and_every_failed_download_is_counted() {
     let path = share_dir(shares.path(), 1).join(FILE);
     std::fs::write(&path, &content).unwrap();
     let root = shares.path().to_path_buf();
+    // The node writes downloads, and only into its download folder: the CLI's folder here.
+    let cwd = tempfile::tempdir().unwrap();
+    let downloads = cwd.path().display().to_string();
     // Node 1 plays a holder that corrupts what it sends (its outboard stays right, so the
     // damage is caught per chunk group).
     let mut cluster = Cluster::start_each(2, |i, _| {
         let mut args = sharing_node_args(i, &root);
+        args.extend(["--download-dir".to_string(), downloads.clone()]);
         if i == 1 {
             args.extend(["--corrupt-uploads".to_string(), "1".to_string()]);
         }
@@ -56,7 +60,6 @@ async fn a_sole_corrupt_holder_is_named_and_every_failed_download_is_counted() {
     let holder = cluster.nodes[1].files.clone();
 
     let node = cluster.nodes[0].control.clone();
-    let cwd = tempfile::tempdir().unwrap();
     let limit = Duration::from_secs(40);
     let output = run(
         &[

@@ -40,10 +40,17 @@ async fn escape_sequences_in_remote_file_names_never_reach_the_terminal_raw() {
     )
     .unwrap();
     let root = shares.path().to_path_buf();
-    let mut cluster = Cluster::start_each(2, |i, _| sharing_node_args(i, &root)).await;
+    // The node writes downloads, and only into its download folder: the shell's folder.
+    let cwd = tempfile::tempdir().unwrap();
+    let downloads = cwd.path().display().to_string();
+    let mut cluster = Cluster::start_each(2, |i, _| {
+        let mut args = sharing_node_args(i, &root);
+        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        args
+    })
+    .await;
     wait_searchable(&cluster.nodes, &[0, 1]).await;
     let node = cluster.nodes[0].control.clone();
-    let cwd = tempfile::tempdir().unwrap();
     let limit = Duration::from_secs(40);
 
     // One-shot search, as lines.
