@@ -11,7 +11,9 @@ use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(bytes: &[u8]) -> Option<T> {
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    bytes: &[u8],
+) -> Option<T> {
     let value: T = serde_json::from_slice(bytes).ok()?;
     let again: T = serde_json::from_slice(&serde_json::to_vec(&value).expect("serialises"))
         .expect("own output parses");

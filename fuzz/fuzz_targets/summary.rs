@@ -29,7 +29,9 @@ fuzz_target!(|bytes: &[u8]| {
             let mut again = SummaryAssembler::new();
             let mut out = None;
             for (i, n, part) in summary.chunks() {
-                out = again.accept(version, i, n, &part).expect("own chunks are valid");
+                out = again
+                    .accept(version, i, n, &part)
+                    .expect("own chunks are valid");
             }
             assert_eq!(out.as_ref(), Some(&summary));
         }
