@@ -589,6 +589,15 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_of_an_accented_name_lets_unaccented_queries_through() {
+        // The last-hop filter must not hide "Café" from a search for "cafe".
+        let s = Summary::from_keywords(1, tokens("Café İstanbul.mp3").iter().map(String::as_str));
+        for query in ["cafe", "CAFE", "café", "caf", "istanbul", "İSTANBUL"] {
+            assert!(s.might_match(&tokens(query)), "{query}");
+        }
+    }
+
+    #[test]
     fn decode_rejects_malformed_payloads() {
         let bad: &[&[u8]] = &[
             &[],
