@@ -29,8 +29,8 @@ struct Link {
     name: String,
     /// `i2r` (initiator to responder, key k_i2r) or `r2i`.
     direction: String,
-    /// The receiver's link id.
-    link_id: u64,
+    /// The receiver's link id, as 8 big-endian bytes.
+    link_id_hex: String,
     counter: u64,
     kind: u8,
     /// The message alone (kind byte and fields), before padding.
@@ -179,7 +179,7 @@ fn link(name: &str, i2r: bool, counter: u64, msg: &PeerMsg) -> Link {
     Link {
         name: name.into(),
         direction: if i2r { "i2r" } else { "r2i" }.into(),
-        link_id,
+        link_id_hex: hex::encode(link_id.to_be_bytes()),
         counter,
         kind: message[0],
         message_hex: hex::encode(&message),
@@ -399,7 +399,7 @@ fn link_datagrams_open_with_the_handshake_keys() {
         };
         // Header, then the message, zero padding to 128 bytes, then the 16-byte tag.
         assert_eq!(bytes[..4], *b"HW\x01\x01");
-        assert_eq!(bytes[4..12], l.link_id.to_be_bytes());
+        assert_eq!(hex::encode(&bytes[4..12]), l.link_id_hex);
         assert_eq!(bytes[12..20], l.counter.to_be_bytes());
         let message = unhex(&l.message_hex);
         assert_eq!(message[0], l.kind);

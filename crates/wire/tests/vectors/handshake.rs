@@ -36,10 +36,11 @@ pub struct Transcript {
     about: String,
     purpose: u8,
     decision: u8,
-    /// The id the initiator recognises the link by (in its Confirm).
-    initiator_link_id: u64,
-    /// The id in the Welcome.
-    responder_link_id: u64,
+    /// The id the initiator recognises the link by (in its Confirm), as 8 big-endian
+    /// bytes: ids use all 64 bits, more than a JSON number holds exactly everywhere.
+    initiator_link_id_hex: String,
+    /// The id in the Welcome, likewise.
+    responder_link_id_hex: String,
     /// X25519 secrets (RFC 7748, clamped when used) and their public keys.
     initiator_ephemeral_secret_hex: String,
     initiator_ephemeral_public_hex: String,
@@ -137,8 +138,8 @@ fn run(about: &str, purpose: Purpose, decision: Decision, responder_link_id: u64
         about: about.into(),
         purpose: purpose as u8,
         decision: decision as u8,
-        initiator_link_id: INITIATOR_LINK_ID,
-        responder_link_id,
+        initiator_link_id_hex: hex::encode(INITIATOR_LINK_ID.to_be_bytes()),
+        responder_link_id_hex: hex::encode(responder_link_id.to_be_bytes()),
         initiator_ephemeral_secret_hex: hex::encode(INITIATOR_EPHEMERAL),
         initiator_ephemeral_public_hex: public_hex(INITIATOR_EPHEMERAL),
         responder_ephemeral_secret_hex: hex::encode(RESPONDER_EPHEMERAL),
@@ -251,6 +252,10 @@ pub fn generate() -> String {
     render(&build())
 }
 
+fn u64_hex(s: &str) -> u64 {
+    u64::from_be_bytes(unhex(s).try_into().expect("8 bytes"))
+}
+
 fn verify(node_id: &str, message: &[u8], signature: &[u8]) {
     let id: NodeId = node_id.parse().expect("node id");
     assert!(
@@ -289,7 +294,7 @@ fn transcripts_check_out_from_the_formulas() {
         let w = Welcome::decode(&welcome).expect("welcome decodes");
         assert_eq!(
             (w.decision as u8, w.link_id),
-            (t.decision, t.responder_link_id)
+            (t.decision, u64_hex(&t.responder_link_id_hex))
         );
         let signed = transcript(
             b"highway-welcome-v1\0",
@@ -308,7 +313,7 @@ fn transcripts_check_out_from_the_formulas() {
         );
         assert_eq!(Some(hex::encode(&signed)), t.confirm_signed_message_hex);
         verify(&initiator.node_id, &signed, &confirm[confirm.len() - 64..]);
-        assert_eq!(confirm[4..12], t.initiator_link_id.to_be_bytes());
+        assert_eq!(hex::encode(&confirm[4..12]), t.initiator_link_id_hex);
         // Keys: X25519 both ways, transcript hash, BLAKE3 derive_key per direction.
         let i_secret = StaticSecret::from(unhex32(&t.initiator_ephemeral_secret_hex));
         let r_secret = StaticSecret::from(unhex32(&t.responder_ephemeral_secret_hex));
