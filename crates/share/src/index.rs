@@ -558,6 +558,7 @@ mod tests {
         ix.insert(file("Ünïcödé Straße.txt", b"u")).unwrap();
         ix.insert(file("東京タワー.jpg", b"t")).unwrap();
         assert_eq!(ix.search(&q("ÜNÏCÖDÉ"), 10).len(), 1);
+        assert_eq!(ix.search(&q("unicode"), 10).len(), 1, "accents are ignored");
         assert_eq!(
             ix.search(&q("strasse"), 10).len(),
             0,

@@ -41,7 +41,9 @@
 //!   (`index[k] - index[k-1] - 1`). Every index must be at most 65,535. An empty body is
 //!   the empty filter.
 //!
-//! The encoder picks the shorter form (dense when they are equal); a decoder accepts either. The
+//! The encoder sends the sparse form when its payload (tag included) is at most 8,192 bytes,
+//! else the dense one; a decoder accepts either. docs/PROTOCOL.md ("Share summary
+//! encoding") is the normative text, docs/vectors/summary.json has examples. The
 //! payload is then cut into chunks for [`PeerMsg::SummaryChunk`]: `chunks` =
 //! ceil(len / 1,024) (1 to [`MAX_SUMMARY_CHUNKS`] = 9), chunk `i` carries bytes
 //! `[1,024·i, min(1,024·(i+1), len))`. Every chunk but the last is exactly
@@ -584,6 +586,15 @@ mod tests {
         assert!(!s.might_match::<&str>(&[]));
         // A token absent from the name is (almost surely) absent from a sparse filter.
         assert!(!s.might_match(&["daft", "zzzqqq"]));
+    }
+
+    #[test]
+    fn a_summary_of_an_accented_name_lets_unaccented_queries_through() {
+        // The last-hop filter must not hide "Café" from a search for "cafe".
+        let s = Summary::from_keywords(1, tokens("Café İstanbul.mp3").iter().map(String::as_str));
+        for query in ["cafe", "CAFE", "café", "caf", "istanbul", "İSTANBUL"] {
+            assert!(s.might_match(&tokens(query)), "{query}");
+        }
     }
 
     #[test]

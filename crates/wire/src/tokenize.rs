@@ -1,16 +1,25 @@
 //! Keywords: how file names and queries become tokens, and when a query token matches.
 //!
 //! One function, [`tokens`], serves both sides, so a file name and a query typed the same
-//! way always agree:
+//! way always agree. docs/PROTOCOL.md ("Keywords") is the normative text; in order:
 //!
-//! 1. NFKC-normalise (full-width "ＡＢＣ" becomes "abc", the ligature "ﬁ" becomes "fi");
-//! 2. lowercase with Unicode rules (`str::to_lowercase`), then NFKC again so the result is
-//!    stable under a second pass;
-//! 3. split on every character that is neither alphanumeric (`char::is_alphanumeric`) nor a
-//!    combining mark (so a letter followed by an accent that has no precomposed form stays
-//!    one token); punctuation, spaces, symbols and emoji are separators;
-//! 4. drop tokens that contain no alphanumeric character or are longer than
-//!    [`MAX_TOKEN_CHARS`] characters, and keep the first occurrence of each token.
+//! 1. NFKC-normalise (full-width "ＡＢＣ" becomes "ABC", the ligature "ﬁ" becomes "fi");
+//! 2. lowercase with Unicode rules (`str::to_lowercase`: "İ" becomes "i" + U+0307, a final
+//!    "Σ" becomes "ς");
+//! 3. NFKD-decompose, so every accent is a separate combining mark ("é" is "e" + U+0301);
+//! 4. drop every code point in [`FOLDED_MARKS`]: the script-neutral diacritics Latin,
+//!    Greek and Cyrillic letters decompose into, the Cyrillic combining marks and the
+//!    variation selectors. This is what makes "cafe", "Café" and "CAFÉ" one token, and
+//!    "İstanbul" the same as "istanbul". Marks of other scripts (Devanagari vowel signs and
+//!    virama, the kana voicing marks, Hebrew and Arabic points, Thai vowels) are kept:
+//!    there they are part of the spelling, and folding them would change the word;
+//! 5. NFC-recompose (Hangul syllables and kana with voicing marks come back whole);
+//! 6. split on every character that is neither alphanumeric (`char::is_alphanumeric`) nor
+//!    a combining mark (General_Category M), so a letter followed by a kept mark stays one
+//!    token; punctuation, spaces, symbols and emoji are separators;
+//! 7. drop tokens that contain no alphanumeric character or are longer than
+//!    [`MAX_TOKEN_CHARS`] characters (after folding), and keep the first occurrence of
+//!    each token.
 //!
 //! A file name is tokenised whole, so its extension is a token of its own:
 //! `"My_Song (Live).FLAC"` gives `["my", "song", "live", "flac"]`. Scripts written without
@@ -19,12 +28,28 @@
 //!
 //! **Matching** ([`token_matches`]): a query token matches a file token when they are equal,
 //! or when the query token is a prefix of the file token and at least
-//! [`min_prefix_chars`] characters long (3, or 2 for CJK scripts, whose words are short).
-//! So "son" finds "songs" but "so" does not, and "東京" finds "東京タワー". A query matches
-//! a file when **every** query token matches some token of the file's name.
+//! [`min_prefix_chars`] characters long (3, or 2 when the query token starts with a CJK
+//! character, whose words are short). So "son" finds "songs" but "so" does not, and
+//! "東京" finds "東京タワー". A query matches a file when **every** query token matches
+//! some token of the file's name.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+
+/// Code points removed after decomposition (step 4), whether assigned or not, so the rule
+/// does not depend on the Unicode version: combining diacritical marks (and their
+/// extended, supplement, symbol and half-mark blocks), Cyrillic combining marks and
+/// variation selectors (invisible presentation hints, as in "1️⃣").
+pub const FOLDED_MARKS: [(char, char); 8] = [
+    ('\u{0300}', '\u{036F}'),
+    ('\u{0483}', '\u{0489}'),
+    ('\u{1AB0}', '\u{1AFF}'),
+    ('\u{1DC0}', '\u{1DFF}'),
+    ('\u{20D0}', '\u{20FF}'),
+    ('\u{FE00}', '\u{FE0F}'),
+    ('\u{FE20}', '\u{FE2F}'),
+    ('\u{E0100}', '\u{E01EF}'),
+];
 
 /// Longest token kept, in characters; longer runs are dropped rather than truncated, since
 /// nobody types them and they would only bloat the index.
@@ -42,7 +67,9 @@ pub fn tokens(text: &str) -> Vec<String> {
         .nfkc()
         .collect::<String>()
         .to_lowercase()
-        .nfkc()
+        .nfkd()
+        .filter(|&c| !is_folded_mark(c))
+        .nfc()
         .collect();
     let mut out: Vec<String> = Vec::new();
     for run in folded.split(|c: char| !is_token_char(c)) {
@@ -57,6 +84,11 @@ pub fn tokens(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether `c` is one of the [`FOLDED_MARKS`] that tokenising drops.
+pub fn is_folded_mark(c: char) -> bool {
+    FOLDED_MARKS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
 fn is_token_char(c: char) -> bool {
@@ -137,9 +169,32 @@ mod tests {
     }
 
     #[test]
-    fn lowercases_unicode_and_keeps_accents() {
-        assert_eq!(t("Ünïcödé Straße.txt"), ["ünïcödé", "straße", "txt"]);
+    fn lowercases_unicode_and_folds_accents() {
+        assert_eq!(t("Ünïcödé Straße.txt"), ["unicode", "straße", "txt"]);
         assert_eq!(t("ΣΊΣΥΦΟΣ"), t("σίσυφος"));
+        assert_eq!(t("ΣΊΣΥΦΟΣ"), ["σισυφος"]);
+        assert_eq!(t("Ёлка й"), ["елка", "и"]);
+    }
+
+    #[test]
+    fn cafe_finds_cafe_with_or_without_accents_in_any_case() {
+        // The promise of `highway search --help`: case and accents are ignored.
+        for name in ["Café", "CAFÉ", "cafe", "CAFE", "cafe\u{301}", "Cafe\u{301}"] {
+            assert_eq!(t(name), ["cafe"], "{name:?}");
+        }
+        let file = tokens("Café del Mar.mp3");
+        assert!(all_tokens_match(&tokens("cafe"), &file));
+        assert!(all_tokens_match(&tokens("CAFÉ"), &file));
+        assert!(all_tokens_match(&tokens("caf"), &file));
+    }
+
+    #[test]
+    fn dotted_capital_i_folds_to_plain_i() {
+        // "İ" lowercases to "i" + U+0307; the dot is a folded mark.
+        assert_eq!(t("İstanbul"), ["istanbul"]);
+        assert_eq!(t("ISTANBUL"), ["istanbul"]);
+        // Dotless ı has no decomposition: a different letter, kept.
+        assert_eq!(t("ıstanbul"), ["ıstanbul"]);
     }
 
     #[test]
@@ -151,9 +206,30 @@ mod tests {
     }
 
     #[test]
-    fn combining_mark_without_precomposed_form_stays_in_the_token() {
-        // "q̃" has no precomposed form; it must not split the word.
-        assert_eq!(t("aq\u{303}b"), ["aq\u{303}b"]);
+    fn diacritics_without_precomposed_form_are_folded_too() {
+        // "q̃" has no precomposed form; its tilde is a folded mark like any other.
+        assert_eq!(t("aq\u{303}b"), ["aqb"]);
+        // A keycap emoji is a digit with a variation selector and an enclosing mark.
+        assert_eq!(t("1\u{fe0f}\u{20e3} step"), ["1", "step"]);
+    }
+
+    #[test]
+    fn marks_of_other_scripts_are_kept_and_do_not_split() {
+        // Devanagari vowel signs and virama are spelling: "हिन्दी" keeps all of them.
+        assert_eq!(t("हिन्दी गाना.mp3"), ["हिन्दी", "गाना", "mp3"]);
+        assert_ne!(t("कि"), t("क"));
+        // Kana voicing marks survive decomposition and are recomposed.
+        assert_eq!(t("ガイド"), ["ガイド"]);
+        assert_ne!(t("ガイド"), t("カイド"));
+        // Hebrew points are kept (and so do not split the word).
+        assert_eq!(t("שָׁלוֹם"), ["שָׁלוֹם"]);
+    }
+
+    #[test]
+    fn hangul_syllables_come_back_whole() {
+        let toks = t("한국어");
+        assert_eq!(toks, ["한국어"]);
+        assert_eq!(toks[0].chars().count(), 3);
     }
 
     #[test]
@@ -178,6 +254,11 @@ mod tests {
         let long = "x".repeat(MAX_TOKEN_CHARS + 1);
         let exact = "y".repeat(MAX_TOKEN_CHARS);
         assert_eq!(t(&format!("{long} {exact} z")), [exact.as_str(), "z"]);
+        // Counted after folding: 64 accented letters are 64 plain ones.
+        let accented = "é".repeat(MAX_TOKEN_CHARS);
+        assert_eq!(t(&accented), ["e".repeat(MAX_TOKEN_CHARS)]);
+        let decomposed = "e\u{301}".repeat(MAX_TOKEN_CHARS);
+        assert_eq!(t(&decomposed), ["e".repeat(MAX_TOKEN_CHARS)]);
     }
 
     #[test]
@@ -239,6 +320,7 @@ mod tests {
                 prop_assert!(!tok.is_empty());
                 prop_assert!(tok.chars().count() <= MAX_TOKEN_CHARS);
                 prop_assert!(tok.chars().all(is_token_char));
+                prop_assert!(!tok.chars().any(is_folded_mark));
                 prop_assert!(!toks[..i].contains(tok));
             }
         }

@@ -135,4 +135,33 @@ mod tests {
         assert_eq!(parse(Some("bytes=0-"), 0), Unsatisfiable);
         assert_eq!(parse(Some("bytes=-1"), 0), Unsatisfiable);
     }
+
+    /// Replays fuzz/corpus/range on every test run, checking what the `range` fuzz target
+    /// checks (fuzz/fuzz_targets/range.rs decodes its inputs the same way).
+    #[test]
+    fn the_fuzz_corpus_resolves_inside_the_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/range");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(dir).expect("fuzz/corpus/range exists") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("readable");
+            let Some((size, header)) = bytes.split_first_chunk::<8>() else {
+                continue;
+            };
+            let size = match u64::from_le_bytes(*size) {
+                s if s & 1 == 0 => s % 4096,
+                s => s,
+            };
+            let Ok(header) = std::str::from_utf8(header) else {
+                continue;
+            };
+            if let Partial { start, end } = parse(Some(header), size) {
+                assert!(start <= end && end < size, "{header:?} on {size}");
+            }
+            inputs += 1;
+        }
+        assert!(
+            inputs >= 10,
+            "the range corpus is missing ({inputs} inputs)"
+        );
+    }
 }

@@ -434,4 +434,84 @@ mod tests {
             "a short outboard reads as zeros"
         );
     }
+
+    /// Replays fuzz/corpus/outboard on every test run with the checks of
+    /// fuzz/fuzz_targets/outboard.rs (which decodes its inputs the same way).
+    #[test]
+    fn the_fuzz_corpus_checks_out() {
+        use bao_tree::io::outboard::PreOrderMemOutboard;
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/outboard");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(dir).expect("fuzz/corpus/outboard exists") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("readable");
+            let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
+                continue;
+            };
+            inputs += 1;
+            let max = 20 * GROUP_BYTES;
+            let size = u64::from(u32::from_le_bytes([head[1], head[2], head[3], 0])) % (max + 1);
+            let start = (u64::from(head[4]) * GROUP_BYTES).min(size / GROUP_BYTES * GROUP_BYTES);
+            let bit = u32::from_le_bytes([head[5], head[6], head[7], 0]) as usize;
+            let tree = tree(size);
+            let mode = head[0] % 4;
+            if mode == 3 {
+                let len = tree.outboard_size() as usize;
+                let mut outboard: Vec<u8> = rest.iter().copied().cycle().take(len).collect();
+                outboard.resize(len, 0);
+                let root = blake3::hash(rest);
+                let ob = PreOrderMemOutboard {
+                    root,
+                    tree,
+                    data: outboard,
+                };
+                let _ = outboard_is_valid(&ob);
+                let data = vec![0xa5; (size - start) as usize];
+                let fed = RangeVerifier::new(root, size, start).feed(&ob, &data);
+                assert!(fed.verified <= data.len());
+                continue;
+            }
+            let data: Vec<u8> = if rest.is_empty() {
+                vec![0; size as usize]
+            } else {
+                rest.iter().copied().cycle().take(size as usize).collect()
+            };
+            let honest = compute_outboard(&data[..], size).unwrap();
+            let ob = PreOrderMemOutboard {
+                root: honest.root,
+                tree,
+                data: honest.outboard,
+            };
+            let tail = &data[start as usize..];
+            if mode == 0 {
+                assert!(outboard_is_valid(&ob).unwrap());
+                let fed = RangeVerifier::new(honest.root, size, start).feed(&ob, tail);
+                assert!(
+                    fed.error.is_none() && fed.verified == tail.len(),
+                    "{size} from {start}"
+                );
+            } else if mode == 1 && !ob.data.is_empty() {
+                let mut bad = ob.data.clone();
+                let i = bit / 8 % bad.len();
+                bad[i] ^= 1 << (bit % 8);
+                let bad = PreOrderMemOutboard {
+                    root: honest.root,
+                    tree,
+                    data: bad,
+                };
+                assert!(!outboard_is_valid(&bad).unwrap(), "{size}: byte {i}");
+            } else if mode == 2 && !tail.is_empty() {
+                let mut bad = tail.to_vec();
+                let i = bit / 8 % bad.len();
+                bad[i] ^= 1 << (bit % 8);
+                let fed = RangeVerifier::new(honest.root, size, start).feed(&ob, &bad);
+                assert!(fed.error.is_some(), "{size} from {start}: byte {i}");
+                assert!(fed.verified as u64 <= i as u64 / GROUP_BYTES * GROUP_BYTES);
+            }
+        }
+        assert!(
+            inputs >= 5,
+            "the outboard corpus is missing ({inputs} inputs)"
+        );
+    }
 }
