@@ -8,7 +8,12 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use highway_gatekeeper::store::{Auth, JoinOp, LeaveOp, NewLease, ReportOp, StatusOp};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use highway_gatekeeper::config::REPORTS_PER_INTERVAL;
+use highway_gatekeeper::store::{
+    Auth, JoinOp, LeaveOp, NewLease, PrefixLimits, ReportOp, ReportOutcome, StatusOp,
+};
 use highway_gatekeeper::{EmbeddedStore, Store, StoreError};
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
@@ -30,6 +35,8 @@ struct Peer {
     host: u8,
     lease: [u8; 32],
     tiebreak: u32,
+    /// Its network: its own unless a case puts several peers in one.
+    prefix: String,
 }
 
 fn lease_hash(seed: u64, generation: u32) -> [u8; 32] {
@@ -48,8 +55,34 @@ fn peer(seed: u64) -> Peer {
         host: u8::try_from(seed % 250 + 1).unwrap(),
         lease: lease_hash(seed, 0),
         tiebreak: spread(seed),
+        prefix: format!("net-{seed}"),
     }
 }
+
+/// A status timestamp newer than any handed out before (statuses must increase per peer,
+/// and cases reuse `now` values freely).
+fn status_ts() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(2 * T0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The outcome of a report that reached `reporters` and suspected the target.
+fn suspected(reporters: u32) -> Result<ReportOutcome, StoreError> {
+    Ok(ReportOutcome {
+        suspected: true,
+        reporters,
+    })
+}
+
+/// The outcome of a report that was recorded, `reporters` so far, short of the quorum.
+fn recorded(reporters: u32) -> Result<ReportOutcome, StoreError> {
+    Ok(ReportOutcome {
+        suspected: false,
+        reporters,
+    })
+}
+
+const GONE: Result<ReportOutcome, StoreError> = Ok(ReportOutcome::GONE);
 
 fn info(p: &Peer, neighbours: u16, capacity: u16) -> PeerInfo {
     PeerInfo {
@@ -87,11 +120,13 @@ fn join_op(p: &Peer, ts: u64, now: u64) -> JoinOp {
         tiebreak: p.tiebreak,
         scan_start: 0,
         random_points: Vec::new(),
+        prefix: p.prefix.clone(),
+        limits: None,
     }
 }
 
-/// `reporter` (with `load` = (neighbours, capacity)) lists `suspect` as a neighbour and
-/// reports it, so the store marks it suspected.
+/// `reporter` (with `load` = (neighbours, capacity)) and `suspect` list each other as
+/// neighbours, and the reporter reports it (quorum 1), so the store marks it suspected.
 async fn suspect_by<S: Store>(
     store: &S,
     reporter: &Peer,
@@ -99,22 +134,31 @@ async fn suspect_by<S: Store>(
     suspect: &Peer,
     now: u64,
 ) {
+    let mut st = status_op(suspect, now);
+    st.neighbour_ids = vec![reporter.id];
+    status(store, st).await;
     let mut st = status_op(reporter, now);
     st.info = info(reporter, load.0, load.1);
     st.neighbour_ids = vec![suspect.id];
     status(store, st).await;
-    assert!(
-        store
-            .report(report_op(reporter, suspect, now))
-            .await
-            .unwrap()
-    );
+    let outcome = store.report(report_op(reporter, suspect, now)).await;
+    assert!(outcome.unwrap().suspected);
+}
+
+/// `a` and `b` list each other in a status at `now`.
+async fn link<S: Store>(store: &S, a: &Peer, b: &Peer, now: u64) {
+    for (x, y) in [(a, b), (b, a)] {
+        let mut op = status_op(x, now);
+        op.neighbour_ids = vec![y.id];
+        status(store, op).await;
+    }
 }
 
 /// A lease-authenticated status of `p` (0 of 8 neighbours) at `now`.
 fn status_op(p: &Peer, now: u64) -> StatusOp {
     StatusOp {
         info: info(p, 0, 8),
+        ts_ms: status_ts(),
         neighbour_ids: Vec::new(),
         auth: lease_auth(p),
         new_lease: None,
@@ -133,6 +177,11 @@ fn report_op(reporter: &Peer, target: &Peer, now: u64) -> ReportOp {
         target: target.id,
         now_ms: now,
         suspect_deadline_ms: now + GRACE,
+        quorum: 1,
+        window_ms: 10 * EXPIRY,
+        // No rate limit unless a case sets one.
+        interval_ms: 0,
+        max_per_interval: REPORTS_PER_INTERVAL,
     }
 }
 
@@ -433,8 +482,11 @@ async fn replayed_signatures_are_refused_everywhere<S: Store>(store: S) {
     op.auth = Auth::Signed { ts_ms: 102 };
     op.neighbour_ids = vec![b.id];
     status(&store, op).await;
+    let mut op = status_op(&b, T0 + 4);
+    op.neighbour_ids = vec![a.id];
+    status(&store, op).await;
 
-    // report (a lists b, so only the timestamp can be wrong)
+    // report (a and b list each other, so only the timestamp can be wrong)
     for ts in [102, 7] {
         let mut op = report_op(&a, &b, T0 + 5);
         op.auth = Auth::Signed { ts_ms: ts };
@@ -446,7 +498,7 @@ async fn replayed_signatures_are_refused_everywhere<S: Store>(store: S) {
     }
     let mut op = report_op(&a, &b, T0 + 5);
     op.auth = Auth::Signed { ts_ms: 103 };
-    assert_eq!(store.report(op).await, Ok(true));
+    assert_eq!(store.report(op).await, suspected(1));
 
     // The accepted report moved the mark too.
     let mut op = status_op(&a, T0 + 6);
@@ -619,9 +671,7 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     for p in [&r, &t, &x, &q] {
         join_at(&store, p, T0).await;
     }
-    let mut op = status_op(&r, T0 + 10);
-    op.neighbour_ids = vec![t.id];
-    status(&store, op).await;
+    link(&store, &r, &t, T0 + 10).await;
 
     let candidates_of_q = |ts: u64| {
         let store = store.clone();
@@ -649,8 +699,8 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     assert_eq!(store.report(op).await, Err(StoreError::BadLease));
     assert!(candidates_of_q(T0 + 23).await.contains(&t.id));
 
-    // A neighbour's report: no longer a candidate, deadline shortened, entry kept.
-    assert_eq!(store.report(report_op(&r, &t, T0 + 30)).await, Ok(true));
+    // A mutual neighbour's report: no longer a candidate, deadline shortened, entry kept.
+    assert_eq!(store.report(report_op(&r, &t, T0 + 30)).await, suspected(1));
     let suspect_deadline = T0 + 30 + GRACE;
     let cands = candidates_of_q(T0 + 31).await;
     assert!(!cands.contains(&t.id), "a suspected peer was offered");
@@ -663,8 +713,10 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     assert_eq!(store.live_count(suspect_deadline - 1).await.unwrap(), 4);
     assert_eq!(store.live_count(suspect_deadline).await.unwrap(), 3);
 
-    // The target's next status clears the suspicion.
-    status(&store, status_op(&t, T0 + 100)).await;
+    // The target's next status clears the suspicion (and it still lists r).
+    let mut op = status_op(&t, T0 + 100);
+    op.neighbour_ids = vec![r.id];
+    status(&store, op).await;
     assert!(candidates_of_q(T0 + 101).await.contains(&t.id));
     assert!(
         live_ids(&store, T0 + 100 + EXPIRY - 1)
@@ -675,36 +727,120 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     // A report never extends a deadline.
     let mut op = report_op(&r, &t, T0 + 110);
     op.suspect_deadline_ms = T0 + 100_000;
-    assert_eq!(store.report(op).await, Ok(true));
+    assert_eq!(store.report(op).await, suspected(1));
     assert!(!live_ids(&store, T0 + 100 + EXPIRY).await.contains(&t.id));
-    status(&store, status_op(&t, T0 + 120)).await;
 
-    // The target listing the reporter is enough too.
+    // One side listing the other is not enough, either way round (finding 3: an attacker
+    // listing its victim in an unchecked status could hide it).
     let mut op = status_op(&t, T0 + 130);
     op.neighbour_ids = vec![x.id];
     status(&store, op).await;
-    assert_eq!(store.report(report_op(&x, &t, T0 + 140)).await, Ok(true));
+    assert_eq!(
+        store.report(report_op(&x, &t, T0 + 140)).await,
+        Err(StoreError::NotANeighbour),
+        "only the target lists the reporter"
+    );
+    let mut op = status_op(&x, T0 + 141);
+    op.neighbour_ids = vec![q.id];
+    status(&store, op).await;
+    assert_eq!(
+        store.report(report_op(&x, &q, T0 + 142)).await,
+        Err(StoreError::NotANeighbour),
+        "only the reporter lists the target"
+    );
+    assert!(candidates_of_q(T0 + 143).await.contains(&t.id));
 
     // A target that is already gone is not suspected.
-    assert_eq!(store.report(report_op(&r, &u, T0 + 150)).await, Ok(false));
-    let mut op = status_op(&r, T0 + 200);
-    op.neighbour_ids = vec![t.id];
-    status(&store, op).await;
-    let t_deadline = T0 + 140 + GRACE;
-    assert!(live_ids(&store, t_deadline - 1).await.contains(&t.id));
+    assert_eq!(store.report(report_op(&r, &u, T0 + 150)).await, GONE);
+    link(&store, &r, &t, T0 + 200).await;
+    let t_deadline = T0 + 200 + EXPIRY;
     assert_eq!(
         store.report(report_op(&r, &t, t_deadline)).await,
-        Ok(false),
+        Err(StoreError::Expired),
+        "r's own entry expired at the same time"
+    );
+    let mut op = status_op(&r, t_deadline - 50);
+    op.neighbour_ids = vec![t.id];
+    status(&store, op).await;
+    assert_eq!(
+        store.report(report_op(&r, &t, t_deadline)).await,
+        GONE,
         "a target past its deadline is gone, not suspected"
     );
 
     // A reporter whose own entry expired (not yet purged) cannot report.
     // (The reporter is judged first, whatever became of the target.)
-    let r_deadline = T0 + 200 + EXPIRY;
+    let r_deadline = t_deadline - 50 + EXPIRY;
     assert_eq!(
         store.report(report_op(&r, &t, r_deadline)).await,
         Err(StoreError::Expired)
     );
+}
+
+/// Finding 3: a live peer is hidden only once `quorum` distinct mutual neighbours reported
+/// it within the window; each reporter is rate limited; state stays bounded.
+async fn reports_need_a_quorum_and_are_rate_limited<S: Store>(store: S) {
+    let [t, a, b, c, q] = [peer(1), peer(2), peer(3), peer(4), peer(5)];
+    for p in [&t, &a, &b, &c, &q] {
+        join_at(&store, p, T0).await;
+    }
+    let mut op = status_op(&t, T0 + 1);
+    op.neighbour_ids = vec![a.id, b.id, c.id];
+    status(&store, op).await;
+    for r in [&a, &b, &c] {
+        let mut op = status_op(r, T0 + 1);
+        op.neighbour_ids = vec![t.id];
+        status(&store, op).await;
+    }
+    let quorum = |r: &Peer, now: u64| {
+        let mut op = report_op(r, &t, now);
+        op.quorum = 2;
+        op.window_ms = 100;
+        op.interval_ms = 50;
+        op
+    };
+    let offered = |now: u64| {
+        let store = store.clone();
+        let (q, t) = (q.clone(), t.clone());
+        async move {
+            let mut op = join_op(&q, now, now);
+            op.want = 32;
+            ids(&join(&store, op).await).contains(&t.id)
+        }
+    };
+
+    // One reporter, however often: recorded, never hidden; repeats within the interval
+    // are refused.
+    assert_eq!(store.report(quorum(&a, T0 + 10)).await, recorded(1));
+    assert_eq!(
+        store.report(quorum(&a, T0 + 20)).await,
+        Err(StoreError::ReportRateLimited)
+    );
+    assert!(offered(T0 + 21).await, "one reporter hid a live peer");
+    assert_eq!(store.report(quorum(&a, T0 + 61)).await, recorded(1));
+    assert!(offered(T0 + 62).await, "one reporter hid a live peer");
+
+    // A report older than the window no longer counts: b alone is still one.
+    assert_eq!(store.report(quorum(&b, T0 + 200)).await, recorded(1));
+    // A second distinct reporter within the window: hidden.
+    assert_eq!(store.report(quorum(&c, T0 + 210)).await, suspected(2));
+    assert!(!offered(T0 + 211).await, "quorum reached but still offered");
+
+    // The target's status clears suspicion and the reports against it.
+    let mut op = status_op(&t, T0 + 220);
+    op.neighbour_ids = vec![a.id, b.id, c.id];
+    status(&store, op).await;
+    assert!(offered(T0 + 221).await);
+    assert_eq!(store.report(quorum(&a, T0 + 230)).await, recorded(1));
+
+    // Per reporter, at most max_per_interval reports in all.
+    let mut op = quorum(&c, T0 + 270);
+    op.max_per_interval = 1;
+    assert_eq!(store.report(op).await, suspected(2));
+    let mut op = report_op(&c, &q, T0 + 271);
+    op.interval_ms = 50;
+    op.max_per_interval = 1;
+    assert_eq!(store.report(op).await, Err(StoreError::ReportRateLimited));
 }
 
 async fn reports_never_remove_a_peer_that_keeps_sending_status<S: Store>(store: S) {
@@ -715,14 +851,11 @@ async fn reports_never_remove_a_peer_that_keeps_sending_status<S: Store>(store: 
     for step in 0..60 {
         now = T0 + step * 50;
         if step % 2 == 0 {
-            status(&store, status_op(&t, now)).await;
-            let mut op = status_op(&r, now);
-            op.neighbour_ids = vec![t.id];
-            status(&store, op).await;
+            link(&store, &r, &t, now).await;
         }
         assert_eq!(
             store.report(report_op(&r, &t, now + 1)).await,
-            Ok(true),
+            suspected(1),
             "step {step}"
         );
         assert_eq!(
@@ -1033,8 +1166,11 @@ async fn embedded_journal_restores_live_registrations() {
     let mut op = status_op(&b, t1 + 3);
     op.auth = wrong_lease();
     assert_eq!(store.status(op).await, Err(StoreError::BadLease));
-    // b's neighbour list came back: it may report a.
-    assert_eq!(store.report(report_op(&b, &a, t1 + 4)).await, Ok(true));
+    // b's neighbour list came back: once a lists b too, b may report a.
+    let mut op = status_op(&a, t1 + 4);
+    op.neighbour_ids = vec![b.id];
+    status(&store, op).await;
+    assert_eq!(store.report(report_op(&b, &a, t1 + 4)).await, suspected(1));
 
     // Signed timestamps came back, for live and removed entries.
     let mut op = status_op(&c_renewed, t1 + 5);
@@ -1122,6 +1258,7 @@ for_both_stores!(
     unknown_peers_are_told_to_join,
     a_late_status_expires_the_entry_unless_accept_late,
     reports_follow_the_rules,
+    reports_need_a_quorum_and_are_rate_limited,
     reports_never_remove_a_peer_that_keeps_sending_status,
     leave_removes_the_entry_and_leaves_a_tombstone,
     purge_removes_exactly_the_expired_within_its_limit,
