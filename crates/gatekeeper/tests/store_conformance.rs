@@ -843,6 +843,166 @@ async fn reports_need_a_quorum_and_are_rate_limited<S: Store>(store: S) {
     assert_eq!(store.report(op).await, Err(StoreError::ReportRateLimited));
 }
 
+/// Finding 7: a status (lease or signed) must be newer than the last accepted one, and a
+/// lease token cannot move a peer's addresses.
+async fn statuses_are_ordered_and_addresses_need_a_signature<S: Store>(store: S) {
+    let a = peer(1);
+    join(&store, join_op(&a, T0, T0)).await;
+    let at = |ts: u64, now: u64| {
+        let mut op = status_op(&a, now);
+        op.ts_ms = ts;
+        op
+    };
+    // Not newer than the join: a replay of something older.
+    assert_eq!(store.status(at(T0, T0 + 1)).await, Err(StoreError::Replayed));
+    status(&store, at(T0 + 5, T0 + 5)).await;
+    // The same body again, and an older one: refused, whatever the auth.
+    assert_eq!(store.status(at(T0 + 5, T0 + 6)).await, Err(StoreError::Replayed));
+    assert_eq!(store.status(at(T0 + 4, T0 + 6)).await, Err(StoreError::Replayed));
+    let mut signed = at(T0 + 5, T0 + 6);
+    signed.auth = Auth::Signed { ts_ms: T0 + 7 };
+    assert_eq!(store.status(signed).await, Err(StoreError::Replayed));
+    status(&store, at(T0 + 8, T0 + 8)).await;
+
+    // New addresses with the lease: refused, the entry keeps its addresses.
+    let moved = PeerInfo {
+        addrs: support::addrs(200),
+        ..info(&a, 0, 8)
+    };
+    let mut op = at(T0 + 9, T0 + 9);
+    op.info = moved.clone();
+    assert_eq!(store.status(op).await, Err(StoreError::AddressChangeUnsigned));
+    assert_eq!(listed_info(&store, T0 + 9, a.id).await, Some(info(&a, 0, 8)));
+    // Signed, they move.
+    let mut op = at(T0 + 10, T0 + 10);
+    op.info = moved.clone();
+    op.auth = Auth::Signed { ts_ms: T0 + 10 };
+    status(&store, op).await;
+    assert_eq!(listed_info(&store, T0 + 10, a.id).await, Some(moved.clone()));
+    // Later lease statuses with the same (new) addresses are fine.
+    let mut op = at(T0 + 11, T0 + 11);
+    op.info = moved;
+    status(&store, op).await;
+    // A re-join never lowers the status mark.
+    join(&store, join_op(&a, T0 + 12, T0 + 12)).await;
+    assert_eq!(store.status(at(T0 + 11, T0 + 13)).await, Err(StoreError::Replayed));
+    status(&store, at(T0 + 13, T0 + 13)).await;
+}
+
+/// Finding 3: at most `max_live` live registrations and `max_joins` joins per window from
+/// one network; re-joins of a registered id do not count toward `max_live`, and a leave
+/// frees its place.
+async fn joins_are_limited_per_network<S: Store>(store: S) {
+    let limits = PrefixLimits {
+        max_live: 3,
+        max_joins: 6,
+        window_ms: 1_000,
+    };
+    let sybil = |seed: u64| Peer {
+        prefix: "203.0.113.0/24".into(),
+        ..peer(seed)
+    };
+    let limited = |p: &Peer, ts: u64| {
+        let mut op = join_op(p, ts, ts);
+        op.limits = Some(limits);
+        op
+    };
+    for seed in 1..=3 {
+        join(&store, limited(&sybil(seed), T0 + seed)).await;
+    }
+    assert_eq!(
+        store.join(limited(&sybil(4), T0 + 4)).await,
+        Err(StoreError::TooManyPeers)
+    );
+    // Another network is not affected; a registered id may join again.
+    join(&store, limited(&peer(50), T0 + 5)).await;
+    join(&store, limited(&sybil(1), T0 + 6)).await;
+    // A leave frees a place (joins so far in the window: 5 of 6).
+    assert_eq!(store.leave(leave_op(&sybil(2), T0 + 7)).await, Ok(true));
+    join(&store, limited(&sybil(4), T0 + 8)).await;
+    // The sixth join used the window up: even a re-join waits for the next window.
+    assert_eq!(
+        store.join(limited(&sybil(1), T0 + 9)).await,
+        Err(StoreError::JoinRateLimited)
+    );
+    join(&store, limited(&sybil(1), T0 + 1_010)).await;
+    // Moving to another network moves the count.
+    let mut op = limited(&sybil(3), T0 + 1_011);
+    op.prefix = "198.51.100.0/24".into();
+    join(&store, op).await;
+    join(&store, limited(&sybil(5), T0 + 1_012)).await;
+    assert_eq!(
+        store.join(limited(&sybil(6), T0 + 1_013)).await,
+        Err(StoreError::TooManyPeers)
+    );
+    // Purged entries free their places too.
+    store
+        .purge_expired(T0 + 1_012 + EXPIRY, 1000, T0 + TOMB_TTL * 2)
+        .await
+        .unwrap();
+    join(&store, limited(&sybil(6), T0 + 1_013 + EXPIRY)).await;
+    // Without limits (the simulator) nothing is counted against anyone.
+    for seed in 7..=12 {
+        join_at(&store, &sybil(seed), T0 + 2_000 + seed).await;
+    }
+}
+
+/// Finding 3's figure: with 100 Sybil ids alive from one network and 40 honest peers from
+/// 40 others, a joiner's 32 candidates are almost all honest; with one network only, the
+/// answer is still full.
+async fn answers_spread_over_networks<S: Store>(store: S) {
+    let sybils: Vec<Peer> = (1000..1100)
+        .map(|seed| Peer {
+            prefix: "127.0.0.0/24".into(),
+            ..peer(seed)
+        })
+        .collect();
+    let honest: Vec<Peer> = (1..=40).map(peer).collect();
+    // Sybils claim to be idle with room to spare: the first in least-loaded order.
+    for p in &sybils {
+        let mut op = join_op(p, T0, T0);
+        op.info = info(p, 0, 200);
+        join(&store, op).await;
+    }
+    for p in &honest {
+        let mut op = join_op(p, T0, T0);
+        op.info = info(p, 4, 8);
+        join(&store, op).await;
+    }
+    // Everyone but the Sybils is honest (earlier rounds' joiners included).
+    let sybil_ids = set(&sybils);
+    for round in 0..10u64 {
+        let joiner = peer(5000 + round);
+        let mut op = join_op(&joiner, T0 + 1 + round, T0 + 1 + round);
+        op.want = 32;
+        op.scan_start = spread(round);
+        op.random_points = (0..16u64)
+            .map(|i| *blake3::hash(&(round * 100 + i).to_le_bytes()).as_bytes())
+            .collect();
+        let got = join(&store, op).await;
+        assert_eq!(got.len(), 32, "round {round}: answer not full");
+        let good = got.iter().filter(|p| !sybil_ids.contains(&p.id)).count();
+        assert!(
+            good >= 30,
+            "round {round}: only {good} of 32 candidates are honest"
+        );
+    }
+
+    // One network only (a loopback test): full answers all the same.
+    for round in 0..10u64 {
+        let joiner = peer(5000 + round);
+        assert_eq!(store.leave(leave_op(&joiner, T0 + 40)).await, Ok(true));
+    }
+    for p in &honest {
+        assert_eq!(store.leave(leave_op(p, T0 + 40)).await, Ok(true));
+    }
+    let mut op = join_op(&peer(6000), T0 + 50, T0 + 50);
+    op.want = 32;
+    op.random_points = (0..16u8).map(|i| [i * 16; 32]).collect();
+    let got = join(&store, op).await;
+    assert_eq!(got.len(), 32);
+}
+
 async fn reports_never_remove_a_peer_that_keeps_sending_status<S: Store>(store: S) {
     let [r, t] = [peer(1), peer(2)];
     join_at(&store, &r, T0).await;
@@ -1259,6 +1419,9 @@ for_both_stores!(
     a_late_status_expires_the_entry_unless_accept_late,
     reports_follow_the_rules,
     reports_need_a_quorum_and_are_rate_limited,
+    statuses_are_ordered_and_addresses_need_a_signature,
+    joins_are_limited_per_network,
+    answers_spread_over_networks,
     reports_never_remove_a_peer_that_keeps_sending_status,
     leave_removes_the_entry_and_leaves_a_tombstone,
     purge_removes_exactly_the_expired_within_its_limit,

@@ -2,8 +2,8 @@
 -- Keys: <p>peer:<id> (hash: info, nbrs, lease, lease_exp, last_ts, deadline, net, addrs,
 -- lst, rin, rout), <p>deadline and <p>cand (sorted sets by deadline and candidate order),
 -- <p>ids (lexicographic sorted set of ids, for paging), <p>tomb:<id> (last signed ts),
--- <p>nets (hash: network -> live registrations), <p>joins:<network> (joins in the
--- current window, expiring with it).
+-- <p>nets (hash: network -> live registrations), <p>joins:<network> (hash: start and
+-- n, the joins of the network's current window).
 -- Per peer: net is the network it registered from, addrs the JSON of its addresses, lst
 -- the newest accepted status timestamp, rin the recent reports against it and rout the
 -- recent reports it sent ("<id>:<ms>,<id>:<ms>").

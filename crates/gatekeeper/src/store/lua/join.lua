@@ -8,9 +8,18 @@ local last = old[1]
 if not last then last = redis.call('GET', tomb_key(id)) end
 if last and num(ARGV[4]) <= num(last) then return 'replayed' end
 if ARGV[12] ~= '' and net ~= '' then
+  -- The window is judged by the request's clock, like every deadline here; the key's
+  -- own expiry only collects windows nobody uses any more.
   local jk = p .. 'joins:' .. net
-  if num(redis.call('GET', jk)) >= num(ARGV[13]) then return 'join_rate' end
-  if redis.call('INCR', jk) == 1 then redis.call('PEXPIRE', jk, ARGV[14]) end
+  local now = num(ARGV[11])
+  local w = redis.call('HMGET', jk, 'start', 'n')
+  if w[1] and now - num(w[1]) < num(ARGV[14]) then
+    if num(w[2]) >= num(ARGV[13]) then return 'join_rate' end
+    redis.call('HINCRBY', jk, 'n', 1)
+  else
+    redis.call('HSET', jk, 'start', ARGV[11], 'n', 1)
+    redis.call('PEXPIRE', jk, 2 * num(ARGV[14]))
+  end
   local rejoin = old[1] and old[2] == net
   if not rejoin and num(redis.call('HGET', p .. 'nets', net)) >= num(ARGV[12]) then
     return 'too_many_peers'
