@@ -123,10 +123,20 @@ pub struct Args {
     )]
     max_joins_per_prefix: u32,
     /// Prefix length that makes one IPv4 network for the per-network limits and answers.
-    #[arg(long, env = "HIGHWAY_GATEKEEPER_IPV4_PREFIX", value_name = "BITS", default_value_t = 24)]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_IPV4_PREFIX",
+        value_name = "BITS",
+        default_value_t = 24
+    )]
     ipv4_prefix: u8,
     /// Prefix length that makes one IPv6 network for the per-network limits and answers.
-    #[arg(long, env = "HIGHWAY_GATEKEEPER_IPV6_PREFIX", value_name = "BITS", default_value_t = 48)]
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_IPV6_PREFIX",
+        value_name = "BITS",
+        default_value_t = 48
+    )]
     ipv6_prefix: u8,
     /// A reverse proxy whose X-Forwarded-For header tells the client's address (repeat
     /// the flag, or comma-separate in the environment variable, for several).

@@ -143,7 +143,10 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy = ip("10.0.0.1");
         let h = xff(&["1.2.3.4, 198.51.100.7"]);
-        assert_eq!(source_ip(ip("203.0.113.9"), &h, &[proxy]), ip("203.0.113.9"));
+        assert_eq!(
+            source_ip(ip("203.0.113.9"), &h, &[proxy]),
+            ip("203.0.113.9")
+        );
         assert_eq!(source_ip(proxy, &h, &[proxy]), ip("198.51.100.7"));
         // Two trusted proxies in a row are skipped; a forged left part is never reached.
         let h = xff(&["6.6.6.6", "198.51.100.7, 10.0.0.2"]);
@@ -154,7 +157,11 @@ mod tests {
         assert_eq!(source_ip(proxy, &h, &[proxy]), ip("198.51.100.7"));
         assert_eq!(source_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
         assert_eq!(
-            source_ip(ip("::ffff:10.0.0.1"), &xff(&["::ffff:198.51.100.7"]), &[proxy]),
+            source_ip(
+                ip("::ffff:10.0.0.1"),
+                &xff(&["::ffff:198.51.100.7"]),
+                &[proxy]
+            ),
             ip("198.51.100.7")
         );
     }

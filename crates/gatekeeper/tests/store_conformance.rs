@@ -854,11 +854,20 @@ async fn statuses_are_ordered_and_addresses_need_a_signature<S: Store>(store: S)
         op
     };
     // Not newer than the join: a replay of something older.
-    assert_eq!(store.status(at(T0, T0 + 1)).await, Err(StoreError::Replayed));
+    assert_eq!(
+        store.status(at(T0, T0 + 1)).await,
+        Err(StoreError::Replayed)
+    );
     status(&store, at(T0 + 5, T0 + 5)).await;
     // The same body again, and an older one: refused, whatever the auth.
-    assert_eq!(store.status(at(T0 + 5, T0 + 6)).await, Err(StoreError::Replayed));
-    assert_eq!(store.status(at(T0 + 4, T0 + 6)).await, Err(StoreError::Replayed));
+    assert_eq!(
+        store.status(at(T0 + 5, T0 + 6)).await,
+        Err(StoreError::Replayed)
+    );
+    assert_eq!(
+        store.status(at(T0 + 4, T0 + 6)).await,
+        Err(StoreError::Replayed)
+    );
     let mut signed = at(T0 + 5, T0 + 6);
     signed.auth = Auth::Signed { ts_ms: T0 + 7 };
     assert_eq!(store.status(signed).await, Err(StoreError::Replayed));
@@ -871,21 +880,33 @@ async fn statuses_are_ordered_and_addresses_need_a_signature<S: Store>(store: S)
     };
     let mut op = at(T0 + 9, T0 + 9);
     op.info = moved.clone();
-    assert_eq!(store.status(op).await, Err(StoreError::AddressChangeUnsigned));
-    assert_eq!(listed_info(&store, T0 + 9, a.id).await, Some(info(&a, 0, 8)));
+    assert_eq!(
+        store.status(op).await,
+        Err(StoreError::AddressChangeUnsigned)
+    );
+    assert_eq!(
+        listed_info(&store, T0 + 9, a.id).await,
+        Some(info(&a, 0, 8))
+    );
     // Signed, they move.
     let mut op = at(T0 + 10, T0 + 10);
     op.info = moved.clone();
     op.auth = Auth::Signed { ts_ms: T0 + 10 };
     status(&store, op).await;
-    assert_eq!(listed_info(&store, T0 + 10, a.id).await, Some(moved.clone()));
+    assert_eq!(
+        listed_info(&store, T0 + 10, a.id).await,
+        Some(moved.clone())
+    );
     // Later lease statuses with the same (new) addresses are fine.
     let mut op = at(T0 + 11, T0 + 11);
     op.info = moved;
     status(&store, op).await;
     // A re-join never lowers the status mark.
     join(&store, join_op(&a, T0 + 12, T0 + 12)).await;
-    assert_eq!(store.status(at(T0 + 11, T0 + 13)).await, Err(StoreError::Replayed));
+    assert_eq!(
+        store.status(at(T0 + 11, T0 + 13)).await,
+        Err(StoreError::Replayed)
+    );
     status(&store, at(T0 + 13, T0 + 13)).await;
 }
 

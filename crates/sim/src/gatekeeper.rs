@@ -190,7 +190,7 @@ impl GatekeeperSim {
                 self.stats.joins += 1;
                 let (lease, held) = self.new_lease(now, rng);
                 // Every simulated host is its own network (a /32): honest peers in one
-                    // address block would otherwise be spread out of answers they belong in.
+                // address block would otherwise be spread out of answers they belong in.
                 let prefix = info
                     .addrs
                     .first()

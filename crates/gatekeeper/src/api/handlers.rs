@@ -5,23 +5,21 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::{Extension, Json};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use highway_wire::{NodeId, PeerAddr};
+use axum::{Extension, Json};
 use highway_wire::gatekeeper::{
-    API_VERSION, FieldError, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, MAX_PAGE,
-    PeerInfo, PeersPage, ReportRequest, ReportResponse, StatusRequest, StatusResponse,
+    API_VERSION, FieldError, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
+    MAX_PAGE, PeerInfo, PeersPage, ReportRequest, ReportResponse, StatusRequest, StatusResponse,
 };
+use highway_wire::{NodeId, PeerAddr};
 
 use super::{ApiError, body};
 use crate::admission::{check_addrs, prefix_of, source_ip};
 use crate::auth::{authenticate, new_lease};
 use crate::config::{JOIN_WINDOW, REPORTS_PER_INTERVAL};
 use crate::server::{App, now_ms};
-use crate::store::{
-    Auth, JoinOp, LeaveOp, PrefixLimits, ReportOp, StatusOp, Store, random_points,
-};
+use crate::store::{Auth, JoinOp, LeaveOp, PrefixLimits, ReportOp, StatusOp, Store, random_points};
 
 /// The TCP peer of a request, as the serving loop records it.
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
@@ -74,11 +72,7 @@ impl<S: Store> App<S> {
                 "the server did not record this connection's peer address",
             ));
         };
-        Ok(source_ip(
-            peer.ip(),
-            headers,
-            &self.config.trusted_proxies,
-        ))
+        Ok(source_ip(peer.ip(), headers, &self.config.trusted_proxies))
     }
 
     fn check_addrs(&self, addrs: &[PeerAddr], source: IpAddr) -> Result<(), ApiError> {

@@ -12,8 +12,8 @@ use highway_wire::gatekeeper::PeerInfo;
 use super::candidates::CandidateKey;
 use super::journal::{Journal, JournalError, JournalRecord, StoredPeer};
 use super::{
-    Auth, JoinOp, LeaveOp, NewLease, Page, PrefixLimits, ReportOp, ReportOutcome, StatusOp,
-    Store, StoreError, check_auth,
+    Auth, JoinOp, LeaveOp, NewLease, Page, PrefixLimits, ReportOp, ReportOutcome, StatusOp, Store,
+    StoreError, check_auth,
 };
 use crate::config::MAX_REPORT_QUORUM;
 
@@ -204,8 +204,7 @@ impl State {
             return Ok(());
         }
         let open = |&(start, _): &(u64, u32)| now_ms.saturating_sub(start) < limits.window_ms;
-        if !self.join_windows.contains_key(prefix) && self.join_windows.len() >= MAX_JOIN_WINDOWS
-        {
+        if !self.join_windows.contains_key(prefix) && self.join_windows.len() >= MAX_JOIN_WINDOWS {
             self.join_windows.retain(|_, w| open(w));
         }
         let room = self.join_windows.len() < MAX_JOIN_WINDOWS;
@@ -220,7 +219,10 @@ impl State {
             }
             None => {}
         }
-        let rejoin = self.peers.get(id).is_some_and(|e| e.stored.prefix == prefix);
+        let rejoin = self
+            .peers
+            .get(id)
+            .is_some_and(|e| e.stored.prefix == prefix);
         let live = self.per_prefix.get(prefix).copied().unwrap_or(0);
         if !rejoin && live >= limits.max_live {
             return Err(StoreError::TooManyPeers);
@@ -411,8 +413,7 @@ impl Store for EmbeddedStore {
         }
         reporter.sent_reports.retain(|&(_, at)| at > since);
         let sent = &reporter.sent_reports;
-        if sent.len() >= op.max_per_interval as usize || sent.iter().any(|(t, _)| *t == op.target)
-        {
+        if sent.len() >= op.max_per_interval as usize || sent.iter().any(|(t, _)| *t == op.target) {
             return Err(StoreError::ReportRateLimited);
         }
         reporter.sent_reports.push((op.target, op.now_ms));

@@ -175,7 +175,9 @@ pub enum StoreError {
     NotANeighbour,
     #[error("a lease token cannot change the published addresses; sign this status")]
     AddressChangeUnsigned,
-    #[error("too many reports from this peer: at most one per target and a few in all per status interval")]
+    #[error(
+        "too many reports from this peer: at most one per target and a few in all per status interval"
+    )]
     ReportRateLimited,
     #[error("too many joins from this network; retry later")]
     JoinRateLimited,

@@ -17,9 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
 use super::candidates::{CandidateKey, MAX_PER_PREFIX, MAX_RANDOM_SCAN};
-use super::{
-    Auth, JoinOp, LeaveOp, Page, ReportOp, ReportOutcome, StatusOp, Store, StoreError,
-};
+use super::{Auth, JoinOp, LeaveOp, Page, ReportOp, ReportOutcome, StatusOp, Store, StoreError};
 use crate::config::MAX_REPORT_QUORUM;
 
 const PRELUDE: &str = include_str!("lua/common.lua");
@@ -342,7 +340,9 @@ impl Store for RedisStore {
                     op.now_ms.to_string(),
                     limits.map(|l| l.max_live.to_string()).unwrap_or_default(),
                     limits.map(|l| l.max_joins.to_string()).unwrap_or_default(),
-                    limits.map(|l| l.window_ms.max(1).to_string()).unwrap_or_default(),
+                    limits
+                        .map(|l| l.window_ms.max(1).to_string())
+                        .unwrap_or_default(),
                 ],
             )
             .await?;

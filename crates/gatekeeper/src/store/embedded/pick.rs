@@ -143,7 +143,10 @@ impl State {
                 if sel.has(id_bytes) {
                     continue;
                 }
-                let Some(entry) = self.peers.get(id_bytes).filter(|e| e.deadline_ms > op.now_ms)
+                let Some(entry) = self
+                    .peers
+                    .get(id_bytes)
+                    .filter(|e| e.deadline_ms > op.now_ms)
                 else {
                     continue;
                 };
