@@ -75,6 +75,9 @@ struct State {
     per_prefix: HashMap<String, u32>,
     /// Join windows per network: (window start, joins in it).
     join_windows: HashMap<String, (u64, u32)>,
+    /// Earliest time the full window table is scanned for closed windows again, so a
+    /// crowd of networks cannot make every join pay for a full scan.
+    join_windows_gc_ms: u64,
     journal: Option<Journal>,
 }
 
@@ -204,8 +207,12 @@ impl State {
             return Ok(());
         }
         let open = |&(start, _): &(u64, u32)| now_ms.saturating_sub(start) < limits.window_ms;
-        if !self.join_windows.contains_key(prefix) && self.join_windows.len() >= MAX_JOIN_WINDOWS {
+        if !self.join_windows.contains_key(prefix)
+            && self.join_windows.len() >= MAX_JOIN_WINDOWS
+            && now_ms >= self.join_windows_gc_ms
+        {
             self.join_windows.retain(|_, w| open(w));
+            self.join_windows_gc_ms = now_ms + 1_000;
         }
         let room = self.join_windows.len() < MAX_JOIN_WINDOWS;
         match self.join_windows.get_mut(prefix) {
