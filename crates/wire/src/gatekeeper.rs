@@ -104,7 +104,9 @@ pub struct JoinResponse {
     pub expires_after_ms: u64,
 }
 
-/// `POST /v1/status` (lease token or signed).
+/// `POST /v1/status` (lease token or signed). `ts_ms` must be newer than that of the last
+/// status the Gatekeeper accepted for `id` (a replayed body is refused), and only a signed
+/// status may change `addrs` (docs/PROTOCOL.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRequest {
     pub v: u16,
