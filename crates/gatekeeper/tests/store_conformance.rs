@@ -1336,6 +1336,23 @@ async fn embedded_journal_restores_live_registrations() {
     assert_eq!(store.live_count(t1 + EXPIRY - 1).await.unwrap(), 3);
     assert_eq!(store.live_count(t1 + EXPIRY).await.unwrap(), 0);
 
+    // A status from before the restart cannot be replayed after it (the status mark is
+    // not journaled; restored entries start it at the restore time).
+    let mut op = status_op(&a, t1 + 1);
+    op.ts_ms = t1 - 1;
+    assert_eq!(store.status(op).await, Err(StoreError::Replayed));
+    // Restored registrations still count toward their network.
+    let neighbour_of_a = Peer {
+        prefix: a.prefix.clone(),
+        ..peer(77)
+    };
+    let mut op = join_op(&neighbour_of_a, t1 + 1, t1 + 1);
+    op.limits = Some(PrefixLimits {
+        max_live: 1,
+        max_joins: 100,
+        window_ms: 1_000,
+    });
+    assert_eq!(store.join(op).await, Err(StoreError::TooManyPeers));
     // Lease tokens are as they were.
     status(&store, status_op(&a, t1 + 1)).await;
     assert_eq!(
