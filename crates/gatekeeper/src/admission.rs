@@ -28,21 +28,24 @@ pub fn source_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
     if !trusted.contains(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all(FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .map_while(|hop| hop.parse::<IpAddr>().ok().map(canonical))
         .collect();
-    // A hop that does not parse ends the list: everything left of it is unverifiable, and
-    // believing the rightmost good one keeps a client from hiding behind garbage.
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .copied()
-        .unwrap_or(peer)
+    // Right to left: each trusted proxy appended the address it saw. A hop that does not
+    // parse ends the walk, since nothing left of it was written by a proxy we trust; then
+    // the proxy itself is all we know.
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>().map(canonical) {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// The network `ip` counts toward: its first `v4`/`v6` bits, as text (`203.0.113.0/24`).
@@ -154,6 +157,9 @@ mod tests {
         assert_eq!(source_ip(proxy, &h, &trusted), ip("198.51.100.7"));
         // Garbage on the right: nothing to believe, the proxy itself is the source.
         let h = xff(&["198.51.100.7, junk"]);
+        assert_eq!(source_ip(proxy, &h, &[proxy]), proxy);
+        // Garbage a client wrote on the left never hides the address the proxy appended.
+        let h = xff(&["1.2.3.4, junk", "198.51.100.7"]);
         assert_eq!(source_ip(proxy, &h, &[proxy]), ip("198.51.100.7"));
         assert_eq!(source_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
         assert_eq!(
