@@ -4,11 +4,12 @@
 //! flag's name in upper case (`--redis-replica` ↔ `HIGHWAY_GATEKEEPER_REDIS_REPLICA`), as a
 //! Kubernetes ConfigMap sets them (deploy/k8s). A flag given on the command line wins.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use highway_gatekeeper::admission::IpBlock;
 use highway_gatekeeper::config::ClaimedAddrs;
 use highway_gatekeeper::server::now_ms;
 use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, RedisStore};
@@ -138,15 +139,16 @@ pub struct Args {
         default_value_t = 48
     )]
     ipv6_prefix: u8,
-    /// A reverse proxy whose X-Forwarded-For header tells the client's address (repeat
-    /// the flag, or comma-separate in the environment variable, for several).
+    /// A reverse proxy (address, or block such as 10.0.0.0/8) whose X-Forwarded-For header
+    /// tells the client's address (repeat the flag, or comma-separate in the environment
+    /// variable, for several).
     #[arg(
         long = "trusted-proxy",
         env = "HIGHWAY_GATEKEEPER_TRUSTED_PROXY",
-        value_name = "IP",
+        value_name = "IP[/BITS]",
         value_delimiter = ','
     )]
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: Vec<IpBlock>,
     /// Which addresses peers may publish: match-source (their own IP, as this Gatekeeper
     /// sees it; loopback from loopback) or any (any dialable address).
     #[arg(

@@ -22,10 +22,57 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Addresses of trusted proxies: one address, or a block (`10.0.0.0/8`), as ingress
+/// controllers in a cluster come and go within one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    pub ip: IpAddr,
+    pub bits: u8,
+}
+
+impl IpBlock {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (v4, v6) = match self.ip {
+            IpAddr::V4(_) => (self.bits, 128),
+            IpAddr::V6(_) => (32, self.bits),
+        };
+        let ip = canonical(ip);
+        ip.is_ipv4() == self.ip.is_ipv4() && prefix_of(ip, v4, v6) == prefix_of(self.ip, v4, v6)
+    }
+}
+
+impl From<IpAddr> for IpBlock {
+    fn from(ip: IpAddr) -> Self {
+        let ip = canonical(ip);
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        Self { ip, bits }
+    }
+}
+
+impl std::str::FromStr for IpBlock {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{s:?} is not an IP address or block (10.0.0.7, 10.0.0.0/8, fd00::/8)");
+        let (ip, bits) = match s.split_once('/') {
+            Some((ip, bits)) => (ip, Some(bits.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let block = Self::from(canonical(ip.parse::<IpAddr>().map_err(|_| bad())?));
+        match bits {
+            Some(b) if b > block.bits => Err(bad()),
+            Some(b) => Ok(Self { bits: b, ..block }),
+            None => Ok(block),
+        }
+    }
+}
+
 /// The client's IP: the TCP peer, or what a trusted proxy says it saw.
-pub fn source_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub fn source_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpBlock]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|b| b.contains(ip));
     let peer = canonical(peer);
-    if !trusted.contains(&peer) {
+    if !is_trusted(peer) {
         return peer;
     }
     let hops: Vec<&str> = headers
@@ -40,7 +87,7 @@ pub fn source_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
     // the proxy itself is all we know.
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>().map(canonical) {
-            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) if is_trusted(ip) => continue,
             Ok(ip) => return ip,
             Err(_) => break,
         }
@@ -143,30 +190,46 @@ mod tests {
     }
 
     #[test]
+    fn blocks_parse_and_contain() {
+        let block: IpBlock = "10.0.0.0/8".parse().unwrap();
+        assert!(block.contains(ip("10.200.3.4")));
+        assert!(block.contains(ip("::ffff:10.200.3.4")));
+        assert!(!block.contains(ip("11.0.0.1")));
+        let one: IpBlock = "fd00::7".parse().unwrap();
+        assert!(one.contains(ip("fd00::7")) && !one.contains(ip("fd00::8")));
+        let v6: IpBlock = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("10.0.0.1")));
+        for bad in ["nginx", "10.0.0.0/33", "10.0.0.0/x", "::/129"] {
+            assert!(bad.parse::<IpBlock>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy = ip("10.0.0.1");
+        let trusted_proxy = [IpBlock::from(proxy)];
         let h = xff(&["1.2.3.4, 198.51.100.7"]);
         assert_eq!(
-            source_ip(ip("203.0.113.9"), &h, &[proxy]),
+            source_ip(ip("203.0.113.9"), &h, &trusted_proxy),
             ip("203.0.113.9")
         );
-        assert_eq!(source_ip(proxy, &h, &[proxy]), ip("198.51.100.7"));
+        assert_eq!(source_ip(proxy, &h, &trusted_proxy), ip("198.51.100.7"));
         // Two trusted proxies in a row are skipped; a forged left part is never reached.
         let h = xff(&["6.6.6.6", "198.51.100.7, 10.0.0.2"]);
-        let trusted = [proxy, ip("10.0.0.2")];
+        let trusted = [IpBlock::from(proxy), "10.0.0.2".parse().unwrap()];
         assert_eq!(source_ip(proxy, &h, &trusted), ip("198.51.100.7"));
         // Garbage on the right: nothing to believe, the proxy itself is the source.
         let h = xff(&["198.51.100.7, junk"]);
-        assert_eq!(source_ip(proxy, &h, &[proxy]), proxy);
+        assert_eq!(source_ip(proxy, &h, &trusted_proxy), proxy);
         // Garbage a client wrote on the left never hides the address the proxy appended.
         let h = xff(&["1.2.3.4, junk", "198.51.100.7"]);
-        assert_eq!(source_ip(proxy, &h, &[proxy]), ip("198.51.100.7"));
-        assert_eq!(source_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
+        assert_eq!(source_ip(proxy, &h, &trusted_proxy), ip("198.51.100.7"));
+        assert_eq!(source_ip(proxy, &HeaderMap::new(), &trusted_proxy), proxy);
         assert_eq!(
             source_ip(
                 ip("::ffff:10.0.0.1"),
                 &xff(&["::ffff:198.51.100.7"]),
-                &[proxy]
+                &trusted_proxy
             ),
             ip("198.51.100.7")
         );

@@ -1,7 +1,8 @@
 //! Gatekeeper configuration: one plain struct, validated once.
 
-use std::net::IpAddr;
 use std::time::Duration;
+
+use crate::admission::IpBlock;
 
 /// Timers and limits of the registry. Every replica of one deployment must use the same
 /// values, because they all judge the same entries.
@@ -34,9 +35,9 @@ pub struct GatekeeperConfig {
     pub ipv4_prefix: u8,
     /// Length of the IPv6 prefix that counts as one network (48: a /48).
     pub ipv6_prefix: u8,
-    /// Proxies whose `X-Forwarded-For` header is believed; for everyone else the source of
-    /// a request is the TCP peer address.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (addresses or blocks) whose `X-Forwarded-For` header is believed; for
+    /// everyone else the source of a request is the TCP peer address.
+    pub trusted_proxies: Vec<IpBlock>,
     /// Which claimed addresses a join or status may publish.
     pub claimed_addrs: ClaimedAddrs,
 }

@@ -299,7 +299,7 @@ async fn status_replays_and_unsigned_moves_are_refused<S: Store>(store: S) {
 async fn forwarded_for_is_believed_only_from_trusted_proxies<S: Store>(store: S) {
     let config = GatekeeperConfig {
         max_peers_per_prefix: 1,
-        trusted_proxies: vec![loopback(0, 1)],
+        trusted_proxies: vec![loopback(0, 1).into()],
         ..steady_config()
     };
     let gk = start_gatekeeper(store, config).await;
