@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use highway_gatekeeper::admission::IpBlock;
+use highway_gatekeeper::config::ClaimedAddrs;
 use highway_gatekeeper::server::now_ms;
 use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, RedisStore};
 
@@ -100,6 +102,62 @@ pub struct Args {
         default_value_t = 0.5
     )]
     random_candidates: f64,
+    /// Distinct neighbours that must report a live peer (within one expiry window) before
+    /// it is hidden from join answers. A report counts only when reporter and target list
+    /// each other in their last statuses.
+    #[arg(long, env = "HIGHWAY_GATEKEEPER_REPORT_QUORUM", default_value_t = 2)]
+    report_quorum: u32,
+    /// Most live registrations from one network (see --ipv4-prefix, --ipv6-prefix).
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_PEERS_PER_PREFIX",
+        value_name = "N",
+        default_value_t = 256
+    )]
+    max_peers_per_prefix: u32,
+    /// Most joins from one network per minute.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_JOINS_PER_PREFIX",
+        value_name = "N",
+        default_value_t = 600
+    )]
+    max_joins_per_prefix: u32,
+    /// Prefix length that makes one IPv4 network for the per-network limits and answers.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_IPV4_PREFIX",
+        value_name = "BITS",
+        default_value_t = 24
+    )]
+    ipv4_prefix: u8,
+    /// Prefix length that makes one IPv6 network for the per-network limits and answers.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_IPV6_PREFIX",
+        value_name = "BITS",
+        default_value_t = 48
+    )]
+    ipv6_prefix: u8,
+    /// A reverse proxy (address, or block such as 10.0.0.0/8) whose X-Forwarded-For header
+    /// tells the client's address (repeat the flag, or comma-separate in the environment
+    /// variable, for several).
+    #[arg(
+        long = "trusted-proxy",
+        env = "HIGHWAY_GATEKEEPER_TRUSTED_PROXY",
+        value_name = "IP[/BITS]",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<IpBlock>,
+    /// Which addresses peers may publish: match-source (their own IP, as this Gatekeeper
+    /// sees it; loopback from loopback) or any (any dialable address).
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_CLAIMED_ADDRS",
+        value_name = "RULE",
+        default_value = "match-source"
+    )]
+    claimed_addrs: ClaimedAddrs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -111,6 +169,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         report_grace: args.report_grace,
         sweep_interval: args.sweep_interval,
         random_candidates: args.random_candidates,
+        report_quorum: args.report_quorum,
+        max_peers_per_prefix: args.max_peers_per_prefix,
+        max_joins_per_prefix: args.max_joins_per_prefix,
+        ipv4_prefix: args.ipv4_prefix,
+        ipv6_prefix: args.ipv6_prefix,
+        trusted_proxies: args.trusted_proxies,
+        claimed_addrs: args.claimed_addrs,
     };
     config.validate().context("invalid Gatekeeper settings")?;
     let listen = args.listen;

@@ -179,6 +179,16 @@ fn bad_use_gets_a_message_saying_what_to_fix() {
         &["gatekeeper", "--status-interval", "soon"],
         "--status-interval",
     );
+    assert_fails_saying(&["gatekeeper", "--report-quorum", "0"], "report quorum");
+    assert_fails_saying(&["gatekeeper", "--ipv4-prefix", "33"], "prefix lengths");
+    assert_fails_saying(
+        &["gatekeeper", "--claimed-addrs", "mine"],
+        "use match-source or any",
+    );
+    assert_fails_saying(
+        &["gatekeeper", "--trusted-proxy", "nginx"],
+        "--trusted-proxy",
+    );
     assert_fails_saying(
         &["peers", "--gatekeeper", "localhost:7700"],
         "http://HOST:PORT",

@@ -220,6 +220,20 @@ async fn gatekeepers_behind_nginx_survive_a_replica_kill_and_a_redis_primary_out
     let mut env = configmap_env();
     env.push(("HIGHWAY_GATEKEEPER_REDIS".into(), primary.url()));
     env.push(("HIGHWAY_GATEKEEPER_REDIS_REPLICA".into(), replica.url()));
+    // nginx forwards the client's address; every simulated peer comes from 127.0.0.1, one
+    // network, and several hundred join here: lift the per-network limits.
+    env.push((
+        "HIGHWAY_GATEKEEPER_TRUSTED_PROXY".into(),
+        "127.0.0.1".into(),
+    ));
+    env.push((
+        "HIGHWAY_GATEKEEPER_MAX_PEERS_PER_PREFIX".into(),
+        "100000".into(),
+    ));
+    env.push((
+        "HIGHWAY_GATEKEEPER_MAX_JOINS_PER_PREFIX".into(),
+        "100000".into(),
+    ));
     let mut gatekeepers = Vec::new();
     for i in 0..3 {
         let log = logs.path().join(format!("gatekeeper-{i}.log"));

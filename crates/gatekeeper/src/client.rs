@@ -238,9 +238,14 @@ impl GatekeeperClient {
                 Err(e)
                     if matches!(
                         e.code(),
-                        Some(ErrorCode::BadLease | ErrorCode::LeaseExpired)
+                        Some(
+                            ErrorCode::BadLease
+                                | ErrorCode::LeaseExpired
+                                | ErrorCode::SignatureRequired
+                        )
                     ) =>
                 {
+                    // SignatureRequired: the addresses changed, which only a signature may do.
                     tracing::debug!(error = %e, "lease refused; signing the status instead");
                 }
                 other => return other,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::admission::IpBlock;
+
 /// Timers and limits of the registry. Every replica of one deployment must use the same
 /// values, because they all judge the same entries.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +24,57 @@ pub struct GatekeeperConfig {
     /// least loaded). Random links are the shortcuts that keep the overlay's
     /// paths short; least-loaded ones keep newcomers from staying alone (docs/SCALE.md).
     pub random_candidates: f64,
+    /// Distinct reporters (each a mutual neighbour of the target) needed within the report
+    /// window before a live peer is hidden from join answers.
+    pub report_quorum: u32,
+    /// Most live registrations from one network (see `ipv4_prefix`, `ipv6_prefix`).
+    pub max_peers_per_prefix: u32,
+    /// Most joins from one network per [`JOIN_WINDOW`].
+    pub max_joins_per_prefix: u32,
+    /// Length of the IPv4 prefix that counts as one network (24: a /24).
+    pub ipv4_prefix: u8,
+    /// Length of the IPv6 prefix that counts as one network (48: a /48).
+    pub ipv6_prefix: u8,
+    /// Proxies (addresses or blocks) whose `X-Forwarded-For` header is believed; for
+    /// everyone else the source of a request is the TCP peer address.
+    pub trusted_proxies: Vec<IpBlock>,
+    /// Which claimed addresses a join or status may publish.
+    pub claimed_addrs: ClaimedAddrs,
 }
+
+/// Which addresses a peer may publish, beyond being dialable and not the Gatekeeper's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClaimedAddrs {
+    /// Every published IP must be the request's source IP (behind a trusted proxy: the
+    /// client's, from `X-Forwarded-For`), or loopback when the source is loopback too. A
+    /// peer cannot aim other peers at a bystander.
+    #[default]
+    MatchSource,
+    /// Any dialable address (for deployments where peers reach the Gatekeeper through
+    /// address translation and publish addresses it cannot see).
+    Any,
+}
+
+impl std::str::FromStr for ClaimedAddrs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "match-source" => Ok(Self::MatchSource),
+            "any" => Ok(Self::Any),
+            other => Err(format!(
+                "{other:?} is not a claimed-address rule; use match-source or any"
+            )),
+        }
+    }
+}
+
+/// Window of the per-network join limit ([`GatekeeperConfig::max_joins_per_prefix`]).
+pub const JOIN_WINDOW: Duration = Duration::from_secs(60);
+/// Most reports one peer may send per status interval (and at most one per target).
+pub const REPORTS_PER_INTERVAL: u32 = 8;
+/// Largest report quorum accepted (a target keeps at most this many recent reporters).
+pub const MAX_REPORT_QUORUM: u32 = 16;
 
 impl Default for GatekeeperConfig {
     fn default() -> Self {
@@ -34,6 +86,14 @@ impl Default for GatekeeperConfig {
             report_grace: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(1),
             random_candidates: 0.5,
+            report_quorum: 2,
+            // Live registrations, not joins: 20-40 node tests on 127.0.0.1 stay far below.
+            max_peers_per_prefix: 256,
+            max_joins_per_prefix: 600,
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+            trusted_proxies: Vec::new(),
+            claimed_addrs: ClaimedAddrs::MatchSource,
         }
     }
 }
@@ -51,6 +111,12 @@ pub enum ConfigError {
     SweepInterval(Duration),
     #[error("the random share of candidates must be between 0 and 1, got {0}")]
     RandomCandidates(f64),
+    #[error("the report quorum must be between 1 and {MAX_REPORT_QUORUM}, got {0}")]
+    ReportQuorum(u32),
+    #[error("{what} must be at least 1")]
+    ZeroLimit { what: &'static str },
+    #[error("prefix lengths must be at most 32 (IPv4) and 128 (IPv6), got /{v4} and /{v6}")]
+    PrefixLength { v4: u8, v6: u8 },
 }
 
 impl GatekeeperConfig {
@@ -63,7 +129,7 @@ impl GatekeeperConfig {
             max_clock_skew: Duration::from_secs(30),
             report_grace: Duration::from_millis(250),
             sweep_interval: Duration::from_millis(50),
-            random_candidates: 0.5,
+            ..Self::default()
         }
     }
 
@@ -86,6 +152,25 @@ impl GatekeeperConfig {
         if !(0.0..=1.0).contains(&self.random_candidates) {
             return Err(ConfigError::RandomCandidates(self.random_candidates));
         }
+        if !(1..=MAX_REPORT_QUORUM).contains(&self.report_quorum) {
+            return Err(ConfigError::ReportQuorum(self.report_quorum));
+        }
+        if self.max_peers_per_prefix == 0 {
+            return Err(ConfigError::ZeroLimit {
+                what: "max peers per prefix",
+            });
+        }
+        if self.max_joins_per_prefix == 0 {
+            return Err(ConfigError::ZeroLimit {
+                what: "max joins per prefix",
+            });
+        }
+        if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
+            return Err(ConfigError::PrefixLength {
+                v4: self.ipv4_prefix,
+                v6: self.ipv6_prefix,
+            });
+        }
         Ok(())
     }
 
@@ -98,6 +183,12 @@ impl GatekeeperConfig {
     /// the request cannot be replayed while it would still look fresh.
     pub fn tombstone_ttl(&self) -> Duration {
         self.max_clock_skew * 2
+    }
+
+    /// How long a report counts toward the quorum: one expiry window, after which a peer
+    /// that really died is gone anyway.
+    pub fn report_window(&self) -> Duration {
+        self.expires_after()
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`highway_wire::gatekeeper`] for the API and its authentication rules, [`store`] for the
 //! registry semantics both backends share, and [`client`] for the typed client peers use.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod client;

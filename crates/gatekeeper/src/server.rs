@@ -2,6 +2,7 @@
 //! expired entries.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,6 +68,8 @@ pub struct App<S> {
     pub health: StoreHealth,
     /// Requests being answered; past [`MAX_IN_FLIGHT`] new ones get 503 at once.
     pub in_flight: tokio::sync::Semaphore,
+    /// Where this process serves, once bound: peers may not publish it as theirs.
+    pub listen_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// Most requests answered concurrently by one process.
@@ -82,6 +85,7 @@ impl<S: Store> App<S> {
             metrics,
             health: StoreHealth::new(now_ms()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            listen_addr: std::sync::OnceLock::new(),
         })
     }
 }
@@ -96,8 +100,13 @@ pub async fn run<S: Store>(
     app: Arc<App<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = app.listen_addr.set(addr);
+    }
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
-    let result = axum::serve(listener, crate::api::router(app))
+    // The handlers need each request's TCP peer address (crate::admission).
+    let service = crate::api::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();

@@ -8,7 +8,12 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use highway_gatekeeper::store::{Auth, JoinOp, LeaveOp, NewLease, ReportOp, StatusOp};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use highway_gatekeeper::config::REPORTS_PER_INTERVAL;
+use highway_gatekeeper::store::{
+    Auth, JoinOp, LeaveOp, NewLease, PrefixLimits, ReportOp, ReportOutcome, StatusOp,
+};
 use highway_gatekeeper::{EmbeddedStore, Store, StoreError};
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
@@ -30,6 +35,8 @@ struct Peer {
     host: u8,
     lease: [u8; 32],
     tiebreak: u32,
+    /// Its network: its own unless a case puts several peers in one.
+    prefix: String,
 }
 
 fn lease_hash(seed: u64, generation: u32) -> [u8; 32] {
@@ -48,8 +55,34 @@ fn peer(seed: u64) -> Peer {
         host: u8::try_from(seed % 250 + 1).unwrap(),
         lease: lease_hash(seed, 0),
         tiebreak: spread(seed),
+        prefix: format!("net-{seed}"),
     }
 }
+
+/// A status timestamp newer than any handed out before (statuses must increase per peer,
+/// and cases reuse `now` values freely).
+fn status_ts() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(2 * T0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The outcome of a report that reached `reporters` and suspected the target.
+fn suspected(reporters: u32) -> Result<ReportOutcome, StoreError> {
+    Ok(ReportOutcome {
+        suspected: true,
+        reporters,
+    })
+}
+
+/// The outcome of a report that was recorded, `reporters` so far, short of the quorum.
+fn recorded(reporters: u32) -> Result<ReportOutcome, StoreError> {
+    Ok(ReportOutcome {
+        suspected: false,
+        reporters,
+    })
+}
+
+const GONE: Result<ReportOutcome, StoreError> = Ok(ReportOutcome::GONE);
 
 fn info(p: &Peer, neighbours: u16, capacity: u16) -> PeerInfo {
     PeerInfo {
@@ -87,11 +120,13 @@ fn join_op(p: &Peer, ts: u64, now: u64) -> JoinOp {
         tiebreak: p.tiebreak,
         scan_start: 0,
         random_points: Vec::new(),
+        prefix: p.prefix.clone(),
+        limits: None,
     }
 }
 
-/// `reporter` (with `load` = (neighbours, capacity)) lists `suspect` as a neighbour and
-/// reports it, so the store marks it suspected.
+/// `reporter` (with `load` = (neighbours, capacity)) and `suspect` list each other as
+/// neighbours, and the reporter reports it (quorum 1), so the store marks it suspected.
 async fn suspect_by<S: Store>(
     store: &S,
     reporter: &Peer,
@@ -99,22 +134,31 @@ async fn suspect_by<S: Store>(
     suspect: &Peer,
     now: u64,
 ) {
+    let mut st = status_op(suspect, now);
+    st.neighbour_ids = vec![reporter.id];
+    status(store, st).await;
     let mut st = status_op(reporter, now);
     st.info = info(reporter, load.0, load.1);
     st.neighbour_ids = vec![suspect.id];
     status(store, st).await;
-    assert!(
-        store
-            .report(report_op(reporter, suspect, now))
-            .await
-            .unwrap()
-    );
+    let outcome = store.report(report_op(reporter, suspect, now)).await;
+    assert!(outcome.unwrap().suspected);
+}
+
+/// `a` and `b` list each other in a status at `now`.
+async fn link<S: Store>(store: &S, a: &Peer, b: &Peer, now: u64) {
+    for (x, y) in [(a, b), (b, a)] {
+        let mut op = status_op(x, now);
+        op.neighbour_ids = vec![y.id];
+        status(store, op).await;
+    }
 }
 
 /// A lease-authenticated status of `p` (0 of 8 neighbours) at `now`.
 fn status_op(p: &Peer, now: u64) -> StatusOp {
     StatusOp {
         info: info(p, 0, 8),
+        ts_ms: status_ts(),
         neighbour_ids: Vec::new(),
         auth: lease_auth(p),
         new_lease: None,
@@ -133,6 +177,11 @@ fn report_op(reporter: &Peer, target: &Peer, now: u64) -> ReportOp {
         target: target.id,
         now_ms: now,
         suspect_deadline_ms: now + GRACE,
+        quorum: 1,
+        window_ms: 10 * EXPIRY,
+        // No rate limit unless a case sets one.
+        interval_ms: 0,
+        max_per_interval: REPORTS_PER_INTERVAL,
     }
 }
 
@@ -433,8 +482,11 @@ async fn replayed_signatures_are_refused_everywhere<S: Store>(store: S) {
     op.auth = Auth::Signed { ts_ms: 102 };
     op.neighbour_ids = vec![b.id];
     status(&store, op).await;
+    let mut op = status_op(&b, T0 + 4);
+    op.neighbour_ids = vec![a.id];
+    status(&store, op).await;
 
-    // report (a lists b, so only the timestamp can be wrong)
+    // report (a and b list each other, so only the timestamp can be wrong)
     for ts in [102, 7] {
         let mut op = report_op(&a, &b, T0 + 5);
         op.auth = Auth::Signed { ts_ms: ts };
@@ -446,7 +498,7 @@ async fn replayed_signatures_are_refused_everywhere<S: Store>(store: S) {
     }
     let mut op = report_op(&a, &b, T0 + 5);
     op.auth = Auth::Signed { ts_ms: 103 };
-    assert_eq!(store.report(op).await, Ok(true));
+    assert_eq!(store.report(op).await, suspected(1));
 
     // The accepted report moved the mark too.
     let mut op = status_op(&a, T0 + 6);
@@ -619,9 +671,7 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     for p in [&r, &t, &x, &q] {
         join_at(&store, p, T0).await;
     }
-    let mut op = status_op(&r, T0 + 10);
-    op.neighbour_ids = vec![t.id];
-    status(&store, op).await;
+    link(&store, &r, &t, T0 + 10).await;
 
     let candidates_of_q = |ts: u64| {
         let store = store.clone();
@@ -649,8 +699,8 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     assert_eq!(store.report(op).await, Err(StoreError::BadLease));
     assert!(candidates_of_q(T0 + 23).await.contains(&t.id));
 
-    // A neighbour's report: no longer a candidate, deadline shortened, entry kept.
-    assert_eq!(store.report(report_op(&r, &t, T0 + 30)).await, Ok(true));
+    // A mutual neighbour's report: no longer a candidate, deadline shortened, entry kept.
+    assert_eq!(store.report(report_op(&r, &t, T0 + 30)).await, suspected(1));
     let suspect_deadline = T0 + 30 + GRACE;
     let cands = candidates_of_q(T0 + 31).await;
     assert!(!cands.contains(&t.id), "a suspected peer was offered");
@@ -663,8 +713,10 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     assert_eq!(store.live_count(suspect_deadline - 1).await.unwrap(), 4);
     assert_eq!(store.live_count(suspect_deadline).await.unwrap(), 3);
 
-    // The target's next status clears the suspicion.
-    status(&store, status_op(&t, T0 + 100)).await;
+    // The target's next status clears the suspicion (and it still lists r).
+    let mut op = status_op(&t, T0 + 100);
+    op.neighbour_ids = vec![r.id];
+    status(&store, op).await;
     assert!(candidates_of_q(T0 + 101).await.contains(&t.id));
     assert!(
         live_ids(&store, T0 + 100 + EXPIRY - 1)
@@ -675,36 +727,301 @@ async fn reports_follow_the_rules<S: Store>(store: S) {
     // A report never extends a deadline.
     let mut op = report_op(&r, &t, T0 + 110);
     op.suspect_deadline_ms = T0 + 100_000;
-    assert_eq!(store.report(op).await, Ok(true));
+    assert_eq!(store.report(op).await, suspected(1));
     assert!(!live_ids(&store, T0 + 100 + EXPIRY).await.contains(&t.id));
-    status(&store, status_op(&t, T0 + 120)).await;
 
-    // The target listing the reporter is enough too.
+    // One side listing the other is not enough, either way round (finding 3: an attacker
+    // listing its victim in an unchecked status could hide it).
     let mut op = status_op(&t, T0 + 130);
     op.neighbour_ids = vec![x.id];
     status(&store, op).await;
-    assert_eq!(store.report(report_op(&x, &t, T0 + 140)).await, Ok(true));
+    assert_eq!(
+        store.report(report_op(&x, &t, T0 + 140)).await,
+        Err(StoreError::NotANeighbour),
+        "only the target lists the reporter"
+    );
+    let mut op = status_op(&x, T0 + 141);
+    op.neighbour_ids = vec![q.id];
+    status(&store, op).await;
+    assert_eq!(
+        store.report(report_op(&x, &q, T0 + 142)).await,
+        Err(StoreError::NotANeighbour),
+        "only the reporter lists the target"
+    );
+    assert!(candidates_of_q(T0 + 143).await.contains(&t.id));
 
     // A target that is already gone is not suspected.
-    assert_eq!(store.report(report_op(&r, &u, T0 + 150)).await, Ok(false));
-    let mut op = status_op(&r, T0 + 200);
-    op.neighbour_ids = vec![t.id];
-    status(&store, op).await;
-    let t_deadline = T0 + 140 + GRACE;
-    assert!(live_ids(&store, t_deadline - 1).await.contains(&t.id));
+    assert_eq!(store.report(report_op(&r, &u, T0 + 150)).await, GONE);
+    link(&store, &r, &t, T0 + 200).await;
+    let t_deadline = T0 + 200 + EXPIRY;
     assert_eq!(
         store.report(report_op(&r, &t, t_deadline)).await,
-        Ok(false),
+        Err(StoreError::Expired),
+        "r's own entry expired at the same time"
+    );
+    let mut op = status_op(&r, t_deadline - 50);
+    op.neighbour_ids = vec![t.id];
+    status(&store, op).await;
+    assert_eq!(
+        store.report(report_op(&r, &t, t_deadline)).await,
+        GONE,
         "a target past its deadline is gone, not suspected"
     );
 
     // A reporter whose own entry expired (not yet purged) cannot report.
     // (The reporter is judged first, whatever became of the target.)
-    let r_deadline = T0 + 200 + EXPIRY;
+    let r_deadline = t_deadline - 50 + EXPIRY;
     assert_eq!(
         store.report(report_op(&r, &t, r_deadline)).await,
         Err(StoreError::Expired)
     );
+}
+
+/// Finding 3: a live peer is hidden only once `quorum` distinct mutual neighbours reported
+/// it within the window; each reporter is rate limited; state stays bounded.
+async fn reports_need_a_quorum_and_are_rate_limited<S: Store>(store: S) {
+    let [t, a, b, c, q] = [peer(1), peer(2), peer(3), peer(4), peer(5)];
+    for p in [&t, &a, &b, &c, &q] {
+        join_at(&store, p, T0).await;
+    }
+    let mut op = status_op(&t, T0 + 1);
+    op.neighbour_ids = vec![a.id, b.id, c.id];
+    status(&store, op).await;
+    for r in [&a, &b, &c] {
+        let mut op = status_op(r, T0 + 1);
+        op.neighbour_ids = vec![t.id];
+        status(&store, op).await;
+    }
+    let quorum = |r: &Peer, now: u64| {
+        let mut op = report_op(r, &t, now);
+        op.quorum = 2;
+        op.window_ms = 100;
+        op.interval_ms = 50;
+        op
+    };
+    let offered = |now: u64| {
+        let store = store.clone();
+        let (q, t) = (q.clone(), t.clone());
+        async move {
+            let mut op = join_op(&q, now, now);
+            op.want = 32;
+            ids(&join(&store, op).await).contains(&t.id)
+        }
+    };
+
+    // One reporter, however often: recorded, never hidden; repeats within the interval
+    // are refused.
+    assert_eq!(store.report(quorum(&a, T0 + 10)).await, recorded(1));
+    assert_eq!(
+        store.report(quorum(&a, T0 + 20)).await,
+        Err(StoreError::ReportRateLimited)
+    );
+    assert!(offered(T0 + 21).await, "one reporter hid a live peer");
+    assert_eq!(store.report(quorum(&a, T0 + 61)).await, recorded(1));
+    assert!(offered(T0 + 62).await, "one reporter hid a live peer");
+
+    // A report older than the window no longer counts: b alone is still one.
+    assert_eq!(store.report(quorum(&b, T0 + 200)).await, recorded(1));
+    // A second distinct reporter within the window: hidden.
+    assert_eq!(store.report(quorum(&c, T0 + 210)).await, suspected(2));
+    assert!(!offered(T0 + 211).await, "quorum reached but still offered");
+
+    // The target's status clears suspicion and the reports against it.
+    let mut op = status_op(&t, T0 + 220);
+    op.neighbour_ids = vec![a.id, b.id, c.id];
+    status(&store, op).await;
+    assert!(offered(T0 + 221).await);
+    assert_eq!(store.report(quorum(&a, T0 + 230)).await, recorded(1));
+
+    // Per reporter, at most max_per_interval reports in all.
+    let mut op = quorum(&c, T0 + 270);
+    op.max_per_interval = 1;
+    assert_eq!(store.report(op).await, suspected(2));
+    let mut op = report_op(&c, &q, T0 + 271);
+    op.interval_ms = 50;
+    op.max_per_interval = 1;
+    assert_eq!(store.report(op).await, Err(StoreError::ReportRateLimited));
+}
+
+/// Finding 7: a status (lease or signed) must be newer than the last accepted one, and a
+/// lease token cannot move a peer's addresses.
+async fn statuses_are_ordered_and_addresses_need_a_signature<S: Store>(store: S) {
+    let a = peer(1);
+    join(&store, join_op(&a, T0, T0)).await;
+    let at = |ts: u64, now: u64| {
+        let mut op = status_op(&a, now);
+        op.ts_ms = ts;
+        op
+    };
+    // Not newer than the join: a replay of something older.
+    assert_eq!(
+        store.status(at(T0, T0 + 1)).await,
+        Err(StoreError::Replayed)
+    );
+    status(&store, at(T0 + 5, T0 + 5)).await;
+    // The same body again, and an older one: refused, whatever the auth.
+    assert_eq!(
+        store.status(at(T0 + 5, T0 + 6)).await,
+        Err(StoreError::Replayed)
+    );
+    assert_eq!(
+        store.status(at(T0 + 4, T0 + 6)).await,
+        Err(StoreError::Replayed)
+    );
+    let mut signed = at(T0 + 5, T0 + 6);
+    signed.auth = Auth::Signed { ts_ms: T0 + 7 };
+    assert_eq!(store.status(signed).await, Err(StoreError::Replayed));
+    status(&store, at(T0 + 8, T0 + 8)).await;
+
+    // New addresses with the lease: refused, the entry keeps its addresses.
+    let moved = PeerInfo {
+        addrs: support::addrs(200),
+        ..info(&a, 0, 8)
+    };
+    let mut op = at(T0 + 9, T0 + 9);
+    op.info = moved.clone();
+    assert_eq!(
+        store.status(op).await,
+        Err(StoreError::AddressChangeUnsigned)
+    );
+    assert_eq!(
+        listed_info(&store, T0 + 9, a.id).await,
+        Some(info(&a, 0, 8))
+    );
+    // Signed, they move.
+    let mut op = at(T0 + 10, T0 + 10);
+    op.info = moved.clone();
+    op.auth = Auth::Signed { ts_ms: T0 + 10 };
+    status(&store, op).await;
+    assert_eq!(
+        listed_info(&store, T0 + 10, a.id).await,
+        Some(moved.clone())
+    );
+    // Later lease statuses with the same (new) addresses are fine.
+    let mut op = at(T0 + 11, T0 + 11);
+    op.info = moved;
+    status(&store, op).await;
+    // A re-join never lowers the status mark.
+    join(&store, join_op(&a, T0 + 12, T0 + 12)).await;
+    assert_eq!(
+        store.status(at(T0 + 11, T0 + 13)).await,
+        Err(StoreError::Replayed)
+    );
+    status(&store, at(T0 + 13, T0 + 13)).await;
+}
+
+/// Finding 3: at most `max_live` live registrations and `max_joins` joins per window from
+/// one network; re-joins of a registered id do not count toward `max_live`, and a leave
+/// frees its place.
+async fn joins_are_limited_per_network<S: Store>(store: S) {
+    let limits = PrefixLimits {
+        max_live: 3,
+        max_joins: 6,
+        window_ms: 1_000,
+    };
+    let sybil = |seed: u64| Peer {
+        prefix: "203.0.113.0/24".into(),
+        ..peer(seed)
+    };
+    let limited = |p: &Peer, ts: u64| {
+        let mut op = join_op(p, ts, ts);
+        op.limits = Some(limits);
+        op
+    };
+    for seed in 1..=3 {
+        join(&store, limited(&sybil(seed), T0 + seed)).await;
+    }
+    assert_eq!(
+        store.join(limited(&sybil(4), T0 + 4)).await,
+        Err(StoreError::TooManyPeers)
+    );
+    // Another network is not affected; a registered id may join again.
+    join(&store, limited(&peer(50), T0 + 5)).await;
+    join(&store, limited(&sybil(1), T0 + 6)).await;
+    // A leave frees a place (joins so far in the window: 5 of 6).
+    assert_eq!(store.leave(leave_op(&sybil(2), T0 + 7)).await, Ok(true));
+    join(&store, limited(&sybil(4), T0 + 8)).await;
+    // The sixth join used the window up: even a re-join waits for the next window.
+    assert_eq!(
+        store.join(limited(&sybil(1), T0 + 9)).await,
+        Err(StoreError::JoinRateLimited)
+    );
+    join(&store, limited(&sybil(1), T0 + 1_010)).await;
+    // Moving to another network moves the count.
+    let mut op = limited(&sybil(3), T0 + 1_011);
+    op.prefix = "198.51.100.0/24".into();
+    join(&store, op).await;
+    join(&store, limited(&sybil(5), T0 + 1_012)).await;
+    assert_eq!(
+        store.join(limited(&sybil(6), T0 + 1_013)).await,
+        Err(StoreError::TooManyPeers)
+    );
+    // Purged entries free their places too.
+    store
+        .purge_expired(T0 + 1_012 + EXPIRY, 1000, T0 + TOMB_TTL * 2)
+        .await
+        .unwrap();
+    join(&store, limited(&sybil(6), T0 + 1_013 + EXPIRY)).await;
+    // Without limits (the simulator) nothing is counted against anyone.
+    for seed in 7..=12 {
+        join_at(&store, &sybil(seed), T0 + 2_000 + seed).await;
+    }
+}
+
+/// Finding 3's figure: with 100 Sybil ids alive from one network and 40 honest peers from
+/// 40 others, a joiner's 32 candidates are almost all honest; with one network only, the
+/// answer is still full.
+async fn answers_spread_over_networks<S: Store>(store: S) {
+    let sybils: Vec<Peer> = (1000..1100)
+        .map(|seed| Peer {
+            prefix: "127.0.0.0/24".into(),
+            ..peer(seed)
+        })
+        .collect();
+    let honest: Vec<Peer> = (1..=40).map(peer).collect();
+    // Sybils claim to be idle with room to spare: the first in least-loaded order.
+    for p in &sybils {
+        let mut op = join_op(p, T0, T0);
+        op.info = info(p, 0, 200);
+        join(&store, op).await;
+    }
+    for p in &honest {
+        let mut op = join_op(p, T0, T0);
+        op.info = info(p, 4, 8);
+        join(&store, op).await;
+    }
+    // Everyone but the Sybils is honest (earlier rounds' joiners included).
+    let sybil_ids = set(&sybils);
+    for round in 0..10u64 {
+        let joiner = peer(5000 + round);
+        let mut op = join_op(&joiner, T0 + 1 + round, T0 + 1 + round);
+        op.want = 32;
+        op.scan_start = spread(round);
+        op.random_points = (0..16u64)
+            .map(|i| *blake3::hash(&(round * 100 + i).to_le_bytes()).as_bytes())
+            .collect();
+        let got = join(&store, op).await;
+        assert_eq!(got.len(), 32, "round {round}: answer not full");
+        let good = got.iter().filter(|p| !sybil_ids.contains(&p.id)).count();
+        assert!(
+            good >= 30,
+            "round {round}: only {good} of 32 candidates are honest"
+        );
+    }
+
+    // One network only (a loopback test): full answers all the same.
+    for round in 0..10u64 {
+        let joiner = peer(5000 + round);
+        assert_eq!(store.leave(leave_op(&joiner, T0 + 40)).await, Ok(true));
+    }
+    for p in &honest {
+        assert_eq!(store.leave(leave_op(p, T0 + 40)).await, Ok(true));
+    }
+    let mut op = join_op(&peer(6000), T0 + 50, T0 + 50);
+    op.want = 32;
+    op.random_points = (0..16u8).map(|i| [i * 16; 32]).collect();
+    let got = join(&store, op).await;
+    assert_eq!(got.len(), 32);
 }
 
 async fn reports_never_remove_a_peer_that_keeps_sending_status<S: Store>(store: S) {
@@ -715,14 +1032,11 @@ async fn reports_never_remove_a_peer_that_keeps_sending_status<S: Store>(store: 
     for step in 0..60 {
         now = T0 + step * 50;
         if step % 2 == 0 {
-            status(&store, status_op(&t, now)).await;
-            let mut op = status_op(&r, now);
-            op.neighbour_ids = vec![t.id];
-            status(&store, op).await;
+            link(&store, &r, &t, now).await;
         }
         assert_eq!(
             store.report(report_op(&r, &t, now + 1)).await,
-            Ok(true),
+            suspected(1),
             "step {step}"
         );
         assert_eq!(
@@ -1022,6 +1336,23 @@ async fn embedded_journal_restores_live_registrations() {
     assert_eq!(store.live_count(t1 + EXPIRY - 1).await.unwrap(), 3);
     assert_eq!(store.live_count(t1 + EXPIRY).await.unwrap(), 0);
 
+    // A status from before the restart cannot be replayed after it (the status mark is
+    // not journaled; restored entries start it at the restore time).
+    let mut op = status_op(&a, t1 + 1);
+    op.ts_ms = t1 - 1;
+    assert_eq!(store.status(op).await, Err(StoreError::Replayed));
+    // Restored registrations still count toward their network.
+    let neighbour_of_a = Peer {
+        prefix: a.prefix.clone(),
+        ..peer(77)
+    };
+    let mut op = join_op(&neighbour_of_a, t1 + 1, t1 + 1);
+    op.limits = Some(PrefixLimits {
+        max_live: 1,
+        max_joins: 100,
+        window_ms: 1_000,
+    });
+    assert_eq!(store.join(op).await, Err(StoreError::TooManyPeers));
     // Lease tokens are as they were.
     status(&store, status_op(&a, t1 + 1)).await;
     assert_eq!(
@@ -1033,8 +1364,11 @@ async fn embedded_journal_restores_live_registrations() {
     let mut op = status_op(&b, t1 + 3);
     op.auth = wrong_lease();
     assert_eq!(store.status(op).await, Err(StoreError::BadLease));
-    // b's neighbour list came back: it may report a.
-    assert_eq!(store.report(report_op(&b, &a, t1 + 4)).await, Ok(true));
+    // b's neighbour list came back: once a lists b too, b may report a.
+    let mut op = status_op(&a, t1 + 4);
+    op.neighbour_ids = vec![b.id];
+    status(&store, op).await;
+    assert_eq!(store.report(report_op(&b, &a, t1 + 4)).await, suspected(1));
 
     // Signed timestamps came back, for live and removed entries.
     let mut op = status_op(&c_renewed, t1 + 5);
@@ -1122,6 +1456,10 @@ for_both_stores!(
     unknown_peers_are_told_to_join,
     a_late_status_expires_the_entry_unless_accept_late,
     reports_follow_the_rules,
+    reports_need_a_quorum_and_are_rate_limited,
+    statuses_are_ordered_and_addresses_need_a_signature,
+    joins_are_limited_per_network,
+    answers_spread_over_networks,
     reports_never_remove_a_peer_that_keeps_sending_status,
     leave_removes_the_entry_and_leaves_a_tombstone,
     purge_removes_exactly_the_expired_within_its_limit,

@@ -13,6 +13,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use highway_gatekeeper::GatekeeperConfig;
+use highway_gatekeeper::admission::prefix_of;
+use highway_gatekeeper::config::REPORTS_PER_INTERVAL;
 use highway_gatekeeper::store::{
     Auth, EmbeddedStore, JoinOp, LeaveOp, NewLease, ReportOp, StatusOp, Store, StoreError,
     random_points,
@@ -64,6 +66,8 @@ pub(crate) enum Request {
     },
     Status {
         info: PeerInfo,
+        /// The body's timestamp, newer than any this peer sent before.
+        ts_ms: u64,
         neighbour_ids: Vec<NodeId>,
         auth: Auth,
     },
@@ -185,6 +189,13 @@ impl GatekeeperSim {
             } => {
                 self.stats.joins += 1;
                 let (lease, held) = self.new_lease(now, rng);
+                // Every simulated host is its own network (a /32): honest peers in one
+                // address block would otherwise be spread out of answers they belong in.
+                let prefix = info
+                    .addrs
+                    .first()
+                    .map(|a| prefix_of(a.ip, 32, 128))
+                    .unwrap_or_default();
                 let op = JoinOp {
                     info,
                     signed_ts_ms: ts_ms,
@@ -199,6 +210,8 @@ impl GatekeeperSim {
                         usize::from(want),
                         self.config.random_candidates,
                     ),
+                    prefix,
+                    limits: None,
                 };
                 match ready(self.store.join(op)) {
                     Ok(candidates) => Response::Joined {
@@ -214,6 +227,7 @@ impl GatekeeperSim {
             }
             Request::Status {
                 info,
+                ts_ms,
                 neighbour_ids,
                 auth,
             } => {
@@ -227,6 +241,7 @@ impl GatekeeperSim {
                 };
                 let op = StatusOp {
                     info,
+                    ts_ms,
                     neighbour_ids,
                     auth,
                     new_lease,
@@ -260,6 +275,10 @@ impl GatekeeperSim {
                     target,
                     now_ms,
                     suspect_deadline_ms: now_ms + ms(self.config.report_grace),
+                    quorum: self.config.report_quorum,
+                    window_ms: ms(self.config.report_window()),
+                    interval_ms: ms(self.config.status_interval),
+                    max_per_interval: REPORTS_PER_INTERVAL,
                 };
                 if ready(self.store.report(op)).is_err() {
                     self.stats.refusals += 1;

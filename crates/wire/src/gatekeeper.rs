@@ -104,7 +104,9 @@ pub struct JoinResponse {
     pub expires_after_ms: u64,
 }
 
-/// `POST /v1/status` (lease token or signed).
+/// `POST /v1/status` (lease token or signed). `ts_ms` must be newer than that of the last
+/// status the Gatekeeper accepted for `id` (a replayed body is refused), and only a signed
+/// status may change `addrs` (docs/PROTOCOL.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRequest {
     pub v: u16,
@@ -140,8 +142,13 @@ pub struct ReportRequest {
 pub struct ReportResponse {
     pub v: u16,
     /// True when the target is now suspected (no longer offered as a candidate until it
-    /// sends a status); false when the target was already gone.
+    /// sends a status); false when the target was already gone, or when the report was
+    /// recorded but too few distinct neighbours have reported the target yet (the quorum).
     pub target_suspected: bool,
+    /// Distinct peers that reported the target within the report window, this one
+    /// included; 0 when the target was already gone. Absent from older Gatekeepers.
+    #[serde(default)]
+    pub reporters: u32,
 }
 
 /// `POST /v1/leave` (lease token or signed).
@@ -197,6 +204,15 @@ pub enum ErrorCode {
     UnknownPeer,
     Expired,
     NotANeighbour,
+    /// An address is not one a peer can be dialled at (unspecified, multicast, broadcast,
+    /// link-local, port 0), is the Gatekeeper's own, or is not the sender's own address.
+    BadAddress,
+    /// Changing the published addresses needs a signed status; a lease token cannot.
+    SignatureRequired,
+    /// Too many reports from this peer, or too many joins from its network, for now.
+    RateLimited,
+    /// The sender's network already has as many live registrations as allowed.
+    TooManyPeers,
     NotFound,
     MethodNotAllowed,
     StoreUnavailable,
@@ -221,6 +237,10 @@ impl ErrorCode {
             Self::UnknownPeer => "unknown_peer",
             Self::Expired => "expired",
             Self::NotANeighbour => "not_a_neighbour",
+            Self::BadAddress => "bad_address",
+            Self::SignatureRequired => "signature_required",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyPeers => "too_many_peers",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",
@@ -395,6 +415,10 @@ mod tests {
             ErrorCode::NotANeighbour,
             ErrorCode::StoreUnavailable,
             ErrorCode::Replayed,
+            ErrorCode::BadAddress,
+            ErrorCode::SignatureRequired,
+            ErrorCode::RateLimited,
+            ErrorCode::TooManyPeers,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -14,6 +14,7 @@
 //! lease statuses, which only need their timestamp and are built in the loop.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -293,7 +294,7 @@ async fn measure(
             let (http, peers, joined) = (http.clone(), peers.clone(), joined.clone());
             async move {
                 let p = i % peers.len();
-                let req = peers[p].lease_status(&joined[p].bearer);
+                let req = peers[p].lease_status(&joined[p].bearer, joined[p].next_status_ts());
                 http.post(STATUS_PATH, &req).await.map(|_| ())
             }
         })
@@ -323,7 +324,9 @@ async fn measure(
             let mut out = Vec::with_capacity(used * rounds);
             for r in 0..rounds as u64 {
                 for p in 0..used {
-                    let ts = now.max(joined[p].ts_ms + 1) + r;
+                    // Newer than the join and than every lease status sent before.
+                    let last_status = joined[p].last_status_ts.load(Ordering::Relaxed);
+                    let ts = now.max(joined[p].ts_ms + 1).max(last_status + 1) + r;
                     out.push(peers[p].signed_status(ts));
                 }
             }

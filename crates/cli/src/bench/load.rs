@@ -7,7 +7,7 @@ use highway_gatekeeper::client::error_chain;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -191,10 +191,11 @@ impl Peer {
         self.sign(STATUS_PATH, self.status_body(ts_ms))
     }
 
-    /// A `POST /v1/status` authenticated by `bearer` (`Bearer <lease token>`), stamped now.
-    pub fn lease_status(&self, bearer: &HeaderValue) -> Prepared {
+    /// A `POST /v1/status` authenticated by `bearer` (`Bearer <lease token>`), stamped
+    /// `ts_ms` ([`Joined::next_status_ts`]).
+    pub fn lease_status(&self, bearer: &HeaderValue, ts_ms: u64) -> Prepared {
         Prepared {
-            body: self.status_body(now_ms()),
+            body: self.status_body(ts_ms),
             credential: Credential::Bearer(bearer.clone()),
         }
     }
@@ -207,6 +208,23 @@ pub struct Joined {
     pub bearer: HeaderValue,
     /// Timestamp of the accepted join; a later signed request must be newer.
     pub ts_ms: u64,
+    /// Last status timestamp handed out: each status must be newer than the last one the
+    /// Gatekeeper accepted for the peer, even two sent in the same millisecond.
+    pub last_status_ts: Arc<AtomicU64>,
+}
+
+impl Joined {
+    /// A status timestamp newer than any handed out for this peer: now, or one more.
+    pub fn next_status_ts(&self) -> u64 {
+        let now = now_ms();
+        let prev = self
+            .last_status_ts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(now);
+        now.max(prev + 1)
+    }
 }
 
 /// Reads the lease out of a join answer.
@@ -215,7 +233,11 @@ pub fn joined(body: &[u8], ts_ms: u64) -> Result<Joined, String> {
         serde_json::from_slice(body).map_err(|e| format!("unreadable join answer: {e}"))?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", resp.lease.token))
         .map_err(|e| format!("lease token is not a header value: {e}"))?;
-    Ok(Joined { bearer, ts_ms })
+    Ok(Joined {
+        bearer,
+        ts_ms,
+        last_status_ts: Arc::new(AtomicU64::new(ts_ms)),
+    })
 }
 
 /// What a phase's workers did.

@@ -46,7 +46,12 @@ impl Server {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.args(["gatekeeper", "--listen", &listen])
             .args(["--status-interval", STATUS_INTERVAL])
-            .args(["--lease-ttl", LEASE_TTL]);
+            .args(["--lease-ttl", LEASE_TTL])
+            // All load comes from 127.0.0.1 for peers claiming 10.x addresses: lift the
+            // per-network limits and the claimed-address rule, which would refuse it.
+            .args(["--max-peers-per-prefix", "4000000000"])
+            .args(["--max-joins-per-prefix", "4000000000"])
+            .args(["--claimed-addrs", "any"]);
         if let Backend::Redis { url, prefix } = backend {
             cmd.args(["--redis", url, "--redis-prefix", prefix]);
         }

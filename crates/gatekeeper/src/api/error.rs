@@ -68,6 +68,11 @@ impl ApiError {
         )
     }
 
+    /// A published address was refused ([`crate::admission::check_addrs`]).
+    pub fn bad_address(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadAddress, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +91,13 @@ impl From<StoreError> for ApiError {
             StoreError::BadLease => (StatusCode::UNAUTHORIZED, ErrorCode::BadLease),
             StoreError::LeaseExpired => (StatusCode::UNAUTHORIZED, ErrorCode::LeaseExpired),
             StoreError::NotANeighbour => (StatusCode::FORBIDDEN, ErrorCode::NotANeighbour),
+            StoreError::AddressChangeUnsigned => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::SignatureRequired)
+            }
+            StoreError::ReportRateLimited | StoreError::JoinRateLimited => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+            }
+            StoreError::TooManyPeers => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyPeers),
             StoreError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable)
             }

@@ -1,22 +1,37 @@
 //! One function per endpoint: parse, validate, authenticate, then one store operation.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use highway_wire::NodeId;
+use axum::{Extension, Json};
 use highway_wire::gatekeeper::{
-    API_VERSION, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, MAX_PAGE,
-    PeerInfo, PeersPage, ReportRequest, ReportResponse, StatusRequest, StatusResponse,
+    API_VERSION, FieldError, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
+    MAX_PAGE, PeerInfo, PeersPage, ReportRequest, ReportResponse, StatusRequest, StatusResponse,
 };
+use highway_wire::{NodeId, PeerAddr};
 
 use super::{ApiError, body};
+use crate::admission::{check_addrs, prefix_of, source_ip};
 use crate::auth::{authenticate, new_lease};
+use crate::config::{JOIN_WINDOW, REPORTS_PER_INTERVAL};
 use crate::server::{App, now_ms};
-use crate::store::{Auth, JoinOp, LeaveOp, ReportOp, StatusOp, Store, random_points};
+use crate::store::{Auth, JoinOp, LeaveOp, PrefixLimits, ReportOp, StatusOp, Store, random_points};
+
+/// The TCP peer of a request, as the serving loop records it.
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// A refused field: addresses get their own code (`bad_address`, 400), the rest
+/// `invalid_field` (422).
+fn field_error(e: FieldError) -> ApiError {
+    match e {
+        FieldError::Addr(_) => ApiError::bad_address(e.to_string()),
+        other => ApiError::invalid(other.to_string()),
+    }
+}
 
 /// Default page size of `GET /v1/peers`.
 const DEFAULT_PAGE: usize = 100;
@@ -49,17 +64,35 @@ impl<S: Store> App<S> {
     fn tombstone_until(&self, now: u64) -> u64 {
         now + ms(self.config.tombstone_ttl())
     }
+
+    /// The client's IP (see [`crate::admission`]).
+    fn source(&self, peer: Peer, headers: &HeaderMap) -> Result<IpAddr, ApiError> {
+        let Some(Extension(ConnectInfo(peer))) = peer else {
+            return Err(ApiError::internal(
+                "the server did not record this connection's peer address",
+            ));
+        };
+        Ok(source_ip(peer.ip(), headers, &self.config.trusted_proxies))
+    }
+
+    fn check_addrs(&self, addrs: &[PeerAddr], source: IpAddr) -> Result<(), ApiError> {
+        let own = self.listen_addr.get().copied();
+        check_addrs(addrs, source, own, &self.config)
+            .map_err(|e| ApiError::bad_address(e.to_string()))
+    }
 }
 
 pub async fn join<S: Store>(
     State(app): State<Arc<App<S>>>,
+    peer: Peer,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Json<JoinResponse>, ApiError> {
     let bytes = body::read(&headers, raw).await?;
     let req: JoinRequest = body::parse(&bytes)?;
-    req.validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    req.validate().map_err(field_error)?;
+    let source = app.source(peer, &headers)?;
+    app.check_addrs(&req.addrs, source)?;
     let now = now_ms();
     let Auth::Signed { ts_ms } = app.auth(&headers, "/v1/join", &bytes, &req.id, req.ts_ms, now)?
     else {
@@ -87,6 +120,12 @@ pub async fn join<S: Store>(
             usize::from(req.want),
             app.config.random_candidates,
         ),
+        prefix: prefix_of(source, app.config.ipv4_prefix, app.config.ipv6_prefix),
+        limits: Some(PrefixLimits {
+            max_live: app.config.max_peers_per_prefix,
+            max_joins: app.config.max_joins_per_prefix,
+            window_ms: ms(JOIN_WINDOW),
+        }),
     };
     let candidates = app.store.join(op).await?;
     Ok(Json(JoinResponse {
@@ -100,13 +139,15 @@ pub async fn join<S: Store>(
 
 pub async fn status<S: Store>(
     State(app): State<Arc<App<S>>>,
+    peer: Peer,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let bytes = body::read(&headers, raw).await?;
     let req: StatusRequest = body::parse(&bytes)?;
-    req.validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    req.validate().map_err(field_error)?;
+    let source = app.source(peer, &headers)?;
+    app.check_addrs(&req.addrs, source)?;
     let now = now_ms();
     let auth = app.auth(&headers, "/v1/status", &bytes, &req.id, req.ts_ms, now)?;
     let (lease, new_lease) = match auth {
@@ -123,6 +164,7 @@ pub async fn status<S: Store>(
             neighbours: req.neighbours,
             capacity: req.capacity,
         },
+        ts_ms: req.ts_ms,
         neighbour_ids: req.neighbour_ids,
         auth,
         new_lease,
@@ -153,8 +195,7 @@ pub async fn report<S: Store>(
 ) -> Result<(StatusCode, Json<ReportResponse>), ApiError> {
     let bytes = body::read(&headers, raw).await?;
     let req: ReportRequest = body::parse(&bytes)?;
-    req.validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    req.validate().map_err(field_error)?;
     let now = now_ms();
     let auth = app.auth(&headers, "/v1/report", &bytes, &req.id, req.ts_ms, now)?;
     let op = ReportOp {
@@ -163,13 +204,18 @@ pub async fn report<S: Store>(
         target: req.target,
         now_ms: now,
         suspect_deadline_ms: now + ms(app.config.report_grace),
+        quorum: app.config.report_quorum,
+        window_ms: ms(app.config.report_window()),
+        interval_ms: ms(app.config.status_interval),
+        max_per_interval: REPORTS_PER_INTERVAL,
     };
-    let target_suspected = app.store.report(op).await?;
+    let outcome = app.store.report(op).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ReportResponse {
             v: API_VERSION,
-            target_suspected,
+            target_suspected: outcome.suspected,
+            reporters: outcome.reporters,
         }),
     ))
 }

@@ -6,6 +6,10 @@
 /// peers costs a bounded scan; a point that finds nothing there yields no candidate.
 pub const MAX_RANDOM_SCAN: usize = 32;
 
+/// Most peers of one network in a join answer while peers of other networks can still
+/// fill it, so Sybils registered from one network cannot crowd out everyone else.
+pub const MAX_PER_PREFIX: usize = 2;
+
 /// `count` points for [`JoinOp::random_points`](super::JoinOp::random_points): `share` of
 /// `want`, rounded down, each drawn uniformly from the id space. Peer ids are public keys,
 /// uniform in that space, so the peer after a random point is a random peer.

@@ -9,17 +9,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
 
-use super::candidates::{CandidateKey, MAX_RANDOM_SCAN, interleave, scan_ranges};
+use super::candidates::CandidateKey;
 use super::journal::{Journal, JournalError, JournalRecord, StoredPeer};
 use super::{
-    Auth, JoinOp, LeaveOp, NewLease, Page, ReportOp, StatusOp, Store, StoreError, check_auth,
+    Auth, JoinOp, LeaveOp, NewLease, Page, PrefixLimits, ReportOp, ReportOutcome, StatusOp, Store,
+    StoreError, check_auth,
 };
+use crate::config::MAX_REPORT_QUORUM;
+
+mod pick;
 
 /// Most tombstones kept; past this the oldest go first (they are the nearest to expiry).
 const MAX_TOMBSTONES: usize = 1 << 20;
 /// Most index entries one candidate scan looks at, so a crowd of not-yet-purged expired
 /// entries cannot make a join slow.
 const MAX_CANDIDATE_SCAN: usize = 1024;
+/// Most networks with a join window open at once; past this, expired windows are dropped,
+/// and if none has expired a join is admitted uncounted (rather than refusing everyone).
+const MAX_JOIN_WINDOWS: usize = 1 << 16;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -27,9 +34,28 @@ struct Entry {
     deadline_ms: u64,
     suspected: bool,
     key: CandidateKey,
+    /// Timestamp of the newest accepted status (or join). Not journaled: a restored entry
+    /// starts at the restore time, so no status captured before the restart replays.
+    last_status_ts_ms: u64,
+    /// Recent reports against this peer: (reporter, when), at most [`MAX_REPORT_QUORUM`].
+    reported_by: Vec<(NodeId, u64)>,
+    /// Recent reports by this peer: (target, when), for its rate limit.
+    sent_reports: Vec<(NodeId, u64)>,
 }
 
 impl Entry {
+    fn new(stored: StoredPeer, deadline_ms: u64, key: CandidateKey, ts_ms: u64) -> Self {
+        Self {
+            stored,
+            deadline_ms,
+            suspected: false,
+            key,
+            last_status_ts_ms: ts_ms,
+            reported_by: Vec::new(),
+            sent_reports: Vec::new(),
+        }
+    }
+
     fn lease(&self) -> NewLease {
         NewLease {
             token_hash: self.stored.lease_hash,
@@ -45,6 +71,13 @@ struct State {
     deadlines: BTreeSet<(u64, NodeId)>,
     tombstones: HashMap<NodeId, (u64, u64)>,
     tombstone_order: VecDeque<(u64, NodeId)>,
+    /// Registrations per network (entries with an empty prefix are not counted).
+    per_prefix: HashMap<String, u32>,
+    /// Join windows per network: (window start, joins in it).
+    join_windows: HashMap<String, (u64, u32)>,
+    /// Earliest time the full window table is scanned for closed windows again, so a
+    /// crowd of networks cannot make every join pay for a full scan.
+    join_windows_gc_ms: u64,
     journal: Option<Journal>,
 }
 
@@ -81,12 +114,7 @@ impl EmbeddedStore {
                         stored.info.capacity,
                         rand::random(),
                     );
-                    state.upsert(Entry {
-                        stored,
-                        deadline_ms: restored_deadline_ms,
-                        suspected: false,
-                        key,
-                    });
+                    state.upsert(Entry::new(stored, restored_deadline_ms, key, now_ms));
                 }
                 JournalRecord::Del {
                     id,
@@ -122,9 +150,21 @@ fn journal_failed(e: std::io::Error) -> StoreError {
 impl State {
     fn upsert(&mut self, entry: Entry) {
         let id = entry.stored.info.id;
-        if let Some(old) = self.peers.get(&id) {
-            self.candidates.remove(&(old.key.0, *id.as_bytes()));
-            self.deadlines.remove(&(old.deadline_ms, id));
+        let old_prefix = match self.peers.get(&id) {
+            Some(old) => {
+                let (key, deadline) = (old.key.0, old.deadline_ms);
+                let prefix = old.stored.prefix.clone();
+                self.candidates.remove(&(key, *id.as_bytes()));
+                self.deadlines.remove(&(deadline, id));
+                Some(prefix)
+            }
+            None => None,
+        };
+        if old_prefix.as_deref() != Some(entry.stored.prefix.as_str()) {
+            if let Some(old) = old_prefix {
+                self.count_prefix(&old, false);
+            }
+            self.count_prefix(&entry.stored.prefix, true);
         }
         if !entry.suspected {
             self.candidates.insert((entry.key.0, *id.as_bytes()));
@@ -137,7 +177,64 @@ impl State {
         let old = self.peers.remove(id)?;
         self.candidates.remove(&(old.key.0, *id.as_bytes()));
         self.deadlines.remove(&(old.deadline_ms, *id));
+        self.count_prefix(&old.stored.prefix, false);
         Some(old)
+    }
+
+    fn count_prefix(&mut self, prefix: &str, add: bool) {
+        if prefix.is_empty() {
+            return;
+        }
+        if add {
+            *self.per_prefix.entry(prefix.to_string()).or_default() += 1;
+        } else if let Some(n) = self.per_prefix.get_mut(prefix) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_prefix.remove(prefix);
+            }
+        }
+    }
+
+    /// Applies the per-network limits to a join of `id` from `prefix`.
+    fn admit_join(
+        &mut self,
+        id: &NodeId,
+        prefix: &str,
+        limits: PrefixLimits,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if prefix.is_empty() {
+            return Ok(());
+        }
+        let open = |&(start, _): &(u64, u32)| now_ms.saturating_sub(start) < limits.window_ms;
+        if !self.join_windows.contains_key(prefix)
+            && self.join_windows.len() >= MAX_JOIN_WINDOWS
+            && now_ms >= self.join_windows_gc_ms
+        {
+            self.join_windows.retain(|_, w| open(w));
+            self.join_windows_gc_ms = now_ms + 1_000;
+        }
+        let room = self.join_windows.len() < MAX_JOIN_WINDOWS;
+        match self.join_windows.get_mut(prefix) {
+            Some(w) if open(w) && w.1 >= limits.max_joins => {
+                return Err(StoreError::JoinRateLimited);
+            }
+            Some(w) if open(w) => w.1 += 1,
+            Some(w) => *w = (now_ms, 1),
+            None if room => {
+                self.join_windows.insert(prefix.to_string(), (now_ms, 1));
+            }
+            None => {}
+        }
+        let rejoin = self
+            .peers
+            .get(id)
+            .is_some_and(|e| e.stored.prefix == prefix);
+        let live = self.per_prefix.get(prefix).copied().unwrap_or(0);
+        if !rejoin && live >= limits.max_live {
+            return Err(StoreError::TooManyPeers);
+        }
+        Ok(())
     }
 
     fn journal(&mut self, record: &JournalRecord) -> Result<(), StoreError> {
@@ -196,79 +293,6 @@ impl State {
         Ok(())
     }
 
-    /// Candidates for `requester`: one per random point, then the least loaded, interleaved.
-    fn pick(&self, requester: &NodeId, op: &JoinOp) -> Vec<PeerInfo> {
-        let mut chosen = vec![*requester.as_bytes()];
-        let random = self.pick_random(&op.random_points, op.want, op.now_ms, &mut chosen);
-        let least_loaded =
-            self.pick_least_loaded(op.want - random.len(), op.now_ms, op.scan_start, &chosen);
-        interleave(random, least_loaded)
-    }
-
-    /// For each point, the first live, unsuspected peer at or after it in id order
-    /// (wrapping), not yet chosen; a bounded scan per point.
-    fn pick_random(
-        &self,
-        points: &[[u8; 32]],
-        want: usize,
-        now_ms: u64,
-        chosen: &mut Vec<[u8; 32]>,
-    ) -> Vec<PeerInfo> {
-        let mut out = Vec::new();
-        for point in points.iter().take(want) {
-            let from_point = self
-                .peers
-                .range::<[u8; 32], _>((Bound::Included(point), Bound::Unbounded));
-            let wrapped = self
-                .peers
-                .range::<[u8; 32], _>((Bound::Unbounded, Bound::Excluded(point)));
-            let found = from_point
-                .chain(wrapped)
-                .take(MAX_RANDOM_SCAN)
-                .find(|(id, e)| {
-                    !e.suspected && e.deadline_ms > now_ms && !chosen.contains(id.as_bytes())
-                });
-            if let Some((id, entry)) = found {
-                chosen.push(*id.as_bytes());
-                out.push(entry.stored.info.clone());
-            }
-        }
-        out
-    }
-
-    fn pick_least_loaded(
-        &self,
-        want: usize,
-        now_ms: u64,
-        scan_start: u32,
-        chosen: &[[u8; 32]],
-    ) -> Vec<PeerInfo> {
-        let mut out = Vec::with_capacity(want);
-        let Some(&(first, _)) = self.candidates.first() else {
-            return out;
-        };
-        let mut scanned = 0;
-        for (lo, hi) in scan_ranges(CandidateKey(first), scan_start) {
-            let range = (
-                Bound::Included((lo, [0u8; 32])),
-                Bound::Excluded((hi, [0u8; 32])),
-            );
-            for (_, id_bytes) in self.candidates.range(range) {
-                if out.len() >= want || scanned >= MAX_CANDIDATE_SCAN {
-                    return out;
-                }
-                scanned += 1;
-                if chosen.contains(id_bytes) {
-                    continue;
-                }
-                if let Some(entry) = self.peers.get(id_bytes).filter(|e| e.deadline_ms > now_ms) {
-                    out.push(entry.stored.info.clone());
-                }
-            }
-        }
-        out
-    }
-
     fn compact_if_needed(&mut self) {
         // A compacted journal holds a line per entry and per tombstone.
         let entries = self.peers.len() + self.tombstones.len();
@@ -301,6 +325,9 @@ impl Store for EmbeddedStore {
         if op.signed_ts_ms <= st.last_signed(&id) {
             return Err(StoreError::Replayed);
         }
+        if let Some(limits) = op.limits {
+            st.admit_join(&id, &op.prefix, limits, op.now_ms)?;
+        }
         let key = CandidateKey::new(op.info.neighbours, op.info.capacity, op.tiebreak);
         let stored = StoredPeer {
             info: op.info.clone(),
@@ -308,15 +335,18 @@ impl Store for EmbeddedStore {
             lease_hash: op.lease.token_hash,
             lease_expires_ms: op.lease.expires_ms,
             last_signed_ts_ms: op.signed_ts_ms,
+            prefix: op.prefix.clone(),
         };
         st.journal(&JournalRecord::Put(stored.clone()))?;
         st.tombstones.remove(&id);
-        st.upsert(Entry {
-            stored,
-            deadline_ms: op.deadline_ms,
-            suspected: false,
-            key,
-        });
+        let mut entry = Entry::new(stored, op.deadline_ms, key, op.signed_ts_ms);
+        if let Some(old) = st.peers.get(&id) {
+            // A re-join keeps the rate-limit history (re-joining must not reset it) and
+            // never lowers the status high-water mark.
+            entry.sent_reports = old.sent_reports.clone();
+            entry.last_status_ts_ms = entry.last_status_ts_ms.max(old.last_status_ts_ms);
+        }
+        st.upsert(entry);
         Ok(st.pick(&id, &op))
     }
 
@@ -330,10 +360,17 @@ impl Store for EmbeddedStore {
             &entry.lease(),
             op.now_ms,
         )?;
+        if op.ts_ms <= entry.last_status_ts_ms {
+            return Err(StoreError::Replayed);
+        }
+        if matches!(op.auth, Auth::Lease { .. }) && op.info.addrs != entry.stored.info.addrs {
+            return Err(StoreError::AddressChangeUnsigned);
+        }
         if entry.deadline_ms <= op.now_ms && !op.accept_late {
             st.expire(&id, op.tombstone_ms)?;
             return Err(StoreError::Expired);
         }
+        let sent_reports = entry.sent_reports.clone();
         let mut stored = entry.stored.clone();
         stored.info = op.info;
         stored.neighbour_ids = op.neighbour_ids;
@@ -348,17 +385,15 @@ impl Store for EmbeddedStore {
             st.journal(&JournalRecord::Put(stored.clone()))?;
         }
         let key = CandidateKey::new(stored.info.neighbours, stored.info.capacity, op.tiebreak);
-        st.upsert(Entry {
-            stored,
-            deadline_ms: op.deadline_ms,
-            suspected: false,
-            key,
-        });
+        // A status proves the peer alive: earlier reports against it no longer count.
+        let mut entry = Entry::new(stored, op.deadline_ms, key, op.ts_ms);
+        entry.sent_reports = sent_reports;
+        st.upsert(entry);
         st.compact_if_needed();
         Ok(())
     }
 
-    async fn report(&self, op: ReportOp) -> Result<bool, StoreError> {
+    async fn report(&self, op: ReportOp) -> Result<ReportOutcome, StoreError> {
         let mut st = self.lock();
         let reporter = st.peers.get(&op.reporter).ok_or(StoreError::UnknownPeer)?;
         if reporter.deadline_ms <= op.now_ms {
@@ -372,26 +407,53 @@ impl Store for EmbeddedStore {
         )?;
         let reporter_lists_target = reporter.stored.neighbour_ids.contains(&op.target);
         if let Auth::Signed { ts_ms } = op.auth {
-            let mut updated = reporter.clone();
-            updated.stored.last_signed_ts_ms = ts_ms;
-            st.journal(&JournalRecord::Put(updated.stored.clone()))?;
-            st.upsert(updated);
+            let mut stored = reporter.stored.clone();
+            stored.last_signed_ts_ms = ts_ms;
+            st.journal(&JournalRecord::Put(stored))?;
         }
+        let since = op.now_ms.saturating_sub(op.interval_ms);
+        let Some(reporter) = st.peers.get_mut(&op.reporter) else {
+            return Err(StoreError::UnknownPeer);
+        };
+        if let Auth::Signed { ts_ms } = op.auth {
+            reporter.stored.last_signed_ts_ms = ts_ms;
+        }
+        reporter.sent_reports.retain(|&(_, at)| at > since);
+        let sent = &reporter.sent_reports;
+        if sent.len() >= op.max_per_interval as usize || sent.iter().any(|(t, _)| *t == op.target) {
+            return Err(StoreError::ReportRateLimited);
+        }
+        reporter.sent_reports.push((op.target, op.now_ms));
         let Some(target) = st
             .peers
             .get(&op.target)
             .filter(|t| t.deadline_ms > op.now_ms)
         else {
-            return Ok(false);
+            return Ok(ReportOutcome::GONE);
         };
-        if !reporter_lists_target && !target.stored.neighbour_ids.contains(&op.reporter) {
+        if !reporter_lists_target || !target.stored.neighbour_ids.contains(&op.reporter) {
             return Err(StoreError::NotANeighbour);
         }
         let mut target = target.clone();
-        target.suspected = true;
-        target.deadline_ms = target.deadline_ms.min(op.suspect_deadline_ms);
+        let window_start = op.now_ms.saturating_sub(op.window_ms);
+        target
+            .reported_by
+            .retain(|&(r, at)| at > window_start && r != op.reporter);
+        target.reported_by.push((op.reporter, op.now_ms));
+        if target.reported_by.len() > MAX_REPORT_QUORUM as usize {
+            target.reported_by.remove(0);
+        }
+        let reporters = target.reported_by.len() as u32;
+        if reporters >= op.quorum {
+            target.suspected = true;
+            target.deadline_ms = target.deadline_ms.min(op.suspect_deadline_ms);
+        }
+        let suspected = target.suspected;
         st.upsert(target);
-        Ok(true)
+        Ok(ReportOutcome {
+            suspected,
+            reporters,
+        })
     }
 
     async fn leave(&self, op: LeaveOp) -> Result<bool, StoreError> {

@@ -28,6 +28,10 @@ pub struct StoredPeer {
     pub lease_hash: [u8; 32],
     pub lease_expires_ms: u64,
     pub last_signed_ts_ms: u64,
+    /// The network the registration came from (absent in journals written before it was
+    /// recorded: such entries count toward no network).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +202,7 @@ mod tests {
             lease_hash: [seed; 32],
             lease_expires_ms: 10,
             last_signed_ts_ms: 5,
+            prefix: String::new(),
         }
     }
 

@@ -7,9 +7,21 @@
 //!   timestamp for [`crate::GatekeeperConfig::tombstone_ttl`]).
 //! - A lease-authenticated request must present the current lease, before it expires.
 //! - An entry whose deadline passed is never a candidate, and is purged.
-//! - A report only marks its target suspected: not a candidate, and a shorter deadline,
-//!   until the target's next status clears it. Reporter and target must be neighbours by
-//!   either one's last status, and the reporter's own entry must not have expired.
+//! - Every status carries a timestamp newer than the last status accepted for that key,
+//!   lease-authenticated or signed, so a captured status body cannot be replayed. A
+//!   lease-authenticated status cannot change the published addresses (that needs a
+//!   signature).
+//! - A report counts only when reporter and target are mutual neighbours: the reporter's
+//!   last status lists the target and the target's last status lists the reporter, and the
+//!   reporter's own entry has not expired. A reporter sends at most one report per target
+//!   and [`crate::config::REPORTS_PER_INTERVAL`] in all per status interval. Once
+//!   `quorum` distinct reporters reported a target within the report window, the target is
+//!   suspected: not a candidate, and a shorter deadline, until its next status clears it.
+//! - With [`PrefixLimits`], a join is refused when its network already holds `max_live`
+//!   live registrations (re-joins of a registered id from the same network excepted), or
+//!   made `max_joins` joins within the window.
+//! - Join answers hold at most [`candidates::MAX_PER_PREFIX`] peers of one network while
+//!   peers of other networks can fill them; only then the rest is filled from any network.
 
 mod candidates;
 mod embedded;
@@ -19,7 +31,7 @@ mod redis;
 use highway_wire::NodeId;
 use highway_wire::gatekeeper::PeerInfo;
 
-pub use candidates::{CandidateKey, random_points};
+pub use candidates::{CandidateKey, MAX_PER_PREFIX, random_points};
 pub use embedded::EmbeddedStore;
 pub use journal::JournalError;
 pub use redis::{RedisOptions, RedisStore};
@@ -56,11 +68,29 @@ pub struct JoinOp {
     /// They come first, interleaved with the least loaded. Empty: least loaded only.
     /// See [`candidates::random_points`].
     pub random_points: Vec<[u8; 32]>,
+    /// The network this registration counts toward (`crate::admission::prefix_of`), for the
+    /// per-network limits and the diversity of answers. Empty: none (never limited).
+    pub prefix: String,
+    /// Limits on the network's registrations; `None` (the simulator) applies none.
+    pub limits: Option<PrefixLimits>,
+}
+
+/// Per-network limits on joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixLimits {
+    /// Most live registrations of one network.
+    pub max_live: u32,
+    /// Most joins of one network per `window_ms`.
+    pub max_joins: u32,
+    pub window_ms: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct StatusOp {
     pub info: PeerInfo,
+    /// The body's timestamp: must be newer than the last accepted status's, whatever the
+    /// authentication.
+    pub ts_ms: u64,
     pub neighbour_ids: Vec<NodeId>,
     pub auth: Auth,
     pub new_lease: Option<NewLease>,
@@ -82,6 +112,30 @@ pub struct ReportOp {
     pub now_ms: u64,
     /// The target's deadline becomes at most this.
     pub suspect_deadline_ms: u64,
+    /// Distinct reporters needed before the target is suspected.
+    pub quorum: u32,
+    /// Reports older than this long no longer count toward the quorum.
+    pub window_ms: u64,
+    /// The reporter's rate limit: one report per target, and `max_per_interval` in all,
+    /// per `interval_ms`.
+    pub interval_ms: u64,
+    pub max_per_interval: u32,
+}
+
+/// What a report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// The target is now suspected (the quorum was reached).
+    pub suspected: bool,
+    /// Distinct reporters within the window, this one included; 0 when the target is gone.
+    pub reporters: u32,
+}
+
+impl ReportOutcome {
+    pub const GONE: Self = Self {
+        suspected: false,
+        reporters: 0,
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -114,8 +168,21 @@ pub enum StoreError {
     BadLease,
     #[error("the lease token expired; sign the request to get a new one")]
     LeaseExpired,
-    #[error("the reporter and the target are not neighbours")]
+    #[error(
+        "the reporter and the target are not mutual neighbours: each one's last status must \
+         list the other"
+    )]
     NotANeighbour,
+    #[error("a lease token cannot change the published addresses; sign this status")]
+    AddressChangeUnsigned,
+    #[error(
+        "too many reports from this peer: at most one per target and a few in all per status interval"
+    )]
+    ReportRateLimited,
+    #[error("too many joins from this network; retry later")]
+    JoinRateLimited,
+    #[error("this network already has as many live registrations as the Gatekeeper allows")]
+    TooManyPeers,
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store corrupt: {0}")]
@@ -155,8 +222,11 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn status(&self, op: StatusOp) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Returns whether the target is now suspected (false: it was already gone).
-    fn report(&self, op: ReportOp) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records a report; the target is suspected once the quorum is reached.
+    fn report(
+        &self,
+        op: ReportOp,
+    ) -> impl Future<Output = Result<ReportOutcome, StoreError>> + Send;
 
     /// Returns whether an entry was removed.
     fn leave(&self, op: LeaveOp) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -16,8 +16,9 @@ use highway_wire::gatekeeper::PeerInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::candidates::{CandidateKey, MAX_RANDOM_SCAN};
-use super::{Auth, JoinOp, LeaveOp, Page, ReportOp, StatusOp, Store, StoreError};
+use super::candidates::{CandidateKey, MAX_PER_PREFIX, MAX_RANDOM_SCAN};
+use super::{Auth, JoinOp, LeaveOp, Page, ReportOp, ReportOutcome, StatusOp, Store, StoreError};
+use crate::config::MAX_REPORT_QUORUM;
 
 const PRELUDE: &str = include_str!("lua/common.lua");
 const CANDIDATES_LUA: &str = include_str!("lua/candidates.lua");
@@ -186,6 +187,10 @@ fn info_json(info: &PeerInfo) -> Result<String, StoreError> {
     serde_json::to_string(info).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+fn addrs_json(info: &PeerInfo) -> Result<String, StoreError> {
+    serde_json::to_string(&info.addrs).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn parse_info(json: &str) -> Result<PeerInfo, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("peer entry in Redis is not valid: {e}")))
@@ -194,13 +199,17 @@ fn parse_info(json: &str) -> Result<PeerInfo, StoreError> {
 /// Maps a script's answer word to the store's outcome.
 fn outcome(word: &str) -> Result<(), StoreError> {
     match word {
-        "ok" | "suspected" | "gone" => Ok(()),
+        "ok" | "suspected" | "recorded" | "gone" => Ok(()),
         "replayed" => Err(StoreError::Replayed),
         "bad_lease" => Err(StoreError::BadLease),
         "lease_expired" => Err(StoreError::LeaseExpired),
         "unknown_peer" => Err(StoreError::UnknownPeer),
         "expired" => Err(StoreError::Expired),
         "not_a_neighbour" => Err(StoreError::NotANeighbour),
+        "address_unsigned" => Err(StoreError::AddressChangeUnsigned),
+        "rate_limited" => Err(StoreError::ReportRateLimited),
+        "join_rate" => Err(StoreError::JoinRateLimited),
+        "too_many_peers" => Err(StoreError::TooManyPeers),
         other => Err(StoreError::Corrupt(format!(
             "unexpected script answer {other:?}"
         ))),
@@ -313,6 +322,7 @@ impl Store for RedisStore {
     async fn join(&self, op: JoinOp) -> Result<Vec<PeerInfo>, StoreError> {
         let id = op.info.id.to_string();
         let key = CandidateKey::new(op.info.neighbours, op.info.capacity, op.tiebreak);
+        let limits = op.limits;
         let word: String = self
             .write_script(
                 &self.scripts.join,
@@ -325,6 +335,14 @@ impl Store for RedisStore {
                     op.lease.expires_ms.to_string(),
                     op.deadline_ms.to_string(),
                     key.0.to_string(),
+                    op.prefix.clone(),
+                    addrs_json(&op.info)?,
+                    op.now_ms.to_string(),
+                    limits.map(|l| l.max_live.to_string()).unwrap_or_default(),
+                    limits.map(|l| l.max_joins.to_string()).unwrap_or_default(),
+                    limits
+                        .map(|l| l.window_ms.max(1).to_string())
+                        .unwrap_or_default(),
                 ],
             )
             .await?;
@@ -337,6 +355,7 @@ impl Store for RedisStore {
             op.scan_start.to_string(),
             MAX_SCAN.to_string(),
             MAX_RANDOM_SCAN.to_string(),
+            MAX_PER_PREFIX.to_string(),
         ];
         args.extend(op.random_points.iter().take(op.want).map(hex::encode));
         let rows = match &self.replica {
@@ -371,15 +390,17 @@ impl Store for RedisStore {
                     lease_exp,
                     if op.accept_late { "1" } else { "0" }.into(),
                     ttl_ms(op.tombstone_ms, op.now_ms).to_string(),
+                    op.ts_ms.to_string(),
+                    addrs_json(&op.info)?,
                 ],
             )
             .await?;
         outcome(&word)
     }
 
-    async fn report(&self, op: ReportOp) -> Result<bool, StoreError> {
+    async fn report(&self, op: ReportOp) -> Result<ReportOutcome, StoreError> {
         let (kind, val) = auth_args(op.auth);
-        let word: String = self
+        let (word, reporters): (String, u32) = self
             .write_script(
                 &self.scripts.report,
                 vec![
@@ -390,11 +411,19 @@ impl Store for RedisStore {
                     op.now_ms.to_string(),
                     op.target.to_string(),
                     op.suspect_deadline_ms.to_string(),
+                    op.quorum.to_string(),
+                    op.window_ms.to_string(),
+                    op.interval_ms.to_string(),
+                    op.max_per_interval.to_string(),
+                    MAX_REPORT_QUORUM.to_string(),
                 ],
             )
             .await?;
         outcome(&word)?;
-        Ok(word == "suspected")
+        Ok(ReportOutcome {
+            suspected: word == "suspected",
+            reporters,
+        })
     }
 
     async fn leave(&self, op: LeaveOp) -> Result<bool, StoreError> {

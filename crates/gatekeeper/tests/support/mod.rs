@@ -555,9 +555,20 @@ pub struct Raw {
 
 impl Raw {
     pub fn new(base: &str) -> Self {
+        Self::build(base, None)
+    }
+
+    /// A client whose connections come from `source` (a loopback address other than
+    /// 127.0.0.1 stands for another network).
+    pub fn from_source(base: &str, source: std::net::IpAddr) -> Self {
+        Self::build(base, Some(source))
+    }
+
+    fn build(base: &str, source: Option<std::net::IpAddr>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .no_proxy()
+            .local_address(source)
             .build()
             .expect("reqwest client");
         Self {

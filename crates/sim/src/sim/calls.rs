@@ -201,10 +201,16 @@ impl Shard {
             return;
         }
         let neighbour_ids = host.links.iter().map(|(id, _)| *id).collect();
+        let auth = self.credentials(world, h);
+        let ts_ms = match auth {
+            Auth::Signed { ts_ms } => ts_ms,
+            Auth::Lease { .. } => self.next_ts(h),
+        };
         let req = Request::Status {
             info: self.peer_info(h),
+            ts_ms,
             neighbour_ids,
-            auth: self.credentials(world, h),
+            auth,
         };
         self.call(world, h, req);
     }

@@ -1,28 +1,39 @@
--- Read-only. ARGV: prefix, requester, want, now, scan_start, max_scan, random_scan, then
--- the random points (64 hex characters each).
+-- Read-only. ARGV: prefix, requester, want, now, scan_start, max_scan, random_scan,
+-- max_per_prefix, then the random points (64 hex characters each).
 -- One candidate per random point: the first live, unsuspected peer at or after it in id
 -- order (wrapping), at most random_scan looked at. Then the least loaded: the lowest
--- bucket from a random start, wrapped, then the later buckets. Random and least loaded
--- alternate in the answer, random first (the embedded store's `pick` does the same).
+-- bucket from a random start, wrapped, then the later buckets. Both skip peers of a
+-- network that already has max_per_prefix peers in the answer; when the answer is short,
+-- those passed over fill it (first the random points', then the least loaded's). Random
+-- and least loaded alternate in the answer, random first (the embedded store's `pick`
+-- does the same).
 local want = num(ARGV[3])
 local now = num(ARGV[4])
+local cap = num(ARGV[8])
 local chosen = {[ARGV[2]] = true}
+local nets = {}
 
--- The peer's info when it may be offered: not chosen yet, live, not suspected.
-local function offer(id, check_suspected)
+local function full(net) return net ~= '' and (nets[net] or 0) >= cap end
+
+-- The peer's info and network when it may be offered: not chosen yet, live, not suspected.
+local function usable(id, check_suspected)
   if chosen[id] then return nil end
   if check_suspected and not redis.call('ZSCORE', p .. 'cand', id) then return nil end
-  local fields = redis.call('HMGET', rec_key(id), 'info', 'deadline')
-  if fields[1] and num(fields[2]) > now then
-    chosen[id] = true
-    return fields[1]
-  end
+  local fields = redis.call('HMGET', rec_key(id), 'info', 'deadline', 'net')
+  if fields[1] and num(fields[2]) > now then return fields[1], (fields[3] or '') end
   return nil
 end
 
+local function take(id, info, net)
+  chosen[id] = true
+  if net ~= '' then nets[net] = (nets[net] or 0) + 1 end
+  return info
+end
+
 local random = {}
+local deferred = {}
 local random_scan = num(ARGV[7])
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   if #random >= want then break end
   local point = ARGV[i]
   local ids = redis.call('ZRANGEBYLEX', p .. 'ids', '[' .. point, '+', 'LIMIT', 0, random_scan)
@@ -31,16 +42,24 @@ for i = 8, #ARGV do
       random_scan - #ids)
     for _, id in ipairs(wrapped) do table.insert(ids, id) end
   end
+  local fallback = nil
+  local found = false
   for _, id in ipairs(ids) do
-    local info = offer(id, true)
+    local info, net = usable(id, true)
     if info then
-      table.insert(random, info)
-      break
+      if not full(net) then
+        table.insert(random, take(id, info, net))
+        found = true
+        break
+      end
+      fallback = fallback or id
     end
   end
+  if not found and fallback then table.insert(deferred, fallback) end
 end
 
 local least = {}
+local passed = {}
 local want_least = want - #random
 local first = redis.call('ZRANGE', p .. 'cand', 0, 0, 'WITHSCORES')
 if #first > 0 and want_least > 0 then
@@ -65,12 +84,30 @@ if #first > 0 and want_least > 0 then
       for _, id in ipairs(ids) do
         if #least >= want_least or budget <= 0 then break end
         budget = budget - 1
-        local info = offer(id, false)
-        if info then table.insert(least, info) end
+        local info, net = usable(id, false)
+        if info then
+          if not full(net) then
+            table.insert(least, take(id, info, net))
+          elseif #passed < want_least then
+            table.insert(passed, id)
+          end
+        end
       end
       if #ids < batch then break end
     end
   end
+end
+
+-- Short of want: the peers passed over for their network.
+for _, id in ipairs(deferred) do
+  if #random + #least >= want then break end
+  local info, net = usable(id, false)
+  if info then table.insert(random, take(id, info, net)) end
+end
+for _, id in ipairs(passed) do
+  if #random + #least >= want then break end
+  local info, net = usable(id, false)
+  if info then table.insert(least, take(id, info, net)) end
 end
 
 local out = {}
