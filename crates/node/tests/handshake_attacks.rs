@@ -85,8 +85,7 @@ impl Setup {
             })
             .await;
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let client =
-            GatekeeperClient::new(&self.gatekeeper, key, ClientConfig::default()).unwrap();
+        let client = GatekeeperClient::new(&self.gatekeeper, key, ClientConfig::default()).unwrap();
         let listed = wait_until(Duration::from_secs(10), || async {
             client
                 .all_peers()
