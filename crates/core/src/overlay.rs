@@ -390,12 +390,13 @@ impl Peer {
                 return;
             }
             self.drop_link(&up.peer, DownReason::Replaced);
-        } else if self.links.len() >= self.config.max_degree
-            || (up.inbound
-                && self.links.len() + self.overlay.pending_out.len() >= self.config.max_degree)
-        {
+        } else if self.links.len() >= self.config.max_degree {
             // Accepted handshakes hold no slot, so more may confirm than fit: the late
-            // one is refused (no "established"), and our own dials in flight keep theirs.
+            // one is refused (no "established"). Our own dials in flight are not held
+            // back for: refusing inbound links for them starved repair in the simulator
+            // (dials to crashed peers hold their slot for the whole handshake timeout).
+            // The rare dial of ours that completes into a full peer leaves a half-link
+            // on the other side, which our "not your neighbour" clears.
             if up.inbound {
                 self.stats.links_refused_full += 1;
             }
