@@ -128,9 +128,7 @@ pub(crate) struct Dial {
 pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
     let my_link_id = dial.my_link_id;
     let addr = dial.addr;
-    let result = tokio::time::timeout(timeout, dial_inner(dial))
-        .await
-        .unwrap_or(Err(LinkError::Timeout));
+    let result = dial_inner(dial, Instant::now() + timeout).await;
     match result {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -143,19 +141,26 @@ pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
     }
 }
 
-async fn dial_inner(dial: Dial) -> Result<Command, LinkError> {
+/// Dials within `deadline`. An error means the address never answered with a valid
+/// welcome; what happens after one is reported as a command.
+async fn dial_inner(dial: Dial, deadline: Instant) -> Result<Command, LinkError> {
     let remote = dial.addr.tcp_addr();
-    let socket = if remote.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(dial.local_ip, 0))?;
-    let stream = socket.connect(remote).await?;
-    let _ = stream.set_nodelay(true);
-    let mut conn = Framed::new(stream);
-    conn.write(&dial.hello).await?;
-    let welcome = conn.read_frame().await?;
+    let (mut conn, welcome) = tokio::time::timeout_at(deadline, async {
+        let socket = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(dial.local_ip, 0))?;
+        let stream = socket.connect(remote).await?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = Framed::new(stream);
+        conn.write(&dial.hello).await?;
+        let welcome = conn.read_frame().await?;
+        Ok::<_, LinkError>((conn, welcome))
+    })
+    .await
+    .map_err(|_| LinkError::Timeout)??;
     let outcome = dial
         .initiator
         .on_welcome(&welcome, dial.expected, dial.my_link_id)?;
@@ -169,7 +174,7 @@ async fn dial_inner(dial: Dial) -> Result<Command, LinkError> {
         } => {
             // It answered: from here a failure is a refusal (it accepted more handshakes
             // than it had room for when they confirmed), not an address to back off from.
-            let established = async {
+            let established = tokio::time::timeout_at(deadline, async {
                 conn.write(&confirm).await?;
                 let last = conn.read_frame().await?;
                 if is_established(&last) {
@@ -177,8 +182,8 @@ async fn dial_inner(dial: Dial) -> Result<Command, LinkError> {
                 } else {
                     Err(LinkError::NotEstablished)
                 }
-            };
-            if let Err(e) = established.await {
+            });
+            if let Err(e) = established.await.unwrap_or(Err(LinkError::Timeout)) {
                 tracing::debug!(peer = %dial.addr, error = %e, "the link was not established");
                 return Ok(Command::ConnectFailed {
                     my_link_id: dial.my_link_id,
