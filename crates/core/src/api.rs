@@ -48,8 +48,12 @@ pub enum ConnectOutcome {
     Unreachable,
     /// The peer has no free slot; its neighbours are where to look next.
     Full { neighbours: Vec<NeighbourEntry> },
-    /// The peer declined (already linked, leaving, or it was ourselves).
+    /// The peer declined (already linked, leaving, or it was ourselves), or accepted
+    /// and then had no room left when we confirmed.
     Rejected { neighbours: Vec<NeighbourEntry> },
+    /// The runtime did not start the dial (too many running): nothing was learnt about
+    /// the address, so it does not back off.
+    NotStarted,
 }
 
 /// Outputs besides datagrams: work for the runtime, and news for whoever watches.

@@ -462,6 +462,7 @@ impl Peer {
                 self.stats.dials_unanswered += 1;
                 self.overlay.dial_backoff.failed(now, tcp);
             }
+            ConnectOutcome::NotStarted => {}
         }
         self.maintain(now);
     }

@@ -339,3 +339,27 @@ fn forged_hits_with_undialable_servers_never_reach_the_searcher() {
         .collect();
     assert_eq!(seen, vec!["192.0.2.6:8080".parse::<SocketAddr>().unwrap()]);
 }
+
+/// A dial the runtime could not start (too many running) says nothing about the address:
+/// it does not back off.
+#[test]
+fn a_dial_not_started_does_not_back_off() {
+    let config = Config {
+        join_backoff_min: ms(100),
+        join_backoff_max: ms(100),
+        ..Config::test()
+    };
+    let start = Instant::now();
+    let mut peer = solo(config, 1, start);
+    let candidate = entry(2, "192.0.2.80:7001");
+    let dialled = drive(
+        &mut peer,
+        start,
+        Duration::from_secs(5),
+        std::slice::from_ref(&candidate),
+        |_| ConnectOutcome::NotStarted,
+    );
+    assert!(dialled.len() > 20, "{}", dialled.len());
+    assert_eq!(peer.stats().dials_unanswered, 0);
+    assert_eq!(peer.stats().dials_skipped_backoff, 0);
+}

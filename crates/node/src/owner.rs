@@ -371,6 +371,8 @@ impl Running {
             } => {
                 bump(match outcome {
                     ConnectOutcome::Unreachable => &counters.outbound_unreachable,
+                    // Reported from `on_event` directly, never through here.
+                    ConnectOutcome::NotStarted => &counters.outbound_refused_busy,
                     ConnectOutcome::Full { .. } => &counters.outbound_full,
                     ConnectOutcome::Rejected { .. } => &counters.outbound_rejected,
                 });
@@ -445,7 +447,7 @@ impl Running {
                         Instant::now(),
                         Command::ConnectFailed {
                             my_link_id,
-                            outcome: ConnectOutcome::Unreachable,
+                            outcome: ConnectOutcome::NotStarted,
                         },
                     );
                     return;

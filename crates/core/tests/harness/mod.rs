@@ -754,7 +754,7 @@ impl Net {
     /// Tells initiator `i` how its dial ended.
     fn dial_failed(&mut self, i: usize, my_link_id: u64, addr: PeerAddr, outcome: ConnectOutcome) {
         let rec = match &outcome {
-            ConnectOutcome::Unreachable => Outcome::Unreachable,
+            ConnectOutcome::Unreachable | ConnectOutcome::NotStarted => Outcome::Unreachable,
             ConnectOutcome::Full { .. } => Outcome::Full,
             ConnectOutcome::Rejected { .. } => Outcome::Rejected,
         };

@@ -155,7 +155,7 @@ impl Shard {
                 now,
                 Command::ConnectFailed {
                     my_link_id,
-                    outcome: ConnectOutcome::Unreachable,
+                    outcome: ConnectOutcome::NotStarted,
                 },
             );
             self.stats.dials_refused_busy += 1;
@@ -244,6 +244,8 @@ impl Shard {
             Command::LinkUp(_) => self.stats.dials_linked += 1,
             Command::ConnectFailed { outcome, .. } => match outcome {
                 ConnectOutcome::Unreachable => self.stats.dials_unreachable += 1,
+                // Reported from `start_dial` directly, never through here.
+                ConnectOutcome::NotStarted => self.stats.dials_refused_busy += 1,
                 ConnectOutcome::Full { .. } => self.stats.dials_full += 1,
                 ConnectOutcome::Rejected { .. } => self.stats.dials_rejected += 1,
             },
