@@ -273,3 +273,59 @@ async fn idle_connections_from_one_address_do_not_block_a_handshake_from_another
     victim.shutdown().await;
     setup.gatekeeper_task.abort();
 }
+
+/// Finding 6 of issue 10: "real nodes then dialled the bystander 48 times in 40 s". A
+/// registration names an address where nothing listens; a node that asks the Gatekeeper
+/// every 100 ms (the worst case) dials it with a growing backoff, not on every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_never_answers_is_not_dialled_on_every_gatekeeper_answer() {
+    let setup = Setup::new().await;
+    // A port that was free a moment ago: connecting to it is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let bystander = PeerAddr::new("127.0.0.1".parse().unwrap(), port, port);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let client = GatekeeperClient::new(&setup.gatekeeper, key, ClientConfig::default()).unwrap();
+    client.join(&[bystander], 0, 5, 8).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let keep = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client.status(&[bystander], 0, 5, &[]).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let node = setup
+        .node("127.0.0.81", |core| {
+            core.target_degree = 1;
+            core.join_backoff_min = Duration::from_millis(100);
+            core.join_backoff_max = Duration::from_millis(100);
+        })
+        .await;
+    let span = Duration::from_secs(4);
+    tokio::time::sleep(span).await;
+    let status = node.status().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let _ = keep.await;
+    eprintln!(
+        "in {span:?}: {} dials, {} unanswered, {} candidates skipped while backing off",
+        status.runtime.outbound_started,
+        status.stats.dials_unanswered,
+        status.stats.dials_skipped_backoff
+    );
+    // Backoff 200 ms doubling (the test timers): dials at about 0, 0.2, 0.6, 1.4 and 3 s.
+    // Without it, one dial per Gatekeeper answer: about 40.
+    assert!(status.stats.dials_unanswered >= 2, "it was dialled");
+    assert!(
+        status.runtime.outbound_started <= 8,
+        "{} dials in {span:?}",
+        status.runtime.outbound_started
+    );
+    assert!(status.stats.dials_skipped_backoff > 0);
+    node.shutdown().await;
+    setup.gatekeeper_task.abort();
+}
