@@ -1,9 +1,12 @@
-//! Finding 4 of issue 10, reproduced with real sockets on loopback: the handshake port
-//! could be blocked cheaply. Each test runs the attack against a node (the victim) for
-//! as long as it takes, and shows a legitimate node still links to it within seconds.
+//! Findings 4 and 6 of issue 10, reproduced with real sockets on loopback.
 //!
-//! The victim asks the Gatekeeper once (finding nobody) and then not for a minute, so the
-//! only way to link is the legitimate node dialling it, through the attack.
+//! Finding 4, the handshake port could be blocked cheaply: each test runs the attack
+//! against a node (the victim) for as long as it takes, and shows a legitimate node still
+//! links to it within seconds. The victim asks the Gatekeeper once (finding nobody) and
+//! then not for a minute, so the only way to link is the legitimate node dialling it,
+//! through the attack.
+//!
+//! Finding 6, an address that never answers was dialled again and again: the last test.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
