@@ -48,8 +48,12 @@ pub enum ConnectOutcome {
     Unreachable,
     /// The peer has no free slot; its neighbours are where to look next.
     Full { neighbours: Vec<NeighbourEntry> },
-    /// The peer declined (already linked, leaving, or it was ourselves).
+    /// The peer declined (already linked, leaving, or it was ourselves), or accepted
+    /// and then had no room left when we confirmed.
     Rejected { neighbours: Vec<NeighbourEntry> },
+    /// The runtime did not start the dial (too many running): nothing was learnt about
+    /// the address, so it does not back off.
+    NotStarted,
 }
 
 /// Outputs besides datagrams: work for the runtime, and news for whoever watches.
@@ -201,4 +205,22 @@ pub struct Stats {
     pub summary_chunks_received: u64,
     pub summaries_completed: u64,
     pub summary_errors: u64,
+    /// Hellos answered "full" because `max_pending_inbound` handshakes were waiting for
+    /// their confirm, or `max_pending_inbound_per_ip` from the same source.
+    pub hellos_refused_pending: u64,
+    pub hellos_refused_per_ip: u64,
+    /// Hellos rejected because the address they name could not be dialled (unspecified,
+    /// multicast, broadcast, link-local, port 0).
+    pub hellos_refused_address: u64,
+    /// Confirmed inbound handshakes not installed because the confirmed links (and our
+    /// own dials in flight) had reached `max_degree` meanwhile: the initiator is refused.
+    pub links_refused_full: u64,
+    /// Candidates not dialled because their address's last dial went unanswered and its
+    /// backoff runs, or because the address cannot be dialled at all.
+    pub dials_skipped_backoff: u64,
+    pub dials_refused_address: u64,
+    /// Dials that went unanswered (the address then backs off).
+    pub dials_unanswered: u64,
+    /// Search hits dropped because their file server address cannot be dialled.
+    pub hits_refused_address: u64,
 }

@@ -80,6 +80,19 @@ pub struct Config {
     pub hit_cache_max_ttl: Duration,
     /// Summary requests from one neighbour answered per heartbeat interval.
     pub summary_requests_per_interval: u32,
+    /// Inbound handshakes accepted but not yet confirmed, at once. They do not count
+    /// toward `max_degree` (only confirmed links do), so hellos that never confirm cannot
+    /// make a peer answer "full"; this bounds them on their own.
+    pub max_pending_inbound: usize,
+    /// Of those, from one source address (an IPv6 /64 counts as one).
+    pub max_pending_inbound_per_ip: usize,
+    /// Addresses whose dial went unanswered, remembered to back off from (oldest waits
+    /// dropped first past this).
+    pub max_dial_failures: usize,
+    /// An address whose dial went unanswered is not dialled again for this long, doubling
+    /// with each further failure up to `dial_backoff_max`.
+    pub dial_backoff_min: Duration,
+    pub dial_backoff_max: Duration,
 }
 
 impl Default for Config {
@@ -115,6 +128,11 @@ impl Default for Config {
             hit_cache_ttl: Duration::from_secs(10),
             hit_cache_max_ttl: Duration::from_secs(60),
             summary_requests_per_interval: 2,
+            max_pending_inbound: 32,
+            max_pending_inbound_per_ip: 2,
+            max_dial_failures: 256,
+            dial_backoff_min: Duration::from_secs(1),
+            dial_backoff_max: Duration::from_secs(300),
         }
     }
 }
@@ -133,6 +151,8 @@ pub enum ConfigError {
         suspect: Duration,
         interval: Duration,
     },
+    #[error("dial backoff maximum ({max:?}) must be at least its minimum ({min:?})")]
+    DialBackoff { min: Duration, max: Duration },
     #[error("{0} must not be zero")]
     Zero(&'static str),
 }
@@ -153,6 +173,8 @@ impl Config {
             query_close_grace: Duration::from_millis(20),
             hit_cache_ttl: Duration::from_millis(500),
             hit_cache_max_ttl: Duration::from_secs(2),
+            dial_backoff_min: Duration::from_millis(200),
+            dial_backoff_max: Duration::from_secs(5),
             ..Self::default()
         }
     }
@@ -169,6 +191,12 @@ impl Config {
         }
         if !(1..=highway_wire::peer::search::MAX_TTL).contains(&self.default_ttl) {
             return Err(ConfigError::Ttl(self.default_ttl));
+        }
+        if self.dial_backoff_max < self.dial_backoff_min {
+            return Err(ConfigError::DialBackoff {
+                min: self.dial_backoff_min,
+                max: self.dial_backoff_max,
+            });
         }
         if self.suspect_timeout <= self.heartbeat_interval {
             return Err(ConfigError::SuspectTimeout {
@@ -189,6 +217,13 @@ impl Config {
             ("max hits per query", self.max_hits_per_query == 0),
             ("queries per second", self.queries_per_second == 0),
             ("query burst", self.query_burst == 0),
+            ("max pending inbound", self.max_pending_inbound == 0),
+            (
+                "max pending inbound per ip",
+                self.max_pending_inbound_per_ip == 0,
+            ),
+            ("max dial failures", self.max_dial_failures == 0),
+            ("dial backoff", self.dial_backoff_min.is_zero()),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));

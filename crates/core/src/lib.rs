@@ -13,6 +13,7 @@
 mod api;
 mod config;
 mod detector;
+mod dials;
 mod link;
 mod overlay;
 mod peer;
@@ -20,6 +21,7 @@ mod search;
 
 pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView, Stats, Transmit};
 pub use config::{Config, ConfigError};
+pub use dials::source_bucket;
 pub use link::{LinkState, ReplayWindow};
 pub use overlay::InboundAnswer;
 pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};

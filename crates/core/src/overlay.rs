@@ -2,6 +2,7 @@
 //! search past full peers, handshake bookkeeping, and repair after a neighbour is lost.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use highway_wire::peer::NeighbourEntry;
@@ -14,6 +15,7 @@ use rand::seq::SliceRandom;
 
 use crate::api::{ConnectOutcome, DownReason, Event, LinkUp};
 use crate::config::Config;
+use crate::dials::{DialBackoff, source_bucket};
 use crate::link::{Link, LinkState, ReplayWindow};
 use crate::peer::{Peer, Phase};
 
@@ -25,15 +27,26 @@ const MAX_FRONTIER: usize = 64;
 #[derive(Debug, Clone)]
 pub(crate) struct PendingOut {
     pub expected: Option<NodeId>,
+    /// Where we dialled: backs off if the dial goes unanswered.
+    pub addr: PeerAddr,
     pub since: Instant,
+}
+
+/// An inbound handshake we accepted, waiting for the initiator's confirm.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingIn {
+    pub since: Instant,
+    /// The connection's source, as [`source_bucket`] counts it.
+    pub source: IpAddr,
 }
 
 /// Join and repair state: what we are trying, and what to try next.
 #[derive(Debug)]
 pub(crate) struct Overlay {
     pub pending_out: HashMap<u64, PendingOut>,
-    /// Slots reserved for inbound handshakes we accepted, by our link id.
-    pub pending_in: HashMap<u64, Instant>,
+    /// Inbound handshakes we accepted, by our link id. They hold no slot: a link counts
+    /// toward `max_degree` only once confirmed (see [`Peer::answer_hello`]).
+    pub pending_in: HashMap<u64, PendingIn>,
     /// The search frontier: peers to try, nearest first.
     pub frontier: VecDeque<NeighbourEntry>,
     /// Peers tried since the Gatekeeper was last asked (bounded by `bfs_limit`).
@@ -46,6 +59,8 @@ pub(crate) struct Overlay {
     pub next_refresh: Option<Instant>,
     /// The Gatekeeper was asked for that one more neighbour.
     pub refreshing: bool,
+    /// Addresses whose dial went unanswered, backing off.
+    pub dial_backoff: DialBackoff,
 }
 
 impl Overlay {
@@ -61,6 +76,11 @@ impl Overlay {
             quarantine: VecDeque::new(),
             next_refresh: None,
             refreshing: false,
+            dial_backoff: DialBackoff::new(
+                config.max_dial_failures,
+                config.dial_backoff_min,
+                config.dial_backoff_max,
+            ),
         }
     }
 
@@ -82,7 +102,7 @@ impl Overlay {
             .chain(
                 self.pending_in
                     .values()
-                    .map(|&since| since + config.handshake_timeout),
+                    .map(|p| p.since + config.handshake_timeout),
             );
         gatekeeper.into_iter().chain(handshakes).min()
     }
@@ -116,12 +136,26 @@ impl Peer {
             && !self.overlay.quarantined(id)
     }
 
+    /// True when `addr` may be dialled now: it names a dialable address and is not
+    /// backing off after an unanswered dial. Counts the refusals.
+    fn address_dialable(&mut self, now: Instant, addr: &PeerAddr) -> bool {
+        if addr.validate().is_err() {
+            self.stats.dials_refused_address += 1;
+            return false;
+        }
+        if self.overlay.dial_backoff.blocked(now, addr.tcp_addr()) {
+            self.stats.dials_skipped_backoff += 1;
+            return false;
+        }
+        true
+    }
+
     /// Adds search candidates at the back (breadth-first) or front (repair first).
     /// Repair candidates skip the search bound and the "tried" set: a peer tried during
     /// the join (full, or not yet running then) is exactly who to try after a loss.
-    fn enqueue(&mut self, entries: Vec<NeighbourEntry>, front: bool) {
+    fn enqueue(&mut self, now: Instant, entries: Vec<NeighbourEntry>, front: bool) {
         for entry in entries {
-            if !self.dialable(&entry.id) {
+            if !self.dialable(&entry.id) || !self.address_dialable(now, &entry.addr) {
                 continue;
             }
             if front {
@@ -171,7 +205,8 @@ impl Peer {
             let Some(entry) = self.overlay.frontier.pop_front() else {
                 break;
             };
-            if self.dialable(&entry.id) {
+            // Checked again: the address may have failed since it was queued.
+            if self.dialable(&entry.id) && self.address_dialable(now, &entry.addr) {
                 self.connect(now, entry.addr, Some(entry.id));
             }
         }
@@ -219,12 +254,14 @@ impl Peer {
             // One more neighbour, the first the Gatekeeper offers (the least loaded,
             // random among equals): not necessarily one our neighbours know.
             if self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree
-                && let Some(entry) = candidates.iter().find(|e| self.dialable(&e.id))
+                && let Some(entry) = candidates
+                    .into_iter()
+                    .find(|e| self.dialable(&e.id) && self.address_dialable(now, &e.addr))
             {
                 self.connect(now, entry.addr, Some(entry.id));
             }
         } else {
-            self.enqueue(candidates, false);
+            self.enqueue(now, candidates, false);
         }
         self.maintain(now);
     }
@@ -243,6 +280,7 @@ impl Peer {
             my_link_id,
             PendingOut {
                 expected,
+                addr,
                 since: now,
             },
         );
@@ -255,24 +293,49 @@ impl Peer {
         });
     }
 
-    /// Decides on an inbound handshake: accept while a slot is free (reserving it), else
-    /// answer "full" with our neighbours so the initiator can search on.
+    /// Decides on an inbound handshake that arrived from `from` (the connection's source
+    /// address): accept while a slot is free, else answer "full" with our neighbours so
+    /// the initiator can search on.
+    ///
+    /// An accepted handshake holds no slot until it is confirmed ([`Command::LinkUp`]):
+    /// hellos that never confirm cannot make us answer "full". They are bounded on their
+    /// own, `max_pending_inbound` at once and `max_pending_inbound_per_ip` per source;
+    /// past either the hello is answered "full" too.
+    ///
+    /// [`Command::LinkUp`]: crate::Command::LinkUp
     pub fn answer_hello(
         &mut self,
         now: Instant,
+        from: IpAddr,
         hello_payload: &[u8],
     ) -> Result<InboundAnswer, HandshakeError> {
         let hello = Hello::decode(hello_payload)?;
+        let source = source_bucket(from);
         let decision = if self.phase != Phase::Running
             || hello.initiator == self.id
             || self.links.contains_key(&hello.initiator)
         {
             Decision::Reject
-        } else if self.links.len() + self.overlay.pending_in.len() + self.overlay.pending_out.len()
-            >= self.config.max_degree
+        } else if hello.initiator_addr.validate().is_err() {
+            // We would send heartbeats there: never to a broadcast or link-local address.
+            self.stats.hellos_refused_address += 1;
+            Decision::Reject
+        } else if self.links.len() + self.overlay.pending_out.len() >= self.config.max_degree {
+            // Our own dials in flight count: otherwise inbound links could fill every slot
+            // and our dial's link would be refused here after the other side installed it.
+            Decision::Full
+        } else if self.overlay.pending_in.len() >= self.config.max_pending_inbound {
+            self.stats.hellos_refused_pending += 1;
+            Decision::Full
+        } else if self
+            .overlay
+            .pending_in
+            .values()
+            .filter(|p| p.source == source)
+            .count()
+            >= self.config.max_pending_inbound_per_ip
         {
-            // Our own dials in flight count too: otherwise inbound links could fill every
-            // slot and our dial's link would be refused here after the other side installed it.
+            self.stats.hellos_refused_per_ip += 1;
             Decision::Full
         } else {
             Decision::Accept
@@ -290,7 +353,9 @@ impl Peer {
             seed,
         );
         if responder.is_some() {
-            self.overlay.pending_in.insert(my_link_id, now);
+            self.overlay
+                .pending_in
+                .insert(my_link_id, PendingIn { since: now, source });
         }
         Ok(InboundAnswer {
             responder,
@@ -315,6 +380,8 @@ impl Peer {
         if !was_pending || self.phase != Phase::Running || up.peer == self.id {
             return;
         }
+        // It answered (or, inbound, reached us): whatever failed before, it is alive.
+        self.overlay.dial_backoff.answered(up.addr.tcp_addr());
         let initiator = if up.inbound { up.peer } else { self.id };
         if let Some(existing) = self.links.get(&up.peer) {
             // Both sides keep the link the smaller id initiated, so they agree.
@@ -324,6 +391,15 @@ impl Peer {
             }
             self.drop_link(&up.peer, DownReason::Replaced);
         } else if self.links.len() >= self.config.max_degree {
+            // Accepted handshakes hold no slot, so more may confirm than fit: the late
+            // one is refused (no "established"). Our own dials in flight are not held
+            // back for: refusing inbound links for them starved repair in the simulator
+            // (dials to crashed peers hold their slot for the whole handshake timeout).
+            // The rare dial of ours that completes into a full peer leaves a half-link
+            // on the other side, which our "not your neighbour" clears.
+            if up.inbound {
+                self.stats.links_refused_full += 1;
+            }
             self.maintain(now);
             return;
         }
@@ -373,14 +449,20 @@ impl Peer {
         my_link_id: u64,
         outcome: ConnectOutcome,
     ) {
-        if self.overlay.pending_out.remove(&my_link_id).is_none() {
+        let Some(pending) = self.overlay.pending_out.remove(&my_link_id) else {
             return;
-        }
+        };
+        let tcp = pending.addr.tcp_addr();
         match outcome {
             ConnectOutcome::Full { neighbours } | ConnectOutcome::Rejected { neighbours } => {
-                self.enqueue(neighbours, false);
+                self.overlay.dial_backoff.answered(tcp);
+                self.enqueue(now, neighbours, false);
             }
-            ConnectOutcome::Unreachable => {}
+            ConnectOutcome::Unreachable => {
+                self.stats.dials_unanswered += 1;
+                self.overlay.dial_backoff.failed(now, tcp);
+            }
+            ConnectOutcome::NotStarted => {}
         }
         self.maintain(now);
     }
@@ -392,7 +474,7 @@ impl Peer {
             .retain(|_, p| now < p.since + timeout * 2);
         self.overlay
             .pending_in
-            .retain(|_, since| now < *since + timeout);
+            .retain(|_, p| now < p.since + timeout);
     }
 
     pub(crate) fn drop_link(&mut self, peer: &NodeId, reason: DownReason) -> Option<Link> {
@@ -407,7 +489,7 @@ impl Peer {
     fn repair_from(&mut self, now: Instant, lost: Link) {
         let mut candidates = lost.their_neighbours;
         candidates.shuffle(&mut self.rng);
-        self.enqueue(candidates, true);
+        self.enqueue(now, candidates, true);
         self.maintain(now);
     }
 

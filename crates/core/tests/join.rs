@@ -94,9 +94,10 @@ fn join_searches_past_a_full_candidate_to_its_neighbours() {
     );
 }
 
-/// Many peers dialling one peer at once, with handshakes overlapping in time: it accepts
-/// only as many as it has slots for (the harness checks the maximum after every step)
-/// and the rest find room elsewhere.
+/// Many peers dialling one peer at once, with handshakes overlapping in time: it links
+/// only as many as it has slots for (the harness checks the maximum after every step),
+/// and the rest find room elsewhere. Accepted handshakes hold no slot, so the late ones
+/// are either answered "full" or refused when they confirm.
 #[test]
 fn many_peers_dialling_one_never_push_it_past_max_degree() {
     const HUB: usize = 0;
@@ -115,16 +116,19 @@ fn many_peers_dialling_one_never_push_it_past_max_degree() {
     let turned_away: usize = (1..13)
         .map(|i| {
             net.count_events(i, |r| {
-                *r == Rec::Dialled {
-                    addr: hub_addr,
-                    outcome: Outcome::Full,
-                }
+                matches!(r, Rec::Dialled { addr, outcome: Outcome::Full | Outcome::Rejected }
+                    if *addr == hub_addr)
             })
         })
         .sum();
     assert_eq!(
         turned_away, 7,
-        "every dial past the fifth was answered full"
+        "every dial past the fifth was answered full or refused on its confirm"
+    );
+    let hub = net.peer(HUB).stats();
+    assert_eq!(
+        hub.links_refused_full, 7,
+        "all twelve were accepted, five fit"
     );
     // Let them all find neighbours through the registry.
     for i in 1..13 {

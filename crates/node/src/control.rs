@@ -110,6 +110,10 @@ pub struct RuntimeStats {
     pub inbound_failed: u64,
     /// Inbound connections closed at once because too many handshakes were running.
     pub inbound_refused_busy: u64,
+    /// Inbound connections closed at once because their source address (IPv6: its /64)
+    /// had 4 handshakes in progress; handshakes dropped because no hello came in 2 s.
+    pub inbound_refused_per_ip: u64,
+    pub inbound_hello_timeouts: u64,
     /// Datagrams held until their outbound link was reported up.
     pub early_datagrams: u64,
     /// Datagrams dropped on purpose by `--loss`, received and sent.
@@ -147,6 +151,8 @@ impl From<&Counters> for RuntimeStats {
             inbound_linked: get(&c.inbound_linked),
             inbound_failed: get(&c.inbound_failed),
             inbound_refused_busy: get(&c.inbound_refused_busy),
+            inbound_refused_per_ip: get(&c.inbound_refused_per_ip),
+            inbound_hello_timeouts: get(&c.inbound_hello_timeouts),
             early_datagrams: get(&c.early_datagrams),
             loss_dropped_in: get(&c.loss_dropped_in),
             loss_dropped_out: get(&c.loss_dropped_out),

@@ -11,9 +11,10 @@
 //! "established" only if the core installed it. Either way the connection then closes:
 //! the link lives on UDP.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use highway_core::{Command, ConnectOutcome, LinkUp};
@@ -33,6 +34,12 @@ use crate::owner::{Counters, Msg};
 
 /// Inbound handshakes served at once; further connections are closed at once.
 pub const MAX_INBOUND_HANDSHAKES: usize = 64;
+/// Of those, from one source address (an IPv6 /64 counts as one): idle connections from
+/// one address cannot take the slots a handshake from another needs.
+pub const MAX_INBOUND_HANDSHAKES_PER_IP: usize = 4;
+/// How long a new connection has to deliver its hello. An initiator writes it as soon as
+/// it is connected, so only an idle (or trickling) connection takes longer.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why one handshake connection ended without a link. Nothing was installed (or the
 /// core was told to release what it reserved).
@@ -121,9 +128,7 @@ pub(crate) struct Dial {
 pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
     let my_link_id = dial.my_link_id;
     let addr = dial.addr;
-    let result = tokio::time::timeout(timeout, dial_inner(dial))
-        .await
-        .unwrap_or(Err(LinkError::Timeout));
+    let result = dial_inner(dial, Instant::now() + timeout).await;
     match result {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -136,19 +141,26 @@ pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
     }
 }
 
-async fn dial_inner(dial: Dial) -> Result<Command, LinkError> {
+/// Dials within `deadline`. An error means the address never answered with a valid
+/// welcome; what happens after one is reported as a command.
+async fn dial_inner(dial: Dial, deadline: Instant) -> Result<Command, LinkError> {
     let remote = dial.addr.tcp_addr();
-    let socket = if remote.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(dial.local_ip, 0))?;
-    let stream = socket.connect(remote).await?;
-    let _ = stream.set_nodelay(true);
-    let mut conn = Framed::new(stream);
-    conn.write(&dial.hello).await?;
-    let welcome = conn.read_frame().await?;
+    let (mut conn, welcome) = tokio::time::timeout_at(deadline, async {
+        let socket = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(dial.local_ip, 0))?;
+        let stream = socket.connect(remote).await?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = Framed::new(stream);
+        conn.write(&dial.hello).await?;
+        let welcome = conn.read_frame().await?;
+        Ok::<_, LinkError>((conn, welcome))
+    })
+    .await
+    .map_err(|_| LinkError::Timeout)??;
     let outcome = dial
         .initiator
         .on_welcome(&welcome, dial.expected, dial.my_link_id)?;
@@ -160,10 +172,23 @@ async fn dial_inner(dial: Dial) -> Result<Command, LinkError> {
             neighbours,
             confirm,
         } => {
-            conn.write(&confirm).await?;
-            let last = conn.read_frame().await?;
-            if !is_established(&last) {
-                return Err(LinkError::NotEstablished);
+            // It answered: from here a failure is a refusal (it accepted more handshakes
+            // than it had room for when they confirmed), not an address to back off from.
+            let established = tokio::time::timeout_at(deadline, async {
+                conn.write(&confirm).await?;
+                let last = conn.read_frame().await?;
+                if is_established(&last) {
+                    Ok(())
+                } else {
+                    Err(LinkError::NotEstablished)
+                }
+            });
+            if let Err(e) = established.await.unwrap_or(Err(LinkError::Timeout)) {
+                tracing::debug!(peer = %dial.addr, error = %e, "the link was not established");
+                return Ok(Command::ConnectFailed {
+                    my_link_id: dial.my_link_id,
+                    outcome: ConnectOutcome::Rejected { neighbours },
+                });
             }
             Ok(Command::LinkUp(LinkUp {
                 my_link_id: dial.my_link_id,
@@ -194,8 +219,51 @@ fn not_linked(decision: Decision, neighbours: Vec<NeighbourEntry>) -> ConnectOut
     }
 }
 
+/// Inbound handshakes in progress per source bucket
+/// ([`highway_core::source_bucket`]). Holds at most [`MAX_INBOUND_HANDSHAKES`] keys,
+/// since each one needs a live connection.
+#[derive(Debug, Default)]
+struct PerSource(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PerSource`], given back when dropped.
+struct SourceSlot {
+    table: Arc<PerSource>,
+    source: IpAddr,
+}
+
+impl PerSource {
+    fn take(table: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let source = highway_core::source_bucket(ip);
+        // A poisoned lock only means another task panicked mid-update of a counter.
+        let mut map = table.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(source).or_insert(0);
+        if *count >= MAX_INBOUND_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            table: table.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// Accepts handshake connections until the task is aborted. Each one runs in its own
-/// task, at most [`MAX_INBOUND_HANDSHAKES`] at once, each within `timeout`.
+/// task, at most [`MAX_INBOUND_HANDSHAKES`] at once and
+/// [`MAX_INBOUND_HANDSHAKES_PER_IP`] from one source, each within `timeout` (and
+/// [`HELLO_TIMEOUT`] for its first frame).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     owner: mpsc::Sender<Msg>,
@@ -203,6 +271,7 @@ pub(crate) async fn accept_loop(
     counters: Arc<Counters>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_INBOUND_HANDSHAKES));
+    let per_source = Arc::new(PerSource::default());
     // Dropped with this task, which aborts every connection still being served.
     let mut conns = JoinSet::new();
     loop {
@@ -216,6 +285,15 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
+        // Checked first: a flood from one address is refused without touching the
+        // global permits.
+        let Some(slot) = PerSource::take(&per_source, from.ip()) else {
+            counters
+                .inbound_refused_per_ip
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, "too many handshakes from this address; closing");
+            continue;
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             counters
                 .inbound_refused_busy
@@ -227,6 +305,7 @@ pub(crate) async fn accept_loop(
         let counters = counters.clone();
         conns.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             answer(stream, from, owner, timeout, &counters).await;
         });
     }
@@ -245,11 +324,19 @@ async fn answer(
     let mut conn = Framed::new(stream);
     // Set once the core reserved a slot for this handshake.
     let mut reserved = None;
+    let hello_deadline = deadline.min(Instant::now() + HELLO_TIMEOUT);
     let result = tokio::time::timeout_at(deadline, async {
-        let hello = conn.read_frame().await?;
+        let Ok(hello) = tokio::time::timeout_at(hello_deadline, conn.read_frame()).await else {
+            counters
+                .inbound_hello_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(LinkError::Timeout);
+        };
+        let hello = hello?;
         let (reply, answer) = oneshot::channel();
         owner
             .send(Msg::Hello {
+                from: from.ip(),
                 payload: hello,
                 reply,
             })

@@ -61,6 +61,8 @@ pub(crate) enum Msg {
     },
     /// An inbound handshake's hello: the core decides and builds the welcome.
     Hello {
+        /// The connection's source address.
+        from: std::net::IpAddr,
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<InboundAnswer, HandshakeError>>,
     },
@@ -113,6 +115,8 @@ pub(crate) struct Counters {
     pub inbound_linked: AtomicU64,
     pub inbound_failed: AtomicU64,
     pub inbound_refused_busy: AtomicU64,
+    pub inbound_refused_per_ip: AtomicU64,
+    pub inbound_hello_timeouts: AtomicU64,
     pub early_datagrams: AtomicU64,
     pub loss_dropped_in: AtomicU64,
     pub loss_dropped_out: AtomicU64,
@@ -304,8 +308,12 @@ impl Running {
                     .peer
                     .handle_command(now, Command::Candidates(candidates));
             }
-            Msg::Hello { payload, reply } => {
-                let answer = self.o.peer.answer_hello(now, &payload);
+            Msg::Hello {
+                from,
+                payload,
+                reply,
+            } => {
+                let answer = self.o.peer.answer_hello(now, from, &payload);
                 if let Err(Ok(answer)) = reply.send(answer)
                     && answer.responder.is_some()
                 {
@@ -365,6 +373,8 @@ impl Running {
             } => {
                 bump(match outcome {
                     ConnectOutcome::Unreachable => &counters.outbound_unreachable,
+                    // Reported from `on_event` directly, never through here.
+                    ConnectOutcome::NotStarted => &counters.outbound_refused_busy,
                     ConnectOutcome::Full { .. } => &counters.outbound_full,
                     ConnectOutcome::Rejected { .. } => &counters.outbound_rejected,
                 });
@@ -439,7 +449,7 @@ impl Running {
                         Instant::now(),
                         Command::ConnectFailed {
                             my_link_id,
-                            outcome: ConnectOutcome::Unreachable,
+                            outcome: ConnectOutcome::NotStarted,
                         },
                     );
                     return;

@@ -11,6 +11,9 @@ pub const MAX_DIALS: usize = 16;
 /// Inbound handshakes served at once; past it a connection is closed at once
 /// (`node/src/handshake.rs`, `MAX_INBOUND_HANDSHAKES`).
 pub const MAX_INBOUND_HANDSHAKES: usize = 64;
+/// How long an accepted connection has to deliver its hello before the responder closes
+/// it (`node/src/handshake.rs`, `HELLO_TIMEOUT`).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Datagrams held for an outbound link whose handshake has not reported yet
 /// (`node/src/owner.rs`, `MAX_EARLY_DATAGRAMS`).
 pub const MAX_EARLY_DATAGRAMS: usize = 8;

@@ -348,6 +348,17 @@ impl Peer {
             self.stats.hits_unroutable += hits.len() as u64;
             return;
         }
+        // A forged hit could point a downloader at any address: never pass one on that
+        // names no dialable file server.
+        let offered = hits.len();
+        let hits: Vec<Hit> = hits
+            .into_iter()
+            .filter(|h| {
+                h.server.port() != 0 && highway_wire::check_dialable_ip(h.server.ip()).is_ok()
+            })
+            .collect();
+        let refused = offered - hits.len();
+        self.stats.hits_refused_address += refused as u64;
         let offered = hits.len();
         let fresh = accept_hits(route, hits);
         self.stats.hits_dropped += (offered - fresh.len()) as u64;

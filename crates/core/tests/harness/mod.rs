@@ -754,7 +754,7 @@ impl Net {
     /// Tells initiator `i` how its dial ended.
     fn dial_failed(&mut self, i: usize, my_link_id: u64, addr: PeerAddr, outcome: ConnectOutcome) {
         let rec = match &outcome {
-            ConnectOutcome::Unreachable => Outcome::Unreachable,
+            ConnectOutcome::Unreachable | ConnectOutcome::NotStarted => Outcome::Unreachable,
             ConnectOutcome::Full { .. } => Outcome::Full,
             ConnectOutcome::Rejected { .. } => Outcome::Rejected,
         };
@@ -788,7 +788,11 @@ impl Net {
                     self.dial_failed(h.from, h.my_link_id, h.addr, ConnectOutcome::Unreachable);
                     return;
                 };
-                match self.nodes[target].peer.answer_hello(now, payload(&h.hello)) {
+                let source = self.nodes[h.from].peer.addr().ip;
+                match self.nodes[target]
+                    .peer
+                    .answer_hello(now, source, payload(&h.hello))
+                {
                     Ok(answer) => {
                         h.at = now + self.handshake_rtt / 2;
                         h.stage = Stage::Welcome {
@@ -868,12 +872,13 @@ impl Net {
                             }),
                         );
                         if !self.nodes[target].peer.has_link(answer.my_link_id) {
-                            // The responder closed without "established".
+                            // The responder closed without "established": it answered, so
+                            // the runtime reports a refusal with the welcome's neighbours.
                             self.dial_failed(
                                 h.from,
                                 h.my_link_id,
                                 h.addr,
-                                ConnectOutcome::Unreachable,
+                                ConnectOutcome::Rejected { neighbours },
                             );
                             return;
                         }
@@ -948,7 +953,7 @@ impl Fake {
         let my_link_id = 0xF00D_0000 + u64::from(seed);
         let (initiator, hello) = Initiator::start(&key, addr, Purpose::Link, [seed; 32]);
         let answer = peer
-            .answer_hello(now, payload(&hello))
+            .answer_hello(now, addr.ip, payload(&hello))
             .expect("genuine hello");
         let InitiatorOutcome::Linked {
             responder_link_id,

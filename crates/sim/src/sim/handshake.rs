@@ -9,13 +9,18 @@
 //! 2. The responder's machine answers as it is when the hello arrives: crashed, nothing
 //!    (the initiator times out); process exited, a reset. A running responder serving 64
 //!    handshakes closes the connection at once; otherwise its core decides
-//!    (`answer_hello`) and the welcome goes back. It keeps a half only if it accepted.
+//!    (`answer_hello`, given the initiator's address as the connection's source) and the
+//!    welcome goes back. It keeps a half only if it accepted. A hello that needs longer
+//!    than the runtime's 2 s hello deadline after the connection is up is never read:
+//!    the responder closes. (The runtime's cap of 4 handshakes per source address never
+//!    binds here: a simulated host dials a given peer once at a time.)
 //! 3. The initiator reads the welcome (`Initiator::on_welcome`): full or rejected ends
 //!    the dial with the responder's neighbours; accepted sends the confirm.
 //! 4. The responder verifies the confirm, hands the link to its core (`LinkUp`) and
 //!    writes "established" only if the core installed it, else closes.
 //! 5. The initiator reads "established" and hands its core the link, then the link
-//!    datagrams it held meanwhile.
+//!    datagrams it held meanwhile. A close instead (the responder had no room left when
+//!    the confirm came) ends the dial as rejected, with the welcome's neighbours.
 //!
 //! Each end bounds its half by its handshake timeout and tells its core how it ended
 //! (`ConnectFailed` / `HandshakeAborted`); an end that gives up closes, and the other
@@ -36,7 +41,7 @@ use super::world::World;
 use crate::HostId;
 use crate::host::Life;
 use crate::network::{self, TCP_PORT};
-use crate::runtime::{DATA_RTO, MAX_DIALS, MAX_INBOUND_HANDSHAKES, SYN_RTO};
+use crate::runtime::{DATA_RTO, HELLO_TIMEOUT, MAX_DIALS, MAX_INBOUND_HANDSHAKES, SYN_RTO};
 
 /// A TCP segment given up on after this much retransmitting.
 const GIVE_UP: Duration = Duration::from_secs(60);
@@ -150,7 +155,7 @@ impl Shard {
                 now,
                 Command::ConnectFailed {
                     my_link_id,
-                    outcome: ConnectOutcome::Unreachable,
+                    outcome: ConnectOutcome::NotStarted,
                 },
             );
             self.stats.dials_refused_busy += 1;
@@ -186,10 +191,21 @@ impl Shard {
         let syn = self.segment(world, h, to, SYN_RTO);
         let syn_ack = self.segment(world, to, h, SYN_RTO);
         let data = self.segment(world, h, to, DATA_RTO);
-        if let Some(d) = syn.zip(syn_ack).zip(data).map(|((a, b), c)| a + b + c) {
-            let frame = Frame::Hello { from: h, hello };
-            self.send_to(self.now + d, to, Action::Frame { to, dial, frame });
+        let Some(((a, b), c)) = syn.zip(syn_ack).zip(data) else {
+            return;
+        };
+        if c > HELLO_TIMEOUT {
+            // The responder accepted the connection but closes it before the hello
+            // (retransmitted again and again) arrives; the close takes as long as the
+            // SYN-ACK did.
+            self.stats.inbound_hello_timeouts += 1;
+            let at = self.now + a + b + HELLO_TIMEOUT + b;
+            let frame = Frame::Closed;
+            self.send_to(at, h, Action::Frame { to: h, dial, frame });
+            return;
         }
+        let frame = Frame::Hello { from: h, hello };
+        self.send_to(self.now + a + b + c, to, Action::Frame { to, dial, frame });
     }
 
     pub(super) fn on_frame(&mut self, world: &World, to: HostId, dial: u64, frame: Frame) {
@@ -228,6 +244,8 @@ impl Shard {
             Command::LinkUp(_) => self.stats.dials_linked += 1,
             Command::ConnectFailed { outcome, .. } => match outcome {
                 ConnectOutcome::Unreachable => self.stats.dials_unreachable += 1,
+                // Reported from `start_dial` directly, never through here.
+                ConnectOutcome::NotStarted => self.stats.dials_refused_busy += 1,
                 ConnectOutcome::Full { .. } => self.stats.dials_full += 1,
                 ConnectOutcome::Rejected { .. } => self.stats.dials_rejected += 1,
             },
@@ -249,11 +267,20 @@ impl Shard {
         self.flush(world, out.host);
     }
 
+    /// The dial ends without a link. After an "accept" welcome the responder answered,
+    /// so, as the runtime does, that is a refusal with the welcome's neighbours (it had
+    /// no room left when we confirmed), not an address to back off from.
     fn dial_unreachable(&mut self, world: &World, dial: u64) {
-        let Some(my_link_id) = self.outbound.get(&dial).map(|o| o.my_link_id) else {
+        let Some(out) = self.outbound.get_mut(&dial) else {
             return;
         };
-        let outcome = ConnectOutcome::Unreachable;
+        let my_link_id = out.my_link_id;
+        let outcome = match out.link.take() {
+            Some(link) => ConnectOutcome::Rejected {
+                neighbours: link.their_neighbours,
+            },
+            None => ConnectOutcome::Unreachable,
+        };
         self.finish_dial(
             world,
             dial,
@@ -324,7 +351,11 @@ impl Shard {
         let now = world.clock.instant(self.now);
         // The runtime also checks that the hello's address is the connection's source;
         // simulated initiators always dial from their own address, so it always holds.
-        let answer = self.host_mut(me).peer.answer_hello(now, payload(hello));
+        let source = network::addr_of(from).ip;
+        let answer = self
+            .host_mut(me)
+            .peer
+            .answer_hello(now, source, payload(hello));
         let Ok(answer) = answer else {
             self.flush(world, me);
             self.frame_to(world, me, from, dial, Frame::Closed, DATA_RTO);
