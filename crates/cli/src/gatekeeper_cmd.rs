@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use highway_gatekeeper::server::now_ms;
 use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, RedisStore};
+use highway_serve::Limits;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -100,6 +101,33 @@ pub struct Args {
         default_value_t = 0.5
     )]
     random_candidates: f64,
+    /// Open connections at most; beyond, a new connection gets 503 and is closed.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = Limits::gatekeeper().max_connections
+    )]
+    max_connections: usize,
+    /// Open connections at most from one IPv4 address or IPv6 /64. Behind a proxy
+    /// (nginx, a load balancer) every connection comes from the proxy: set this to
+    /// --max-connections there.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        default_value_t = Limits::gatekeeper().max_per_source
+    )]
+    max_connections_per_ip: usize,
+    /// Time a client has to send a request's headers, and then its body; also how long
+    /// an idle kept-alive connection stays open. A trickle does not extend it.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_HEADER_TIMEOUT",
+        value_parser = humantime::parse_duration,
+        default_value = "10s"
+    )]
+    header_timeout: Duration,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -113,6 +141,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         random_candidates: args.random_candidates,
     };
     config.validate().context("invalid Gatekeeper settings")?;
+    let limits = Limits {
+        max_connections: args.max_connections,
+        max_per_source: args.max_connections_per_ip,
+        header_timeout: args.header_timeout,
+        ..Limits::gatekeeper()
+    };
+    limits.validate().context(
+        "invalid connection limits (--max-connections, --max-connections-per-ip, --header-timeout)",
+    )?;
     let listen = args.listen;
     let serve_err = || format!("cannot serve on {listen}; is another process using that port?");
     match args.redis {
@@ -122,7 +159,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let store = RedisStore::new(&url, args.redis_replica.as_deref(), options)?;
-            highway_gatekeeper::serve_until_signal(listen, App::new(store, config))
+            highway_gatekeeper::serve_until_signal(listen, App::with_limits(store, config, limits))
                 .await
                 .with_context(serve_err)
         }
@@ -136,7 +173,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => EmbeddedStore::in_memory(),
             };
-            highway_gatekeeper::serve_until_signal(listen, App::new(store, config))
+            highway_gatekeeper::serve_until_signal(listen, App::with_limits(store, config, limits))
                 .await
                 .with_context(serve_err)
         }

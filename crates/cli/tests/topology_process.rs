@@ -218,6 +218,11 @@ async fn gatekeepers_behind_nginx_survive_a_replica_kill_and_a_redis_primary_out
 
     let logs = tempfile::tempdir().expect("log dir");
     let mut env = configmap_env();
+    // Behind nginx every connection comes from nginx's address (docs/OPERATIONS.md).
+    env.push((
+        "HIGHWAY_GATEKEEPER_MAX_CONNECTIONS_PER_IP".into(),
+        "4096".into(),
+    ));
     env.push(("HIGHWAY_GATEKEEPER_REDIS".into(), primary.url()));
     env.push(("HIGHWAY_GATEKEEPER_REDIS_REPLICA".into(), replica.url()));
     let mut gatekeepers = Vec::new();

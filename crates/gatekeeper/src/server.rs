@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use highway_serve::Limits;
 use tokio::net::TcpListener;
 
 use crate::config::GatekeeperConfig;
@@ -67,6 +68,9 @@ pub struct App<S> {
     pub health: StoreHealth,
     /// Requests being answered; past [`MAX_IN_FLIGHT`] new ones get 503 at once.
     pub in_flight: tokio::sync::Semaphore,
+    /// Connection caps and deadlines of the HTTP server (see [`highway_serve`]). The
+    /// header deadline also bounds the time a request body may take to arrive.
+    pub limits: Limits,
 }
 
 /// Most requests answered concurrently by one process.
@@ -74,6 +78,11 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 
 impl<S: Store> App<S> {
     pub fn new(store: S, config: GatekeeperConfig) -> Arc<Self> {
+        Self::with_limits(store, config, Limits::gatekeeper())
+    }
+
+    /// Like [`App::new`], with other connection limits than [`Limits::gatekeeper`].
+    pub fn with_limits(store: S, config: GatekeeperConfig, limits: Limits) -> Arc<Self> {
         let metrics = Metrics::default();
         metrics.set_build_info(store.kind());
         Arc::new(Self {
@@ -82,6 +91,7 @@ impl<S: Store> App<S> {
             metrics,
             health: StoreHealth::new(now_ms()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            limits,
         })
     }
 }
@@ -90,16 +100,24 @@ impl<S: Store> App<S> {
 const PURGE_BATCH: usize = 10_000;
 
 /// Serves the API on `listener` until `shutdown` completes, sweeping expired entries in
-/// the background.
+/// the background. Connections are capped in total and per source, and request headers
+/// have a deadline ([`App::limits`]); refusals are counted in the metrics.
 pub async fn run<S: Store>(
     listener: TcpListener,
     app: Arc<App<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
-    let result = axum::serve(listener, crate::api::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = app.limits.clone();
+    let counters = Arc::clone(&app.metrics.connections);
+    let result = highway_serve::serve(
+        listener,
+        crate::api::router(app),
+        limits,
+        counters,
+        shutdown,
+    )
+    .await;
     sweeper.abort();
     result
 }

@@ -46,7 +46,9 @@ impl Server {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.args(["gatekeeper", "--listen", &listen])
             .args(["--status-interval", STATUS_INTERVAL])
-            .args(["--lease-ttl", LEASE_TTL]);
+            .args(["--lease-ttl", LEASE_TTL])
+            // All the load comes from this one address, up to --concurrency 1024 at once.
+            .args(["--max-connections-per-ip", "4096"]);
         if let Backend::Redis { url, prefix } = backend {
             cmd.args(["--redis", url, "--redis-prefix", prefix]);
         }
