@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use highway_gatekeeper::server::now_ms;
 use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, RedisStore};
-use highway_serve::Limits;
+use highway_serve::{Limits, Tls};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -128,6 +128,23 @@ pub struct Args {
         default_value = "10s"
     )]
     header_timeout: Duration,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    /// Without it the API is plain HTTP, for a TLS-terminating proxy or a private network.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -150,6 +167,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     limits.validate().context(
         "invalid connection limits (--max-connections, --max-connections-per-ip, --header-timeout)",
     )?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let listen = args.listen;
     let serve_err = || format!("cannot serve on {listen}; is another process using that port?");
     match args.redis {
@@ -159,9 +180,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let store = RedisStore::new(&url, args.redis_replica.as_deref(), options)?;
-            highway_gatekeeper::serve_until_signal(listen, App::with_limits(store, config, limits))
-                .await
-                .with_context(serve_err)
+            highway_gatekeeper::serve_until_signal_tls(
+                listen,
+                App::with_limits(store, config, limits),
+                tls,
+            )
+            .await
+            .with_context(serve_err)
         }
         None => {
             let store = match &args.store {
@@ -173,9 +198,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => EmbeddedStore::in_memory(),
             };
-            highway_gatekeeper::serve_until_signal(listen, App::with_limits(store, config, limits))
-                .await
-                .with_context(serve_err)
+            highway_gatekeeper::serve_until_signal_tls(
+                listen,
+                App::with_limits(store, config, limits),
+                tls,
+            )
+            .await
+            .with_context(serve_err)
         }
     }
 }

@@ -88,6 +88,7 @@ fn client_config() -> ClientConfig {
         timeout: Duration::from_secs(3),
         retries: 3,
         backoff: Duration::from_millis(100),
+        ca_file: None,
     }
 }
 

@@ -97,6 +97,11 @@ impl Collector for ConnectionCollector {
                 &c.header_timeouts,
             ),
             (
+                "connections_tls_failures",
+                "TLS handshakes that failed (untrusted certificate, or not TLS at all)",
+                &c.tls_failures,
+            ),
+            (
                 "connections_idle_timeouts",
                 "Connections closed because nothing moved while a request was answered",
                 &c.idle_timeouts,

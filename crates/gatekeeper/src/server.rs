@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use highway_serve::Limits;
+use highway_serve::{Limits, Tls};
 use tokio::net::TcpListener;
 
 use crate::config::GatekeeperConfig;
@@ -107,17 +107,21 @@ pub async fn run<S: Store>(
     app: Arc<App<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_tls(listener, app, None, shutdown).await
+}
+
+/// [`run`], serving HTTPS when `tls` is given.
+pub async fn run_tls<S: Store>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
     let limits = app.limits.clone();
     let counters = Arc::clone(&app.metrics.connections);
-    let result = highway_serve::serve(
-        listener,
-        crate::api::router(app),
-        limits,
-        counters,
-        shutdown,
-    )
-    .await;
+    let router = crate::api::router(app);
+    let result = highway_serve::serve_tls(listener, router, limits, counters, tls, shutdown).await;
     sweeper.abort();
     result
 }
@@ -172,9 +176,19 @@ pub async fn serve_until_signal<S: Store>(
     addr: std::net::SocketAddr,
     app: Arc<App<S>>,
 ) -> std::io::Result<()> {
+    serve_until_signal_tls(addr, app, None).await
+}
+
+/// [`serve_until_signal`], serving HTTPS when `tls` is given.
+pub async fn serve_until_signal_tls<S: Store>(
+    addr: std::net::SocketAddr,
+    app: Arc<App<S>>,
+    tls: Option<Tls>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, store = app.store.kind(), "gatekeeper listening");
-    run(listener, app, shutdown_signal()).await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %listener.local_addr()?, scheme, store = app.store.kind(), "gatekeeper listening");
+    run_tls(listener, app, tls, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -16,6 +16,8 @@
 //! - **An idle timeout** ([`Limits::idle_timeout`]) once a request is being answered: a
 //!   connection on which nothing moved in either direction for that long is closed
 //!   (a client that stopped reading its response).
+//! - **TLS** ([`serve_tls`], [`Tls`]): optional, with rustls; the handshake has the header
+//!   timeout too.
 //! - **Graceful shutdown**: when the shutdown future completes, accepting stops, idle
 //!   connections close, and requests in progress are finished.
 //!
@@ -26,12 +28,14 @@
 mod serve;
 mod source;
 mod stream;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use serve::serve;
+pub use serve::{serve, serve_tls};
 pub use source::{Refusal, SourceKey, SourceTable};
+pub use tls::{Tls, TlsError};
 
 /// How much one server lets its clients hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +125,9 @@ pub struct ServeCounters {
     pub header_timeouts: AtomicU64,
     /// Connections closed because nothing moved while a request was answered.
     pub idle_timeouts: AtomicU64,
+    /// TLS handshakes that failed (a client that does not trust the certificate, or
+    /// does not speak TLS).
+    pub tls_failures: AtomicU64,
     /// Connections open now (a gauge).
     pub open: AtomicU64,
 }

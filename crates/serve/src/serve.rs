@@ -12,12 +12,13 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::source::{Refusal, Slot, SourceTable};
 use crate::stream::{IDLE_MESSAGE, IdleStream};
-use crate::{Limits, ServeCounters, bump};
+use crate::{Limits, ServeCounters, Tls, bump};
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
 /// accepting, lets requests in progress finish (idle connections close at once), and
@@ -30,6 +31,19 @@ pub async fn serve(
     router: Router,
     limits: Limits,
     counters: Arc<ServeCounters>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_tls(listener, router, limits, counters, None, shutdown).await
+}
+
+/// [`serve`], speaking TLS when `tls` is given. The TLS handshake must finish within the
+/// header timeout; hyper's header deadline starts after it.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    counters: Arc<ServeCounters>,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let table = SourceTable::new(limits.max_connections, limits.max_per_source);
@@ -64,8 +78,9 @@ pub async fn serve(
             counters: Arc::clone(&counters),
         };
         let (router, stopping, alive) = (router.clone(), stopping.clone(), alive.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection.run(stream, router, stopping).await;
+            connection.run(stream, tls, router, stopping).await;
             drop(alive);
         });
     }
@@ -123,11 +138,43 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, router: Router, mut stopping: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        stream: TcpStream,
+        tls: Option<Tls>,
+        router: Router,
+        stopping: watch::Receiver<bool>,
+    ) {
         self.counters.open.fetch_add(1, Ordering::Relaxed);
         // Small writes (headers) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleStream::new(stream, self.limits.idle_timeout));
+        let io = IdleStream::new(stream, self.limits.idle_timeout);
+        match tls {
+            None => self.http(io, router, stopping).await,
+            Some(tls) => {
+                let deadline = self.limits.header_timeout;
+                match tokio::time::timeout(deadline, tls.acceptor().accept(io)).await {
+                    Ok(Ok(io)) => self.http(io, router, stopping).await,
+                    Ok(Err(e)) => {
+                        bump(&self.counters.tls_failures);
+                        tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        bump(&self.counters.header_timeouts);
+                        tracing::debug!(peer = %self.peer, "TLS handshake did not finish in time");
+                    }
+                }
+            }
+        }
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        drop(self.slot);
+    }
+
+    async fn http<IO>(&self, io: IO, router: Router, mut stopping: watch::Receiver<bool>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -145,8 +192,6 @@ impl Connection {
         if let Err(e) = result {
             self.classify(&e);
         }
-        self.counters.open.fetch_sub(1, Ordering::Relaxed);
-        drop(self.slot);
     }
 
     fn classify(&self, e: &hyper::Error) {
