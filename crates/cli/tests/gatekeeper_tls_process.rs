@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use highway_gatekeeper::{ClientConfig, ClientError, GatekeeperClient};
 use highway_wire::PeerAddr;
+use tokio::io::AsyncReadExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_highway");
 
@@ -37,6 +38,7 @@ fn start(cert: &Path, key: &Path) -> Gatekeeper {
         .arg(cert)
         .arg("--tls-key")
         .arg(key)
+        .args(["--header-timeout", "1s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -92,6 +94,17 @@ async fn a_gatekeeper_serving_tls_is_joined_over_https_with_a_private_ca() {
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
     let plain = client(&format!("http://{}", gk.addr), None).unwrap();
     assert!(plain.join(&addrs, 0, 8, 8).await.is_err());
+
+    // A connection that never finishes its TLS handshake is closed at the header deadline.
+    let mut silent = tokio::net::TcpStream::connect(gk.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "a silent connection stayed open"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(800));
 
     // The CLI: `highway peers` over https with --gatekeeper-ca lists the peer.
     let out = highway(&[
