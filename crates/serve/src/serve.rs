@@ -66,7 +66,7 @@ pub async fn serve_tls(
         let slot = match table.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                refuse(&stream, refusal, &counters);
+                refuse(&stream, refusal, &counters, tls.is_none());
                 continue;
             }
         };
@@ -106,10 +106,11 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Counts the refusal and tells the client why, with one non-blocking write: a client
-/// that does not read cannot make the accept loop wait. The connection closes when
-/// `stream` is dropped.
-fn refuse(stream: &TcpStream, refusal: Refusal, counters: &ServeCounters) {
+/// Counts the refusal and, on plain HTTP, tells the client why with one non-blocking
+/// write: a client that does not read cannot make the accept loop wait. (A TLS client
+/// could not read a plaintext answer, so it only sees the close.) The connection closes
+/// when `stream` is dropped.
+fn refuse(stream: &TcpStream, refusal: Refusal, counters: &ServeCounters, explain: bool) {
     let (counter, message) = match refusal {
         Refusal::PerSource => (
             &counters.refused_per_source,
@@ -121,6 +122,9 @@ fn refuse(stream: &TcpStream, refusal: Refusal, counters: &ServeCounters) {
         ),
     };
     bump(counter);
+    if !explain {
+        return;
+    }
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n\
          content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{message}",
