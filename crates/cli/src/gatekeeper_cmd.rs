@@ -13,6 +13,7 @@ use highway_gatekeeper::admission::IpBlock;
 use highway_gatekeeper::config::ClaimedAddrs;
 use highway_gatekeeper::server::now_ms;
 use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig, RedisOptions, RedisStore};
+use highway_serve::{Limits, Tls};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -158,6 +159,50 @@ pub struct Args {
         default_value = "match-source"
     )]
     claimed_addrs: ClaimedAddrs,
+    /// Open connections at most; beyond, a new connection gets 503 and is closed.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = Limits::gatekeeper().max_connections
+    )]
+    max_connections: usize,
+    /// Open connections at most from one IPv4 address or IPv6 /64. Behind a proxy
+    /// (nginx, a load balancer) every connection comes from the proxy: set this to
+    /// --max-connections there.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        default_value_t = Limits::gatekeeper().max_per_source
+    )]
+    max_connections_per_ip: usize,
+    /// Time a client has to send a request's headers, and then its body; also how long
+    /// an idle kept-alive connection stays open. A trickle does not extend it.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_HEADER_TIMEOUT",
+        value_parser = humantime::parse_duration,
+        default_value = "10s"
+    )]
+    header_timeout: Duration,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    /// Without it the API is plain HTTP, for a TLS-terminating proxy or a private network.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "HIGHWAY_GATEKEEPER_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -178,6 +223,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         claimed_addrs: args.claimed_addrs,
     };
     config.validate().context("invalid Gatekeeper settings")?;
+    let limits = Limits {
+        max_connections: args.max_connections,
+        max_per_source: args.max_connections_per_ip,
+        header_timeout: args.header_timeout,
+        ..Limits::gatekeeper()
+    };
+    limits.validate().context(
+        "invalid connection limits (--max-connections, --max-connections-per-ip, --header-timeout)",
+    )?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let listen = args.listen;
     let serve_err = || format!("cannot serve on {listen}; is another process using that port?");
     match args.redis {
@@ -187,9 +245,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let store = RedisStore::new(&url, args.redis_replica.as_deref(), options)?;
-            highway_gatekeeper::serve_until_signal(listen, App::new(store, config))
-                .await
-                .with_context(serve_err)
+            highway_gatekeeper::serve_until_signal_tls(
+                listen,
+                App::with_limits(store, config, limits),
+                tls,
+            )
+            .await
+            .with_context(serve_err)
         }
         None => {
             let store = match &args.store {
@@ -201,9 +263,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => EmbeddedStore::in_memory(),
             };
-            highway_gatekeeper::serve_until_signal(listen, App::new(store, config))
-                .await
-                .with_context(serve_err)
+            highway_gatekeeper::serve_until_signal_tls(
+                listen,
+                App::with_limits(store, config, limits),
+                tls,
+            )
+            .await
+            .with_context(serve_err)
         }
     }
 }

@@ -11,9 +11,13 @@ use crate::overlay_flags::OverlayFlags;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The Gatekeeper's URL, e.g. http://127.0.0.1:7700.
+    /// The Gatekeeper's URL, e.g. http://127.0.0.1:7700 or https://gk.example.org.
     #[arg(long, value_name = "URL")]
     gatekeeper: String,
+    /// For an https:// Gatekeeper whose certificate comes from a private CA: a PEM file
+    /// of the certificates to trust (instead of the system's roots).
+    #[arg(long, env = "HIGHWAY_GATEKEEPER_CA", value_name = "FILE")]
+    gatekeeper_ca: Option<PathBuf>,
     /// The address to bind and publish, e.g. 127.0.0.2 (not 0.0.0.0: peers dial it).
     #[arg(long, value_name = "IP")]
     bind: IpAddr,
@@ -107,6 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         udp_port: args.udp_port,
         tcp_port: args.tcp_port,
         gatekeeper: args.gatekeeper,
+        gatekeeper_ca: args.gatekeeper_ca,
         data_dir: args.data_dir,
         control: args.control,
         token_file: args.token_file,

@@ -6,9 +6,13 @@ use highway_gatekeeper::{ClientConfig, GatekeeperClient};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The Gatekeeper's URL, e.g. http://127.0.0.1:7700.
+    /// The Gatekeeper's URL, e.g. http://127.0.0.1:7700 or https://gk.example.org.
     #[arg(long, value_name = "URL")]
     gatekeeper: String,
+    /// For an https:// Gatekeeper whose certificate comes from a private CA: a PEM file
+    /// of the certificates to trust (instead of the system's roots).
+    #[arg(long, env = "HIGHWAY_GATEKEEPER_CA", value_name = "FILE")]
+    gatekeeper_ca: Option<std::path::PathBuf>,
     /// Print the peers as a JSON array of PeerInfo objects.
     #[arg(long)]
     json: bool,
@@ -17,7 +21,11 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     // Listing needs no identity; the key only satisfies the client's constructor.
     let key = SigningKey::from_bytes(&rand::random());
-    let client = GatekeeperClient::new(&args.gatekeeper, key, ClientConfig::default())?;
+    let config = ClientConfig {
+        ca_file: args.gatekeeper_ca.clone(),
+        ..ClientConfig::default()
+    };
+    let client = GatekeeperClient::new(&args.gatekeeper, key, config)?;
     let peers = client
         .all_peers()
         .await

@@ -88,6 +88,7 @@ fn client_config() -> ClientConfig {
         timeout: Duration::from_secs(3),
         retries: 3,
         backoff: Duration::from_millis(100),
+        ca_file: None,
     }
 }
 
@@ -218,6 +219,11 @@ async fn gatekeepers_behind_nginx_survive_a_replica_kill_and_a_redis_primary_out
 
     let logs = tempfile::tempdir().expect("log dir");
     let mut env = configmap_env();
+    // Behind nginx every connection comes from nginx's address (docs/OPERATIONS.md).
+    env.push((
+        "HIGHWAY_GATEKEEPER_MAX_CONNECTIONS_PER_IP".into(),
+        "4096".into(),
+    ));
     env.push(("HIGHWAY_GATEKEEPER_REDIS".into(), primary.url()));
     env.push(("HIGHWAY_GATEKEEPER_REDIS_REPLICA".into(), replica.url()));
     // nginx forwards the client's address; every simulated peer comes from 127.0.0.1, one

@@ -5,6 +5,7 @@
 //! knows it. Signed requests are re-signed with a fresh timestamp on every attempt, since
 //! the Gatekeeper refuses a timestamp it has already seen.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ pub struct ClientConfig {
     pub retries: u32,
     /// Wait before the first retry; doubles each time.
     pub backoff: Duration,
+    /// For an `https://` Gatekeeper with a private CA: a PEM file of the certificates to
+    /// trust, instead of the system's roots. `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +46,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(3),
             retries: 3,
             backoff: Duration::from_millis(200),
+            ca_file: None,
         }
     }
 }
@@ -49,8 +54,12 @@ impl Default for ClientConfig {
 /// What went wrong with a call. The Gatekeeper's own refusals keep its code and message.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("bad Gatekeeper URL {0:?}: give http://HOST:PORT")]
+    #[error("bad Gatekeeper URL {0:?}: give http://HOST:PORT or https://HOST:PORT")]
     BadUrl(String),
+    #[error(
+        "cannot use {path} as the Gatekeeper's CA: {reason}; give a PEM file with one or more CERTIFICATE blocks"
+    )]
+    BadCa { path: PathBuf, reason: String },
     #[error("Gatekeeper at {url} did not answer: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("Gatekeeper refused the request ({status}, {}): {message}", .code.as_str())]
@@ -119,16 +128,34 @@ pub struct GatekeeperClient {
     last_ts: AtomicU64,
 }
 
+/// The certificates of a PEM file, refusing a file with none.
+fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let bad = |reason: String| ClientError::BadCa {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("it holds no certificate".into()));
+    }
+    Ok(certs)
+}
+
 impl GatekeeperClient {
     pub fn new(base_url: &str, key: SigningKey, config: ClientConfig) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ClientError::BadUrl(base_url.to_string()));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(path) = &config.ca_file {
+            builder = builder.tls_certs_only(read_ca(path)?);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::BadUrl(format!("{base_url}: {e}")))?;
         let id = NodeId::from_key(&key.verifying_key());

@@ -16,5 +16,5 @@ pub mod store;
 
 pub use client::{ClientConfig, ClientError, GatekeeperClient};
 pub use config::GatekeeperConfig;
-pub use server::{App, run, serve_until_signal};
+pub use server::{App, run, run_tls, serve_until_signal, serve_until_signal_tls};
 pub use store::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError};

@@ -2,7 +2,15 @@
 //! format (0.0.4) by default, OpenMetrics when the scraper asks for it (`Accept:
 //! application/openmetrics-text`, as Prometheus does). Both pass `promtool check metrics`.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use highway_serve::ServeCounters;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -60,6 +68,60 @@ pub struct Metrics {
     pub live_peers: Gauge,
     pub purged: Counter,
     pub store_up: Gauge,
+    /// The HTTP server's connection counters, rendered on each scrape.
+    pub connections: Arc<ServeCounters>,
+}
+
+/// Renders [`ServeCounters`] as `highway_gatekeeper_connections_*` on each scrape.
+#[derive(Debug)]
+struct ConnectionCollector(Arc<ServeCounters>);
+
+impl Collector for ConnectionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        let counters = [
+            ("connections_accepted", "Connections admitted", &c.accepted),
+            (
+                "connections_refused_per_source",
+                "Connections closed at once (503) because their IPv4 address or IPv6 /64 held its share",
+                &c.refused_per_source,
+            ),
+            (
+                "connections_refused_total_cap",
+                "Connections closed at once (503) because the process held its total",
+                &c.refused_total_cap,
+            ),
+            (
+                "connections_header_timeouts",
+                "Connections closed because request headers did not arrive in time",
+                &c.header_timeouts,
+            ),
+            (
+                "connections_tls_failures",
+                "TLS handshakes that failed (untrusted certificate, or not TLS at all)",
+                &c.tls_failures,
+            ),
+            (
+                "connections_idle_timeouts",
+                "Connections closed because nothing moved while a request was answered",
+                &c.idle_timeouts,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let open =
+            ConstGauge::new(i64::try_from(c.open.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "connections_open",
+            "Connections open now",
+            None,
+            open.metric_type(),
+        )?;
+        open.encode(metric)
+    }
 }
 
 impl Default for Metrics {
@@ -75,6 +137,8 @@ impl Default for Metrics {
         let live_peers = Gauge::default();
         let purged = Counter::default();
         let store_up = Gauge::default();
+        let connections = Arc::new(ServeCounters::default());
+        registry.register_collector(Box::new(ConnectionCollector(Arc::clone(&connections))));
         registry.register(
             "requests",
             "HTTP requests by endpoint and status code",
@@ -125,6 +189,7 @@ impl Default for Metrics {
             live_peers,
             purged,
             store_up,
+            connections,
         }
     }
 }
@@ -225,6 +290,10 @@ mod tests {
         metrics.observe("join", 200, Duration::from_millis(3));
         metrics.reject("bad_signature");
         metrics.set_build_info("embedded");
+        metrics
+            .connections
+            .refused_per_source
+            .fetch_add(2, Ordering::Relaxed);
         let text = metrics.encode_prometheus();
         for line in [
             "# TYPE highway_gatekeeper_requests_total counter",
@@ -234,6 +303,10 @@ mod tests {
             "# TYPE highway_gatekeeper_purged_total counter",
             "# TYPE highway_gatekeeper_requests_in_flight gauge",
             "# TYPE highway_gatekeeper_live_peers gauge",
+            "# TYPE highway_gatekeeper_connections_refused_per_source_total counter",
+            "highway_gatekeeper_connections_refused_per_source_total 2",
+            "# TYPE highway_gatekeeper_connections_header_timeouts_total counter",
+            "highway_gatekeeper_connections_open 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
         }

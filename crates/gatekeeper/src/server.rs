@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use highway_serve::{Limits, Tls};
 use tokio::net::TcpListener;
 
 use crate::config::GatekeeperConfig;
@@ -69,7 +70,10 @@ pub struct App<S> {
     /// Requests being answered; past [`MAX_IN_FLIGHT`] new ones get 503 at once.
     pub in_flight: tokio::sync::Semaphore,
     /// Where this process serves, once bound: peers may not publish it as theirs.
-    pub listen_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    pub listen_addr: std::sync::OnceLock<SocketAddr>,
+    /// Connection caps and deadlines of the HTTP server (see [`highway_serve`]). The
+    /// header deadline also bounds the time a request body may take to arrive.
+    pub limits: Limits,
 }
 
 /// Most requests answered concurrently by one process.
@@ -77,6 +81,11 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 
 impl<S: Store> App<S> {
     pub fn new(store: S, config: GatekeeperConfig) -> Arc<Self> {
+        Self::with_limits(store, config, Limits::gatekeeper())
+    }
+
+    /// Like [`App::new`], with other connection limits than [`Limits::gatekeeper`].
+    pub fn with_limits(store: S, config: GatekeeperConfig, limits: Limits) -> Arc<Self> {
         let metrics = Metrics::default();
         metrics.set_build_info(store.kind());
         Arc::new(Self {
@@ -86,6 +95,7 @@ impl<S: Store> App<S> {
             health: StoreHealth::new(now_ms()),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             listen_addr: std::sync::OnceLock::new(),
+            limits,
         })
     }
 }
@@ -94,21 +104,33 @@ impl<S: Store> App<S> {
 const PURGE_BATCH: usize = 10_000;
 
 /// Serves the API on `listener` until `shutdown` completes, sweeping expired entries in
-/// the background.
+/// the background. Connections are capped in total and per source, and request headers
+/// have a deadline ([`App::limits`]); refusals are counted in the metrics.
 pub async fn run<S: Store>(
     listener: TcpListener,
     app: Arc<App<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run_tls(listener, app, None, shutdown).await
+}
+
+/// [`run`], serving HTTPS when `tls` is given.
+pub async fn run_tls<S: Store>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         let _ = app.listen_addr.set(addr);
     }
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
-    // The handlers need each request's TCP peer address (crate::admission).
-    let service = crate::api::router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = app.limits.clone();
+    let counters = Arc::clone(&app.metrics.connections);
+    // highway_serve gives every request its connection's peer address (`ConnectInfo`),
+    // which the handlers need (crate::admission).
+    let router = crate::api::router(app);
+    let result = highway_serve::serve_tls(listener, router, limits, counters, tls, shutdown).await;
     sweeper.abort();
     result
 }
@@ -160,12 +182,22 @@ pub async fn sweep_once<S: Store>(app: &App<S>) {
 
 /// Binds `addr` and serves until Ctrl-C or SIGTERM.
 pub async fn serve_until_signal<S: Store>(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     app: Arc<App<S>>,
 ) -> std::io::Result<()> {
+    serve_until_signal_tls(addr, app, None).await
+}
+
+/// [`serve_until_signal`], serving HTTPS when `tls` is given.
+pub async fn serve_until_signal_tls<S: Store>(
+    addr: SocketAddr,
+    app: Arc<App<S>>,
+    tls: Option<Tls>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, store = app.store.kind(), "gatekeeper listening");
-    run(listener, app, shutdown_signal()).await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %listener.local_addr()?, scheme, store = app.store.kind(), "gatekeeper listening");
+    run_tls(listener, app, tls, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -19,8 +19,11 @@ pub struct NodeConfig {
     pub udp_port: u16,
     /// TCP port for handshakes; 0 lets the OS choose.
     pub tcp_port: u16,
-    /// The Gatekeeper's base URL, e.g. `http://127.0.0.1:7700`.
+    /// The Gatekeeper's base URL, e.g. `http://127.0.0.1:7700` or `https://gk.example`.
     pub gatekeeper: String,
+    /// For an `https://` Gatekeeper with a private CA: the PEM file of the certificates
+    /// to trust instead of the system's roots.
+    pub gatekeeper_ca: Option<PathBuf>,
     /// Holds `identity.key`; created if missing.
     pub data_dir: PathBuf,
     /// Where the control API listens. Must be a loopback address: besides its bearer
@@ -70,6 +73,7 @@ impl NodeConfig {
             udp_port: 0,
             tcp_port: 0,
             gatekeeper: gatekeeper.into(),
+            gatekeeper_ca: None,
             data_dir: data_dir.into(),
             control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             token_file: None,

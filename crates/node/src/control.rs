@@ -136,6 +136,13 @@ pub struct RuntimeStats {
     pub outboards_served: u64,
     pub file_requests_not_found: u64,
     pub file_requests_busy: u64,
+    /// The file server's connections: admitted, closed at once over the per-source or
+    /// total cap (`503`), cut at the request-header deadline or for idleness.
+    pub file_connections_accepted: u64,
+    pub file_connections_refused_per_source: u64,
+    pub file_connections_refused_total_cap: u64,
+    pub file_header_timeouts: u64,
+    pub file_idle_timeouts: u64,
 }
 
 impl From<&Counters> for RuntimeStats {
@@ -166,6 +173,11 @@ impl From<&Counters> for RuntimeStats {
             outboards_served: get(&c.file_server.outboards_served),
             file_requests_not_found: get(&c.file_server.not_found),
             file_requests_busy: get(&c.file_server.busy),
+            file_connections_accepted: get(&c.file_server.connections.accepted),
+            file_connections_refused_per_source: get(&c.file_server.connections.refused_per_source),
+            file_connections_refused_total_cap: get(&c.file_server.connections.refused_total_cap),
+            file_header_timeouts: get(&c.file_server.connections.header_timeouts),
+            file_idle_timeouts: get(&c.file_server.connections.idle_timeouts),
             downloads_done: get(&c.downloads_done),
             downloads_failed: get(&c.downloads_failed),
         }

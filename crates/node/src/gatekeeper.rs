@@ -28,6 +28,7 @@ pub fn client_config() -> ClientConfig {
         timeout: Duration::from_secs(2),
         retries: 1,
         backoff: Duration::from_millis(100),
+        ca_file: None,
     }
 }
 

@@ -161,8 +161,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             path: config.data_dir.join(identity::IDENTITY_FILE),
             error: std::io::Error::other(e.to_string()),
         })??;
-    let client =
-        GatekeeperClient::new(&config.gatekeeper, key.clone(), gatekeeper::client_config())?;
+    let client_config = highway_gatekeeper::ClientConfig {
+        ca_file: config.gatekeeper_ca.clone(),
+        ..gatekeeper::client_config()
+    };
+    let client = GatekeeperClient::new(&config.gatekeeper, key.clone(), client_config)?;
 
     let udp_at = SocketAddr::new(config.bind, config.udp_port);
     let tcp_at = SocketAddr::new(config.bind, config.tcp_port);

@@ -216,6 +216,11 @@ async fn a_shared_file_is_found_and_downloaded_verified() {
     assert!(holder.runtime.files_served >= 2, "{:?}", holder.runtime);
     assert!(holder.runtime.outboards_served >= 1, "{:?}", holder.runtime);
     assert!(
+        holder.runtime.file_connections_accepted >= 2,
+        "{:?}",
+        holder.runtime
+    );
+    assert!(
         holder.runtime.bytes_served >= big.len() as u64 + 100,
         "{:?}",
         holder.runtime

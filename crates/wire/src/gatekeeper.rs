@@ -217,6 +217,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     StoreUnavailable,
     Overloaded,
+    /// The request body did not arrive within the deadline (408).
+    RequestTimeout,
     Internal,
 }
 
@@ -245,6 +247,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",
             Self::Overloaded => "overloaded",
+            Self::RequestTimeout => "request_timeout",
             Self::Internal => "internal",
         }
     }

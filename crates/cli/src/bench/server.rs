@@ -51,7 +51,9 @@ impl Server {
             // per-network limits and the claimed-address rule, which would refuse it.
             .args(["--max-peers-per-prefix", "4000000000"])
             .args(["--max-joins-per-prefix", "4000000000"])
-            .args(["--claimed-addrs", "any"]);
+            .args(["--claimed-addrs", "any"])
+            // All the load comes from this one address, up to --concurrency 1024 at once.
+            .args(["--max-connections-per-ip", "4096"]);
         if let Backend::Redis { url, prefix } = backend {
             cmd.args(["--redis", url, "--redis-prefix", prefix]);
         }

@@ -1,5 +1,7 @@
 //! Reading a request body from a hostile client: bounded, version-checked, typed.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -19,7 +21,9 @@ fn too_large() -> ApiError {
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]; a longer body is refused without reading the rest.
-pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// A body that has not fully arrived `within` is refused too (`408`), so a client
+/// trickling it cannot hold a connection and a request slot for long.
+pub async fn read(headers: &HeaderMap, body: Body, within: Duration) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -27,9 +31,14 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())
+    match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(read) => read.map_err(|_| too_large()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!("the request body did not arrive within {within:?}; send it at once"),
+        )),
+    }
 }
 
 /// Parses a versioned JSON body: the version first, so a newer client hears that its

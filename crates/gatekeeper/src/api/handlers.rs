@@ -88,7 +88,7 @@ pub async fn join<S: Store>(
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Json<JoinResponse>, ApiError> {
-    let bytes = body::read(&headers, raw).await?;
+    let bytes = body::read(&headers, raw, app.limits.header_timeout).await?;
     let req: JoinRequest = body::parse(&bytes)?;
     req.validate().map_err(field_error)?;
     let source = app.source(peer, &headers)?;
@@ -143,7 +143,7 @@ pub async fn status<S: Store>(
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    let bytes = body::read(&headers, raw).await?;
+    let bytes = body::read(&headers, raw, app.limits.header_timeout).await?;
     let req: StatusRequest = body::parse(&bytes)?;
     req.validate().map_err(field_error)?;
     let source = app.source(peer, &headers)?;
@@ -193,7 +193,7 @@ pub async fn report<S: Store>(
     headers: HeaderMap,
     raw: Body,
 ) -> Result<(StatusCode, Json<ReportResponse>), ApiError> {
-    let bytes = body::read(&headers, raw).await?;
+    let bytes = body::read(&headers, raw, app.limits.header_timeout).await?;
     let req: ReportRequest = body::parse(&bytes)?;
     req.validate().map_err(field_error)?;
     let now = now_ms();
@@ -225,7 +225,7 @@ pub async fn leave<S: Store>(
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Json<LeaveResponse>, ApiError> {
-    let bytes = body::read(&headers, raw).await?;
+    let bytes = body::read(&headers, raw, app.limits.header_timeout).await?;
     let req: LeaveRequest = body::parse(&bytes)?;
     let now = now_ms();
     let auth = app.auth(&headers, "/v1/leave", &bytes, &req.id, req.ts_ms, now)?;

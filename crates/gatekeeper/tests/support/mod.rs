@@ -395,6 +395,7 @@ pub fn client_config() -> ClientConfig {
         timeout: Duration::from_secs(5),
         retries: 0,
         backoff: Duration::from_millis(50),
+        ca_file: None,
     }
 }
 

@@ -26,6 +26,9 @@
 //!   `404`, as is a hit whose file escapes the root, is not a regular file or changed size
 //!   since it was indexed. Bodies never name a path. `503` with `Retry-After` when every
 //!   transfer slot is busy.
+//! - Connections are bounded by the shared serving layer ([`highway_serve`]): a
+//!   connection over the total or per-source cap gets `503` and is closed at once, and one
+//!   whose request headers do not arrive within the header deadline is closed.
 //!
 //! A download, step by step:
 //!
@@ -83,7 +86,6 @@ mod cache;
 mod download;
 mod error;
 mod fetch;
-mod listener;
 mod partial;
 mod range;
 mod rate;

@@ -15,13 +15,13 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use highway_serve::{Limits, ServeCounters};
 use highway_wire::ContentId;
 use http_body::{Frame, SizeHint};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::cache::OutboardCache;
-use super::listener::GuardedListener;
 use super::range::{self, RangeRequest};
 use super::rate::RateLimit;
 use super::verify::compute_outboard;
@@ -51,11 +51,18 @@ pub struct ServerConfig {
     /// The shared root. Only regular files strictly inside it (after resolving symlinks)
     /// are ever served, whatever the [`FileSource`] says.
     pub root: PathBuf,
-    /// Open connections at most; further connections wait in the accept backlog.
+    /// Open connections at most; a connection beyond is answered `503` and closed.
     pub max_connections: usize,
+    /// Open connections at most from one source (IPv4 address or IPv6 /64), so one
+    /// client cannot take every connection; beyond, `503` and closed at once.
+    pub max_per_source: usize,
+    /// Time a client has to send a request's headers (and how long a kept-alive
+    /// connection may wait for its next request). Bytes arriving do not extend it.
+    pub header_timeout: Duration,
     /// File bodies and outboard computations in progress at most; beyond that, `503`.
     pub max_transfers: usize,
-    /// A connection with no progress in either direction for this long is closed.
+    /// While a request is answered, a connection with no progress in either direction
+    /// for this long is closed.
     pub idle_timeout: Duration,
     /// Bytes of encoded outboards kept in memory.
     pub outboard_cache_bytes: usize,
@@ -89,6 +96,9 @@ pub struct ServerCounters {
     pub not_found: AtomicU64,
     /// Requests refused with `503` because every transfer slot was taken.
     pub busy: AtomicU64,
+    /// The connection layer: admitted, refused per source or at the total cap, cut at
+    /// the header deadline or for idleness.
+    pub connections: Arc<ServeCounters>,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -98,11 +108,14 @@ fn bump(counter: &AtomicU64) {
 impl ServerConfig {
     /// Defaults for a peer sharing `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let defaults = Limits::file_server();
         Self {
             root: root.into(),
-            max_connections: 256,
+            max_connections: defaults.max_connections,
+            max_per_source: defaults.max_per_source,
+            header_timeout: defaults.header_timeout,
             max_transfers: 32,
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: defaults.idle_timeout,
             outboard_cache_bytes: 64 << 20,
             read_chunk: 256 << 10,
             read_ahead: 4,
@@ -177,17 +190,24 @@ impl FileServer {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets open connections
-    /// finish. Connections are bounded and idle ones are closed (see [`ServerConfig`]).
+    /// finish. Connections are bounded in total and per source, headers have a deadline
+    /// and idle connections are closed (see [`ServerConfig`] and [`highway_serve`]).
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let config = &self.shared.config;
-        let listener = GuardedListener::new(listener, config.max_connections, config.idle_timeout);
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let limits = Limits {
+            max_connections: config.max_connections.max(1),
+            max_per_source: config
+                .max_per_source
+                .clamp(1, config.max_connections.max(1)),
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let counters = Arc::clone(&config.counters.connections);
+        highway_serve::serve(listener, self.router(), limits, counters, shutdown).await
     }
 }
 
