@@ -143,6 +143,10 @@ pub struct RuntimeStats {
     pub file_connections_refused_total_cap: u64,
     pub file_header_timeouts: u64,
     pub file_idle_timeouts: u64,
+    /// The control API's connections closed at once over its cap, or cut at the
+    /// request-header deadline (a local client trickling its request).
+    pub control_connections_refused: u64,
+    pub control_header_timeouts: u64,
 }
 
 impl From<&Counters> for RuntimeStats {
@@ -178,6 +182,9 @@ impl From<&Counters> for RuntimeStats {
             file_connections_refused_total_cap: get(&c.file_server.connections.refused_total_cap),
             file_header_timeouts: get(&c.file_server.connections.header_timeouts),
             file_idle_timeouts: get(&c.file_server.connections.idle_timeouts),
+            control_connections_refused: get(&c.control_connections.refused_per_source)
+                + get(&c.control_connections.refused_total_cap),
+            control_header_timeouts: get(&c.control_connections.header_timeouts),
             downloads_done: get(&c.downloads_done),
             downloads_failed: get(&c.downloads_failed),
         }

@@ -277,11 +277,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         }),
     };
     let (control_stop, stop) = oneshot::channel::<()>();
+    let control_connections = Arc::clone(&counters.control_connections);
     let control = tokio::spawn(async move {
-        let serve =
-            axum::serve(control_listener, control::router(state)).with_graceful_shutdown(async {
+        // Bounded like the other servers: a local user without the token must not be able
+        // to hold the control API with trickled requests.
+        let serve = highway_serve::serve(
+            control_listener,
+            control::router(state),
+            highway_serve::Limits::control_api(),
+            control_connections,
+            async {
                 let _ = stop.await;
-            });
+            },
+        );
         if let Err(e) = serve.await {
             tracing::warn!(error = %e, "the control API stopped");
         }

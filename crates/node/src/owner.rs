@@ -130,6 +130,8 @@ pub(crate) struct Counters {
     pub downloads_failed: AtomicU64,
     /// The file server's own counters (it outlives a share switch, so they live here).
     pub file_server: Arc<highway_share::transfer::ServerCounters>,
+    /// The control API's connections (caps, header deadline).
+    pub control_connections: Arc<highway_serve::ServeCounters>,
 }
 
 fn bump(counter: &AtomicU64) {

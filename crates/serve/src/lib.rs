@@ -63,6 +63,18 @@ impl Limits {
         }
     }
 
+    /// Defaults for a node's control API: local clients only (all from one loopback
+    /// address, so the per-source cap is the total), each CLI command or shell with a
+    /// connection or two; long polls answer within 10 s, well inside the idle timeout.
+    pub fn control_api() -> Self {
+        Self {
+            max_connections: 128,
+            max_per_source: 128,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
     /// Defaults for a Gatekeeper: many peers, each with a pooled connection or two.
     pub fn gatekeeper() -> Self {
         Self {
