@@ -5,13 +5,16 @@
 
 use std::path::PathBuf;
 
-use highway_wire::gatekeeper::{
-    ErrorBody, Health, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, PeersPage,
-    ReportRequest, ReportResponse, StatusRequest, StatusResponse, VersionProbe,
-};
-use highway_wire::summary::{MAX_ENCODED_LEN, Summary, SummaryAssembler};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use highway_wire::summary::Summary;
+
+// The fuzz targets' own checks, so this replay runs exactly what the fuzzer runs.
+#[path = "../../../fuzz/checks/gatekeeper_json.rs"]
+mod json_checks;
+#[path = "../../../fuzz/checks/summary.rs"]
+mod summary_checks;
+
+use json_checks::json_input;
+use summary_checks::summary_input;
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,72 +28,6 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
         out.push(std::fs::read(entry.expect("entry").path()).expect("readable"));
     }
     out
-}
-
-/// What fuzz/fuzz_targets/summary.rs does with one input.
-fn summary_input(bytes: &[u8]) {
-    if let Ok(summary) = Summary::decode(1, bytes) {
-        let encoded = summary.encode();
-        assert!(encoded.len() <= MAX_ENCODED_LEN);
-        assert_eq!(Summary::decode(1, &encoded).as_ref(), Ok(&summary));
-    }
-    let mut assembler = SummaryAssembler::new();
-    let mut rest = bytes;
-    while rest.len() >= 5 {
-        let (head, tail) = rest.split_at(5);
-        let len = usize::from(u16::from_le_bytes([head[3], head[4]])).min(tail.len());
-        let (data, tail) = tail.split_at(len);
-        rest = tail;
-        let (version, chunk, chunks) = (u64::from(head[0]), u16::from(head[1]), u16::from(head[2]));
-        if let Ok(Some(summary)) = assembler.accept(version, chunk, chunks, data) {
-            let mut again = SummaryAssembler::new();
-            let mut out = None;
-            for (i, n, part) in summary.chunks() {
-                out = again
-                    .accept(version, i, n, &part)
-                    .expect("own chunks are valid");
-            }
-            assert_eq!(out.as_ref(), Some(&summary));
-        }
-    }
-}
-
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
-    bytes: &[u8],
-) -> Option<T> {
-    let value: T = serde_json::from_slice(bytes).ok()?;
-    let again: T = serde_json::from_slice(&serde_json::to_vec(&value).expect("serialises"))
-        .expect("own output parses");
-    assert_eq!(again, value);
-    Some(value)
-}
-
-/// What fuzz/fuzz_targets/gatekeeper_json.rs does with one input; true when some type
-/// parsed it.
-fn json_input(bytes: &[u8]) -> bool {
-    let _ = serde_json::from_slice::<VersionProbe>(bytes);
-    let mut parsed = false;
-    if let Some(r) = round_trip::<JoinRequest>(bytes) {
-        let _ = r.validate();
-        parsed = true;
-    }
-    if let Some(r) = round_trip::<StatusRequest>(bytes) {
-        let _ = r.validate();
-        parsed = true;
-    }
-    if let Some(r) = round_trip::<ReportRequest>(bytes) {
-        let _ = r.validate();
-        parsed = true;
-    }
-    parsed |= round_trip::<LeaveRequest>(bytes).is_some();
-    parsed |= round_trip::<JoinResponse>(bytes).is_some();
-    parsed |= round_trip::<StatusResponse>(bytes).is_some();
-    parsed |= round_trip::<ReportResponse>(bytes).is_some();
-    parsed |= round_trip::<LeaveResponse>(bytes).is_some();
-    parsed |= round_trip::<PeersPage>(bytes).is_some();
-    parsed |= round_trip::<Health>(bytes).is_some();
-    parsed |= round_trip::<ErrorBody>(bytes).is_some();
-    parsed
 }
 
 #[test]

@@ -279,6 +279,95 @@ impl RangeVerifier {
     }
 }
 
+/// The checks of fuzz/fuzz_targets/outboard.rs on one input, also run on its corpus by
+/// this module's tests, so CI checks exactly what the fuzzer checks. A holder is hostile:
+/// an honest outboard must verify, a flipped bit anywhere must be caught, and arbitrary
+/// bytes must never panic. Returns false when the input is too short to mean anything.
+///
+/// Input: mode | size (3 bytes LE) | resume group | bit position (3 bytes LE) | data or
+/// outboard.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_fuzz_input(bytes: &[u8]) -> bool {
+    /// Largest file tried: 20 groups, so trees have a few levels.
+    const MAX_SIZE: u64 = 20 * GROUP_BYTES;
+    let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
+        return false;
+    };
+    let size = u64::from(u32::from_le_bytes([head[1], head[2], head[3], 0])) % (MAX_SIZE + 1);
+    let start = (u64::from(head[4]) * GROUP_BYTES).min(size / GROUP_BYTES * GROUP_BYTES);
+    let bit = u32::from_le_bytes([head[5], head[6], head[7], 0]) as usize;
+    let tree = tree(size);
+    if head[0] % 4 == 3 {
+        // A hostile holder: arbitrary outboard bytes (of the length the size implies) and
+        // arbitrary data, checked against an arbitrary root.
+        let len = usize::try_from(tree.outboard_size()).expect("small tree");
+        let mut outboard: Vec<u8> = rest.iter().copied().cycle().take(len).collect();
+        outboard.resize(len, 0);
+        let root = blake3::hash(rest);
+        let ob = PreOrderMemOutboard {
+            root,
+            tree,
+            data: outboard,
+        };
+        let _ = outboard_is_valid(&ob);
+        let data = vec![0xa5; usize::try_from(size - start).expect("small file")];
+        let fed = RangeVerifier::new(root, size, start).feed(&ob, &data);
+        assert!(fed.verified <= data.len());
+        return true;
+    }
+    let data: Vec<u8> = if rest.is_empty() {
+        vec![0; usize::try_from(size).expect("small file")]
+    } else {
+        rest.iter()
+            .copied()
+            .cycle()
+            .take(usize::try_from(size).expect("small file"))
+            .collect()
+    };
+    let honest = compute_outboard(&data[..], size).expect("in memory");
+    let ob = PreOrderMemOutboard {
+        root: honest.root,
+        tree,
+        data: honest.outboard.clone(),
+    };
+    let tail = &data[usize::try_from(start).expect("small file")..];
+    match head[0] % 4 {
+        0 => {
+            // Honest holder: the outboard is valid and every byte from `start` verifies.
+            assert!(outboard_is_valid(&ob).expect("in memory"));
+            let fed = RangeVerifier::new(honest.root, size, start).feed(&ob, tail);
+            assert!(fed.error.is_none(), "{size} from {start}: {:?}", fed.error);
+            assert_eq!(fed.verified, tail.len(), "{size} from {start}");
+        }
+        1 if !ob.data.is_empty() => {
+            // One bit of the outboard flipped: the outboard no longer validates.
+            let mut bad = ob.data.clone();
+            let i = bit / 8 % bad.len();
+            bad[i] ^= 1 << (bit % 8);
+            let bad = PreOrderMemOutboard {
+                root: honest.root,
+                tree,
+                data: bad,
+            };
+            assert!(
+                !outboard_is_valid(&bad).expect("in memory"),
+                "{size}: byte {i}"
+            );
+        }
+        2 if !tail.is_empty() => {
+            // One bit of the data flipped: nothing from its group on verifies.
+            let mut bad = tail.to_vec();
+            let i = bit / 8 % bad.len();
+            bad[i] ^= 1 << (bit % 8);
+            let fed = RangeVerifier::new(honest.root, size, start).feed(&ob, &bad);
+            assert!(fed.error.is_some(), "{size} from {start}: byte {i}");
+            assert!(fed.verified as u64 <= i as u64 / GROUP_BYTES * GROUP_BYTES);
+        }
+        _ => {}
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,78 +524,16 @@ mod tests {
         );
     }
 
-    /// Replays fuzz/corpus/outboard on every test run with the checks of
-    /// fuzz/fuzz_targets/outboard.rs (which decodes its inputs the same way).
+    /// Replays fuzz/corpus/outboard on every test run through the fuzz target's checks.
     #[test]
     fn the_fuzz_corpus_checks_out() {
-        use bao_tree::io::outboard::PreOrderMemOutboard;
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/outboard");
         let mut inputs = 0;
         for entry in std::fs::read_dir(dir).expect("fuzz/corpus/outboard exists") {
             let bytes = std::fs::read(entry.expect("entry").path()).expect("readable");
-            let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
-                continue;
-            };
-            inputs += 1;
-            let max = 20 * GROUP_BYTES;
-            let size = u64::from(u32::from_le_bytes([head[1], head[2], head[3], 0])) % (max + 1);
-            let start = (u64::from(head[4]) * GROUP_BYTES).min(size / GROUP_BYTES * GROUP_BYTES);
-            let bit = u32::from_le_bytes([head[5], head[6], head[7], 0]) as usize;
-            let tree = tree(size);
-            let mode = head[0] % 4;
-            if mode == 3 {
-                let len = tree.outboard_size() as usize;
-                let mut outboard: Vec<u8> = rest.iter().copied().cycle().take(len).collect();
-                outboard.resize(len, 0);
-                let root = blake3::hash(rest);
-                let ob = PreOrderMemOutboard {
-                    root,
-                    tree,
-                    data: outboard,
-                };
-                let _ = outboard_is_valid(&ob);
-                let data = vec![0xa5; (size - start) as usize];
-                let fed = RangeVerifier::new(root, size, start).feed(&ob, &data);
-                assert!(fed.verified <= data.len());
-                continue;
-            }
-            let data: Vec<u8> = if rest.is_empty() {
-                vec![0; size as usize]
-            } else {
-                rest.iter().copied().cycle().take(size as usize).collect()
-            };
-            let honest = compute_outboard(&data[..], size).unwrap();
-            let ob = PreOrderMemOutboard {
-                root: honest.root,
-                tree,
-                data: honest.outboard,
-            };
-            let tail = &data[start as usize..];
-            if mode == 0 {
-                assert!(outboard_is_valid(&ob).unwrap());
-                let fed = RangeVerifier::new(honest.root, size, start).feed(&ob, tail);
-                assert!(
-                    fed.error.is_none() && fed.verified == tail.len(),
-                    "{size} from {start}"
-                );
-            } else if mode == 1 && !ob.data.is_empty() {
-                let mut bad = ob.data.clone();
-                let i = bit / 8 % bad.len();
-                bad[i] ^= 1 << (bit % 8);
-                let bad = PreOrderMemOutboard {
-                    root: honest.root,
-                    tree,
-                    data: bad,
-                };
-                assert!(!outboard_is_valid(&bad).unwrap(), "{size}: byte {i}");
-            } else if mode == 2 && !tail.is_empty() {
-                let mut bad = tail.to_vec();
-                let i = bit / 8 % bad.len();
-                bad[i] ^= 1 << (bit % 8);
-                let fed = RangeVerifier::new(honest.root, size, start).feed(&ob, &bad);
-                assert!(fed.error.is_some(), "{size} from {start}: byte {i}");
-                assert!(fed.verified as u64 <= i as u64 / GROUP_BYTES * GROUP_BYTES);
+            if super::check_fuzz_input(&bytes) {
+                inputs += 1;
             }
         }
         assert!(
