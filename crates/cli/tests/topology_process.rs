@@ -89,6 +89,7 @@ fn client_config() -> ClientConfig {
         retries: 3,
         backoff: Duration::from_millis(100),
         ca_file: None,
+        local_address: None,
     }
 }
 

@@ -38,6 +38,11 @@ pub struct ClientConfig {
     /// For an `https://` Gatekeeper with a private CA: a PEM file of the certificates to
     /// trust, instead of the system's roots. `None`: the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// Connect from this address (of the same family as the Gatekeeper's), so that a peer
+    /// on a host with several addresses reaches the Gatekeeper from the one it publishes:
+    /// the Gatekeeper accepts only addresses that match a request's source. `None`: the
+    /// system's choice.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +52,7 @@ impl Default for ClientConfig {
             retries: 3,
             backoff: Duration::from_millis(200),
             ca_file: None,
+            local_address: None,
         }
     }
 }
@@ -151,7 +157,8 @@ impl GatekeeperClient {
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(30));
+            .pool_idle_timeout(Duration::from_secs(30))
+            .local_address(config.local_address);
         if let Some(path) = &config.ca_file {
             builder = builder.tls_certs_only(read_ca(path)?);
         }

@@ -29,6 +29,7 @@ pub fn client_config() -> ClientConfig {
         retries: 1,
         backoff: Duration::from_millis(100),
         ca_file: None,
+        local_address: None,
     }
 }
 

@@ -163,6 +163,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         })??;
     let client_config = highway_gatekeeper::ClientConfig {
         ca_file: config.gatekeeper_ca.clone(),
+        // The Gatekeeper checks published addresses against the request's source.
+        local_address: Some(config.bind),
         ..gatekeeper::client_config()
     };
     let client = GatekeeperClient::new(&config.gatekeeper, key.clone(), client_config)?;

@@ -396,6 +396,7 @@ pub fn client_config() -> ClientConfig {
         retries: 0,
         backoff: Duration::from_millis(50),
         ca_file: None,
+        local_address: None,
     }
 }
 
