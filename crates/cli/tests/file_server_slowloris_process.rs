@@ -1,7 +1,8 @@
 //! Slowloris against a real `highway node`'s file server (issue 10, finding 2): 300
 //! connections from one address, each trickling a request a byte a second, held all 256
-//! slots before the fix. Now a verified download from another address finishes within a
-//! few seconds while they trickle, and the node counts what it refused.
+//! slots before the fix. Now a verified download from another address (a plain HTTP client,
+//! then another node, which connects from its own bind address) finishes within a few
+//! seconds while they trickle, and the node counts what it refused.
 
 mod cli_support;
 mod support;
@@ -9,7 +10,7 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use cli_support::{pattern, share_dir, sharing_node_args};
+use cli_support::{pattern, run, share_dir, sharing_node_args, texts};
 use support::{Cluster, wait_until};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -53,7 +54,17 @@ async fn trickling_connections_from_one_address_do_not_stop_a_download_from_anot
     let content = pattern(SIZE, 21);
     std::fs::write(share_dir(shares.path(), 0).join(FILE), &content).unwrap();
     let root = shares.path().to_path_buf();
-    let mut cluster = Cluster::start_each(1, |i, _| sharing_node_args(i, &root)).await;
+    // Node 0 holds the file; node 1 (on 127.0.0.3) downloads it during the attack, from its
+    // own address, into its download folder.
+    std::fs::create_dir_all(share_dir(shares.path(), 1)).unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let download_dir = downloads.path().display().to_string();
+    let mut cluster = Cluster::start_each(2, |i, _| {
+        let mut args = sharing_node_args(i, &root);
+        args.extend(["--download-dir".to_string(), download_dir.clone()]);
+        args
+    })
+    .await;
     let files: SocketAddr = cluster.nodes[0].files.parse().unwrap();
     let hash = highway_wire::ContentId::of(&content).to_string();
     let client = client_from("127.0.0.9");
@@ -71,6 +82,8 @@ async fn trickling_connections_from_one_address_do_not_stop_a_download_from_anot
     )
     .await;
 
+    // The attack comes from 127.0.0.1: the source Linux picks for a loopback connection
+    // when the client does not bind one.
     let attacker: IpAddr = "127.0.0.1".parse().unwrap();
     let until = Instant::now() + ATTACK_FOR;
     let mut held = Vec::new();
@@ -106,6 +119,29 @@ async fn trickling_connections_from_one_address_do_not_stop_a_download_from_anot
     );
     assert_eq!(highway_wire::ContentId::of(&body).to_string(), hash);
     assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    // A node's own download: it connects from the address it binds (127.0.0.3), not from
+    // the attacker's address, so the per-source cap does not hold it back.
+    let copy = downloads.path().join("copy.bin");
+    let copy_arg = copy.display().to_string();
+    let holder = files.to_string();
+    let node = cluster.nodes[1].control.clone();
+    let output = run(
+        &[
+            "get", "--node", &node, &hash, "--out", &copy_arg, "--holder", &holder,
+        ],
+        "",
+        downloads.path(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(
+        Instant::now() < until,
+        "the node's download finished during the attack"
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), content);
 
     let status = cluster.nodes[0].status().await.expect("status");
     let refused = status["runtime"]["file_connections_refused_per_source"]

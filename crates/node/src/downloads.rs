@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use highway_core::SearchRequest;
 use highway_share::transfer::{
-    DownloadOptions, DownloadRequest as TransferRequest, Downloader, Holder, Progress, RateLimit,
+    DownloadOptions, DownloadRequest as TransferRequest, Downloader, Holder, Progress,
 };
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
@@ -83,12 +83,8 @@ impl Downloads {
         download_dir: PathBuf,
         anywhere: bool,
         counters: Arc<Counters>,
-        rate_limit: Option<Arc<RateLimit>>,
+        options: DownloadOptions,
     ) -> std::io::Result<Self> {
-        let options = DownloadOptions {
-            rate_limit,
-            ..DownloadOptions::default()
-        };
         let downloader = Downloader::new(options).map_err(std::io::Error::other)?;
         Ok(Self {
             book: Mutex::new(Book::default()),

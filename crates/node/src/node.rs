@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use highway_core::{Command, DownReason, Peer};
 use highway_gatekeeper::{ClientError, GatekeeperClient};
-use highway_share::transfer::{RateLimit, ServerConfig};
+use highway_share::transfer::{DownloadOptions, RateLimit, ServerConfig};
 use highway_wire::{NodeId, PeerAddr};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -234,9 +234,14 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         config.download_dir.clone(),
         config.allow_download_anywhere,
         counters.clone(),
-        config
-            .download_limit
-            .map(|rate| Arc::new(RateLimit::new(rate))),
+        DownloadOptions {
+            rate_limit: config
+                .download_limit
+                .map(|rate| Arc::new(RateLimit::new(rate))),
+            // Downloads come from the address this node publishes, as its other traffic.
+            local_address: Some(config.bind),
+            ..DownloadOptions::default()
+        },
     )
     .map_err(NodeError::Downloader)?;
     let app = Arc::new(App {

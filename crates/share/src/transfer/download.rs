@@ -106,6 +106,10 @@ pub struct DownloadOptions {
     /// A cap on the bytes per second received, shared by every download that uses this
     /// downloader (and any other holder of the `Arc`). `None`: no cap.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// Connect to holders from this address (when the holder's address is of the same
+    /// family), so a peer's downloads come from the address it publishes; file servers cap
+    /// connections per source address. `None`: the system's choice.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for DownloadOptions {
@@ -121,6 +125,7 @@ impl Default for DownloadOptions {
             buffers: 4,
             overwrite: false,
             rate_limit: None,
+            local_address: None,
         }
     }
 }
@@ -237,6 +242,7 @@ impl Downloader {
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.stall_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            .local_address(options.local_address)
             .build()
             .map_err(|e| TransferError::Client(e.to_string()))?;
         Ok(Self { client, options })
