@@ -244,26 +244,67 @@ pub fn status_report(status: &StatusView) -> String {
             "heartbeats: {} sent, {} received; suspicions {}, refuted {}, failures {}",
             s.heartbeats_sent, s.heartbeats_received, s.suspicions, s.refuted, s.failures
         ),
+        reachability_line(status),
     ]
+    .into_iter()
+    .chain(status.cut_off.as_ref().map(|why| format!("NOT CONNECTED: {why}")))
+    .collect::<Vec<_>>()
     .join("\n")
+}
+
+/// `reachable: nat-per-destination, not dialable (seen as 203.0.113.7; 2 observers)`.
+fn reachability_line(status: &StatusView) -> String {
+    let r = &status.reachability;
+    let mut line = format!(
+        "reachable:  {}, {}",
+        if r.class.is_empty() { "unknown" } else { &r.class },
+        if r.dialable {
+            "dialable"
+        } else {
+            "not dialable (links by dialling out)"
+        }
+    );
+    let mut seen: Vec<String> = r.observed.iter().map(|o| o.addr.to_string()).collect();
+    seen.sort();
+    seen.dedup();
+    match (r.observed_ip, seen.is_empty()) {
+        (Some(ip), true) => line.push_str(&format!(" (the Gatekeeper sees {ip})")),
+        (Some(ip), false) => line.push_str(&format!(
+            " (the Gatekeeper sees {ip}; neighbours see {})",
+            seen.join(", ")
+        )),
+        (None, false) => line.push_str(&format!(" (neighbours see {})", seen.join(", "))),
+        (None, true) => {}
+    }
+    line
 }
 
 /// `highway neighbors` and the shell's `neighbors`: one line per neighbour, then a count.
 pub fn neighbors_table(list: &[NeighbourJson]) -> String {
     let mut out = format!(
-        "{:<12}  {:<32}  {:<7}  {:>10}  {:>10}  inbound\n",
-        "peer", "address", "state", "last heard", "linked for"
+        "{:<12}  {:<32}  {:<7}  {:>10}  {:>10}  {:<7}  path\n",
+        "peer", "address", "state", "last heard", "linked for", "inbound"
     );
     for n in list {
         let addr = format!("{} udp {} tcp {}", n.addr.ip, n.addr.udp, n.addr.tcp);
+        let mut path = if n.path.is_empty() {
+            "direct".to_string()
+        } else {
+            n.path.clone()
+        };
+        // Behind a NAT the datagrams come from the mapping, not the published address.
+        if let Some(udp) = n.udp_path.filter(|p| *p != n.addr.udp_addr()) {
+            path.push_str(&format!(" (NAT mapping {udp})"));
+        }
         out.push_str(&format!(
-            "{:<12}  {:<32}  {:<7}  {:>10}  {:>10}  {}\n",
+            "{:<12}  {:<32}  {:<7}  {:>10}  {:>10}  {:<7}  {}\n",
             n.short_id,
             addr,
             n.state,
             format!("{} ago", short_duration(n.last_heard_ms_ago)),
             short_duration(n.linked_for_ms),
             if n.inbound { "yes" } else { "no" },
+            path,
         ));
     }
     out.push_str(&plural(list.len(), "neighbour", "neighbours"));

@@ -130,6 +130,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = out.flush();
     })
     .await?;
+    // No hits from a node with no neighbours says nothing about the network: say why
+    // the node is cut off instead (on stderr, so `--json` output stays an array).
+    let cut_off = if outcome.hits.is_empty() {
+        client.status().await.ok().and_then(|s| s.cut_off)
+    } else {
+        None
+    };
     if json {
         let text = serde_json::to_string_pretty(&outcome.hits)?;
         writeln!(out, "{text}").context("cannot write to stdout")?;
@@ -140,6 +147,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             render::search_summary(&outcome.last, &outcome.hits)
         )
         .context("cannot write to stdout")?;
+    }
+    if let Some(why) = cut_off {
+        eprintln!("not connected: {why}");
     }
     Ok(())
 }

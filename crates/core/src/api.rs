@@ -40,6 +40,9 @@ pub struct LinkUp {
     pub their_neighbours: Vec<NeighbourEntry>,
     /// True when the other peer initiated the handshake.
     pub inbound: bool,
+    /// The other peer can be dialled at `addr` (its hello said so; true for peers we
+    /// dialled ourselves). Undialable peers are never handed on as dialable.
+    pub dialable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +143,14 @@ pub struct Transmit {
 pub struct NeighbourView {
     pub id: NodeId,
     pub addr: PeerAddr,
+    /// Where this link's datagrams go: the address authenticated datagrams from the
+    /// neighbour last came from (for a peer behind a NAT, its mapping), or the dialled
+    /// address until it has spoken. `None` for an inbound link not yet heard from.
+    pub udp_path: Option<SocketAddr>,
+    /// The neighbour can be dialled at `addr`.
+    pub dialable: bool,
+    /// How the neighbour sees our UDP socket (its last heartbeat ack).
+    pub observed_me: Option<SocketAddr>,
     pub state: &'static str,
     pub inbound: bool,
     pub linked_for: Duration,
@@ -223,4 +234,17 @@ pub struct Stats {
     pub dials_unanswered: u64,
     /// Search hits dropped because their file server address cannot be dialled.
     pub hits_refused_address: u64,
+    /// Candidates not dialled because they said they cannot be dialled (behind a NAT).
+    pub dials_skipped_undialable: u64,
+    /// Hellos from undialable peers answered "full" because the slots kept for
+    /// dialable peers were all that was left ([`crate::Config::dialable_reserve`]).
+    pub hellos_refused_undialable: u64,
+    /// Datagrams not sent because the link has no known path yet (an inbound link whose
+    /// peer has not spoken).
+    pub sends_without_path: u64,
+    /// Times a link's path moved to a new source address (a NAT rebinding).
+    pub link_path_changes: u64,
+    /// Links that went down without a single authenticated datagram from the other side
+    /// (UDP between us is blocked, or the other side vanished at once).
+    pub links_lost_unheard: u64,
 }

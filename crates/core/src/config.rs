@@ -89,6 +89,11 @@ pub struct Config {
     /// Addresses whose dial went unanswered, remembered to back off from (oldest waits
     /// dropped first past this).
     pub max_dial_failures: usize,
+    /// Slots kept for neighbours that can be dialled: hellos from peers behind a NAT are
+    /// answered "full" once only this many slots are left. Without it, a public peer
+    /// could fill up with peers it can never dial back, and the dialable peers that hold
+    /// the overlay together could not link with each other.
+    pub dialable_reserve: usize,
     /// An address whose dial went unanswered is not dialled again for this long, doubling
     /// with each further failure up to `dial_backoff_max`.
     pub dial_backoff_min: Duration,
@@ -131,6 +136,7 @@ impl Default for Config {
             max_pending_inbound: 32,
             max_pending_inbound_per_ip: 2,
             max_dial_failures: 256,
+            dialable_reserve: 1,
             dial_backoff_min: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(300),
         }

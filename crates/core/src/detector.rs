@@ -111,7 +111,12 @@ impl Peer {
             since: now,
             deadline: now + self.config.probe_timeout,
         };
-        let target_addr = link.addr;
+        // Where the suspect's datagrams came from, not what it published: behind a NAT
+        // only that mapping reaches it, and it is an address the suspect proved.
+        let target_addr = match link.path {
+            Some(path) => PeerAddr::new(path.ip(), path.port(), link.addr.tcp),
+            None => link.addr,
+        };
         let listed: HashSet<NodeId> = link.their_neighbours.iter().map(|e| e.id).collect();
         self.stats.suspicions += 1;
         self.emit(Event::StateChanged {
@@ -159,12 +164,22 @@ impl Peer {
                     link.their_incarnation = link.their_incarnation.max(hb.incarnation);
                 }
                 self.on_summary_version(peer, hb.summary_version);
-                self.send(&peer, &PeerMsg::HeartbeatAck { seq: hb.seq });
+                // The heartbeat's source was just made this link's path.
+                if let Some(observed) = self.links.get(&peer).and_then(|l| l.path) {
+                    self.send(
+                        &peer,
+                        &PeerMsg::HeartbeatAck {
+                            seq: hb.seq,
+                            observed,
+                        },
+                    );
+                }
             }
-            PeerMsg::HeartbeatAck { seq } => {
+            PeerMsg::HeartbeatAck { seq, observed } => {
                 if let Some(link) = self.links.get_mut(&peer) {
                     link.last_acked_seq = link.last_acked_seq.max(seq);
                     link.last_acked_at = Some(now);
+                    link.observed_me = Some(observed);
                 }
             }
             PeerMsg::PingReq {

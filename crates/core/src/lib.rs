@@ -7,7 +7,7 @@
 //!
 //! It implements joining (Gatekeeper candidates, then a bounded breadth-first search past
 //! full peers), the neighbour handshake decisions, heartbeats carrying neighbour lists and
-//! the share-summary version, SWIM-style failure detection with indirect probes and
+//! the share-summary version, what neighbours observe of our address (NAT class), SWIM-style failure detection with indirect probes and
 //! refutation, "not your neighbour", repair, and graceful leave.
 
 mod api;
@@ -17,6 +17,7 @@ mod dials;
 mod link;
 mod overlay;
 mod peer;
+mod reachability;
 mod search;
 
 pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView, Stats, Transmit};
@@ -25,4 +26,5 @@ pub use dials::source_bucket;
 pub use link::{LinkState, ReplayWindow};
 pub use overlay::InboundAnswer;
 pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};
+pub use reachability::{NatClass, Observation, Reachability, classify};
 pub use search::{Catalog, LocalFile, SearchError, SearchRequest};

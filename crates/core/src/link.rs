@@ -1,5 +1,6 @@
 //! One neighbour link: its keys, counters, and what we know about the neighbour.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use highway_wire::peer::handshake::LinkKeys;
@@ -59,7 +60,19 @@ impl ReplayWindow {
 #[derive(Debug, Clone)]
 pub struct Link {
     pub id: NodeId,
+    /// The address the neighbour published (in its hello, or the one we dialled).
     pub addr: PeerAddr,
+    /// The neighbour can be dialled at `addr` (it is not behind a NAT).
+    pub dialable: bool,
+    /// Where datagrams to the neighbour go: the source of its last authenticated
+    /// datagram, else (a link we dialled) its published UDP address. Traffic is only ever
+    /// aimed where the neighbour proved it is: an inbound link has no path until the
+    /// initiator speaks, so a hello cannot point our heartbeats at a third party.
+    pub path: Option<SocketAddr>,
+    /// An authenticated datagram arrived on this link.
+    pub heard: bool,
+    /// How the neighbour sees our UDP socket (echoed in its heartbeat acks).
+    pub observed_me: Option<SocketAddr>,
     /// Our id for this link: datagrams to us carry it.
     pub my_link_id: u64,
     /// The neighbour's id for this link: datagrams we send carry it.

@@ -122,10 +122,12 @@ pub struct InboundAnswer {
     pub my_link_id: u64,
     pub initiator: NodeId,
     pub initiator_addr: PeerAddr,
+    /// The initiator said it can be dialled (pass on in [`crate::LinkUp::dialable`]).
+    pub initiator_dialable: bool,
 }
 
 impl Peer {
-    fn dialable(&self, id: &NodeId) -> bool {
+    fn worth_dialling(&self, id: &NodeId) -> bool {
         *id != self.id
             && !self.links.contains_key(id)
             && !self
@@ -155,7 +157,12 @@ impl Peer {
     /// the join (full, or not yet running then) is exactly who to try after a loss.
     fn enqueue(&mut self, now: Instant, entries: Vec<NeighbourEntry>, front: bool) {
         for entry in entries {
-            if !self.dialable(&entry.id) || !self.address_dialable(now, &entry.addr) {
+            if !entry.dialable {
+                // Behind a NAT: it links by dialling out; a dial to it cannot arrive.
+                self.stats.dials_skipped_undialable += 1;
+                continue;
+            }
+            if !self.worth_dialling(&entry.id) || !self.address_dialable(now, &entry.addr) {
                 continue;
             }
             if front {
@@ -206,7 +213,7 @@ impl Peer {
                 break;
             };
             // Checked again: the address may have failed since it was queued.
-            if self.dialable(&entry.id) && self.address_dialable(now, &entry.addr) {
+            if self.worth_dialling(&entry.id) && self.address_dialable(now, &entry.addr) {
                 self.connect(now, entry.addr, Some(entry.id));
             }
         }
@@ -256,7 +263,9 @@ impl Peer {
             if self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree
                 && let Some(entry) = candidates
                     .into_iter()
-                    .find(|e| self.dialable(&e.id) && self.address_dialable(now, &e.addr))
+                    .find(|e| {
+                        e.dialable && self.worth_dialling(&e.id) && self.address_dialable(now, &e.addr)
+                    })
             {
                 self.connect(now, entry.addr, Some(entry.id));
             }
@@ -275,7 +284,8 @@ impl Peer {
     fn connect(&mut self, now: Instant, addr: PeerAddr, expected: Option<NodeId>) {
         let my_link_id = self.fresh_id();
         let seed: [u8; 32] = self.rng.random();
-        let (initiator, hello) = Initiator::start(&self.key, self.addr, Purpose::Link, seed);
+        let (initiator, hello) =
+            Initiator::start_from(&self.key, self.addr, self.dialable, Purpose::Link, seed);
         self.overlay.pending_out.insert(
             my_link_id,
             PendingOut {
@@ -324,6 +334,12 @@ impl Peer {
             // Our own dials in flight count: otherwise inbound links could fill every slot
             // and our dial's link would be refused here after the other side installed it.
             Decision::Full
+        } else if !hello.initiator_dialable
+            && self.links.values().filter(|l| !l.dialable).count() + self.config.dialable_reserve
+                >= self.config.max_degree
+        {
+            self.stats.hellos_refused_undialable += 1;
+            Decision::Full
         } else if self.overlay.pending_in.len() >= self.config.max_pending_inbound {
             self.stats.hellos_refused_pending += 1;
             Decision::Full
@@ -363,6 +379,7 @@ impl Peer {
             my_link_id,
             initiator: hello.initiator,
             initiator_addr: hello.initiator_addr,
+            initiator_dialable: hello.initiator_dialable,
         })
     }
 
@@ -406,6 +423,12 @@ impl Peer {
         let link = Link {
             id: up.peer,
             addr: up.addr,
+            dialable: up.dialable || !up.inbound,
+            // We dialled it: its published address answered. Inbound: wait until it
+            // speaks (its first heartbeat follows our "established" at once).
+            path: (!up.inbound).then(|| up.addr.udp_addr()),
+            heard: false,
+            observed_me: None,
             my_link_id: up.my_link_id,
             their_link_id: up.their_link_id,
             keys: up.keys,
@@ -479,6 +502,9 @@ impl Peer {
 
     pub(crate) fn drop_link(&mut self, peer: &NodeId, reason: DownReason) -> Option<Link> {
         let link = self.links.remove(peer)?;
+        if !link.heard && reason == DownReason::Failed {
+            self.stats.links_lost_unheard += 1;
+        }
         self.by_link_id.remove(&link.my_link_id);
         self.emit(Event::NeighbourDown { id: *peer, reason });
         self.search_link_down(peer);

@@ -42,6 +42,10 @@ pub struct Peer {
     pub(crate) key: SigningKey,
     pub(crate) id: NodeId,
     pub(crate) addr: PeerAddr,
+    /// Others can dial `addr` (the Gatekeeper's verdict; false behind a NAT).
+    pub(crate) dialable: bool,
+    /// Some link ever carried an authenticated datagram to us.
+    pub(crate) heard_on_a_link: bool,
     pub(crate) rng: SmallRng,
     pub(crate) phase: Phase,
     pub(crate) links: HashMap<NodeId, Link>,
@@ -81,6 +85,8 @@ impl Peer {
             key,
             id,
             addr,
+            dialable: true,
+            heard_on_a_link: false,
             rng: SmallRng::seed_from_u64(rng_seed),
             phase: Phase::Idle,
             links: HashMap::new(),
@@ -104,6 +110,16 @@ impl Peer {
 
     pub fn addr(&self) -> PeerAddr {
         self.addr
+    }
+
+    /// Whether others can dial this peer at [`Peer::addr`]. A peer behind a NAT says so
+    /// in its hellos; it then links only by dialling out, and others never dial it.
+    pub fn set_dialable(&mut self, dialable: bool) {
+        self.dialable = dialable;
+    }
+
+    pub fn dialable(&self) -> bool {
+        self.dialable
     }
 
     pub fn config(&self) -> &Config {
@@ -135,6 +151,9 @@ impl Peer {
             .map(|l| NeighbourView {
                 id: l.id,
                 addr: l.addr,
+                udp_path: l.path,
+                dialable: l.dialable,
+                observed_me: l.observed_me,
                 state: l.state.name(),
                 inbound: !l.initiated_by_me,
                 linked_for: now.saturating_duration_since(l.since),
@@ -194,6 +213,14 @@ impl Peer {
                     self.stats.replays += 1;
                     return;
                 }
+                // Authenticated and fresh: the neighbour is at `from`, whatever its hello
+                // said (behind a NAT this is its mapping). Replies go there from now on.
+                if link.path.is_some_and(|p| p != from) {
+                    self.stats.link_path_changes += 1;
+                }
+                link.path = Some(from);
+                link.heard = true;
+                self.heard_on_a_link = true;
                 self.heard_from(now, peer);
                 self.on_link_message(now, peer, msg);
             }
@@ -309,8 +336,11 @@ impl Peer {
         let Some(link) = self.links.get_mut(peer) else {
             return;
         };
+        let Some(to) = link.path else {
+            self.stats.sends_without_path += 1;
+            return;
+        };
         let bytes = link.seal(msg);
-        let to = link.addr.udp_addr();
         self.transmit(to, bytes);
     }
 
@@ -345,6 +375,7 @@ impl Peer {
             .map(|l| NeighbourEntry {
                 id: l.id,
                 addr: l.addr,
+                dialable: l.dialable,
             })
             .collect();
         out.sort_by_key(|e| e.id);

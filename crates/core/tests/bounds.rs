@@ -86,6 +86,7 @@ fn confirmations_beyond_max_degree_are_refused() {
                 keys: done.keys,
                 their_neighbours: Vec::new(),
                 inbound: true,
+                dialable: true,
             }),
         );
         installed += usize::from(hub.has_link(answer.my_link_id));

@@ -51,6 +51,7 @@ fn confirm(peer: &mut Peer, now: Instant, initiator: Initiator, answer: InboundA
             keys: done.keys,
             their_neighbours: Vec::new(),
             inbound: true,
+            dialable: true,
         }),
     );
     peer.has_link(answer.my_link_id)
@@ -186,6 +187,7 @@ fn entry(seed: u8, addr: &str) -> NeighbourEntry {
     NeighbourEntry {
         id: harness::id_of(seed),
         addr: PeerAddr::new(addr.ip(), addr.port(), addr.port()),
+        dialable: true,
     }
 }
 

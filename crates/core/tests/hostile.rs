@@ -28,6 +28,7 @@ fn linked_peer() -> (Peer, Vec<Vec<u8>>, Instant) {
             neighbours: vec![highway_wire::peer::NeighbourEntry {
                 id: b.id,
                 addr: b.addr,
+                dialable: true,
             }],
         }),
         PeerMsg::HeartbeatAck { seq: 1 },

@@ -118,22 +118,21 @@ pub enum AddressError {
     Undialable(#[from] AddrError),
     #[error("addrs: {0} is this Gatekeeper's own address")]
     Own(SocketAddr),
-    #[error(
-        "addrs: {claimed} is not the address this request came from ({source_ip}); a peer may \
-         only publish its own address (the Gatekeeper operator can relax this with \
-         --claimed-addrs any)"
-    )]
-    NotSource { claimed: IpAddr, source_ip: IpAddr },
 }
 
-/// Checks every published address: dialable ([`highway_wire::check_dialable_ip`]), not the Gatekeeper's own listen address, and
-/// (under [`ClaimedAddrs::MatchSource`]) the sender's own IP.
+/// Checks every published address: dialable ([`highway_wire::check_dialable_ip`]) and not
+/// the Gatekeeper's own listen address. Answers whether the peer may be offered to others
+/// as dialable: under [`ClaimedAddrs::MatchSource`] only when every address is the
+/// sender's own IP. A peer behind a NAT publishes its LAN address, which differs: it is
+/// registered, but as unreachable, so no one is ever sent to dial an address its owner
+/// did not prove (a third party, or a LAN address that names someone else here).
 pub fn check_addrs(
     addrs: &[PeerAddr],
     source: IpAddr,
     own: Option<SocketAddr>,
     config: &GatekeeperConfig,
-) -> Result<(), AddressError> {
+) -> Result<bool, AddressError> {
+    let mut reachable = !addrs.is_empty();
     for addr in addrs {
         addr.validate()?;
         if let Some(own) = own {
@@ -151,14 +150,9 @@ pub fn check_addrs(
                 claimed == source || (claimed.is_loopback() && source.is_loopback())
             }
         };
-        if !allowed {
-            return Err(AddressError::NotSource {
-                claimed,
-                source_ip: source,
-            });
-        }
+        reachable &= allowed;
     }
-    Ok(())
+    Ok(reachable)
 }
 
 /// `sa` names the listener `own`: the same address, or the same port on a loopback address
@@ -245,15 +239,15 @@ mod tests {
     }
 
     #[test]
-    fn claimed_addresses_must_be_dialable_not_ours_and_the_senders() {
+    fn claimed_addresses_must_be_dialable_not_ours_and_only_the_senders_are_reachable() {
         let config = GatekeeperConfig::default();
         let own: SocketAddr = "127.0.0.1:7700".parse().unwrap();
         let check = |claimed: &str, port: u16, source: &str| {
             let addr = PeerAddr::new(ip(claimed), port, port + 1);
             check_addrs(&[addr], ip(source), Some(own), &config)
         };
-        assert_eq!(check("127.0.0.5", 4000, "127.0.0.1"), Ok(()));
-        assert_eq!(check("198.51.100.7", 4000, "198.51.100.7"), Ok(()));
+        assert_eq!(check("127.0.0.5", 4000, "127.0.0.1"), Ok(true));
+        assert_eq!(check("198.51.100.7", 4000, "198.51.100.7"), Ok(true));
         for bad in ["255.255.255.255", "169.254.169.254", "0.0.0.0", "224.0.0.1"] {
             assert!(matches!(
                 check(bad, 4000, bad),
@@ -268,20 +262,25 @@ mod tests {
             check("127.0.0.1", 7699, "127.0.0.1"),
             Err(AddressError::Own(_))
         ));
-        assert!(matches!(
-            check("203.0.113.5", 4000, "198.51.100.7"),
-            Err(AddressError::NotSource { .. })
-        ));
-        assert!(matches!(
-            check("127.0.0.5", 4000, "198.51.100.7"),
-            Err(AddressError::NotSource { .. })
-        ));
+        // Behind a NAT (or claiming someone else's address): registered, never offered.
+        assert_eq!(check("192.0.2.10", 4000, "198.51.100.7"), Ok(false));
+        assert_eq!(check("127.0.0.5", 4000, "198.51.100.7"), Ok(false));
+        let two = [
+            PeerAddr::new(ip("198.51.100.7"), 4000, 4001),
+            PeerAddr::new(ip("203.0.113.5"), 4000, 4001),
+        ];
+        assert_eq!(
+            check_addrs(&two, ip("198.51.100.7"), Some(own), &config),
+            Ok(false),
+            "one unproven address makes the whole entry unreachable"
+        );
+        assert_eq!(check_addrs(&[], ip("198.51.100.7"), None, &config), Ok(false));
         let any = GatekeeperConfig {
             claimed_addrs: ClaimedAddrs::Any,
             ..GatekeeperConfig::default()
         };
         let addr = PeerAddr::new(ip("203.0.113.5"), 4000, 4001);
-        assert_eq!(check_addrs(&[addr], ip("198.51.100.7"), None, &any), Ok(()));
+        assert_eq!(check_addrs(&[addr], ip("198.51.100.7"), None, &any), Ok(true));
         let all: SocketAddr = "0.0.0.0:7700".parse().unwrap();
         let addr = PeerAddr::new(ip("127.0.0.9"), 7700, 7701);
         assert!(check_addrs(&[addr], ip("127.0.0.1"), Some(all), &config).is_err());

@@ -12,7 +12,7 @@
 //! `Origin` header, or a `Host` that is not a loopback address or `localhost` (DNS
 //! rebinding).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use crate::control_auth::Auth;
+use crate::reach_view::{ReachabilityJson, cut_off_reason, reachability_json};
 use crate::owner::Counters;
 use crate::owner::{Msg, Snapshot};
 
@@ -57,6 +58,12 @@ pub struct StatusView {
     /// The runtime's own counters (handshakes, loss injection, Gatekeeper errors).
     #[serde(default)]
     pub runtime: RuntimeStats,
+    /// Whether others can reach this node, and what its neighbours see of it.
+    #[serde(default)]
+    pub reachability: ReachabilityJson,
+    /// Why the node has no neighbours (`null` while it has some): what failed, in words.
+    #[serde(default)]
+    pub cut_off: Option<String>,
 }
 
 /// One neighbour, in `GET /v1/neighbors`.
@@ -81,6 +88,19 @@ pub struct NeighbourJson {
     pub summary_version: u64,
     /// Its neighbours, as its last heartbeat listed them.
     pub their_neighbours: Vec<NodeId>,
+    /// How this link's datagrams travel: `direct` (UDP between the two peers).
+    #[serde(default)]
+    pub path: String,
+    /// Where this link's datagrams go: the source of the neighbour's last authenticated
+    /// datagram (behind a NAT, its mapping); `null` until an inbound link's peer spoke.
+    #[serde(default)]
+    pub udp_path: Option<SocketAddr>,
+    /// The neighbour can be dialled at `addr` (false: it is behind a NAT and dialled us).
+    #[serde(default)]
+    pub dialable: bool,
+    /// Where the neighbour sees our datagrams come from.
+    #[serde(default)]
+    pub observed_me: Option<SocketAddr>,
 }
 
 /// `POST /v1/leave`.
@@ -219,12 +239,30 @@ impl From<&NeighbourView> for NeighbourJson {
             incarnation: n.incarnation,
             summary_version: n.summary_version,
             their_neighbours: n.their_neighbours.clone(),
+            path: "direct".to_string(),
+            udp_path: n.udp_path,
+            dialable: n.dialable,
+            observed_me: n.observed_me,
         }
     }
 }
 
-pub(crate) fn status_view(snap: &Snapshot, gatekeeper: &str, runtime: RuntimeStats) -> StatusView {
+pub(crate) fn status_view(
+    snap: &Snapshot,
+    gatekeeper: &str,
+    runtime: RuntimeStats,
+    counters: &Counters,
+) -> StatusView {
+    let last = |m: &std::sync::Mutex<Option<String>>| m.lock().ok().and_then(|g| g.clone());
+    let cut_off = cut_off_reason(
+        snap,
+        &runtime,
+        last(&counters.last_dial_error).as_deref(),
+        last(&counters.last_gatekeeper_error).as_deref(),
+    );
     StatusView {
+        reachability: reachability_json(snap),
+        cut_off,
         id: snap.id,
         short_id: snap.id.short(),
         addr: snap.addr,
@@ -362,7 +400,13 @@ async fn status(State(state): State<ControlState>) -> Response {
     match state.snapshot().await {
         Some(snap) => {
             let runtime = RuntimeStats::from(state.counters.as_ref());
-            axum::Json(status_view(&snap, &state.gatekeeper, runtime)).into_response()
+            axum::Json(status_view(
+                &snap,
+                &state.gatekeeper,
+                runtime,
+                &state.counters,
+            ))
+            .into_response()
         }
         None => stopped(),
     }

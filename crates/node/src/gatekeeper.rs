@@ -12,7 +12,7 @@ use highway_wire::peer::NeighbourEntry;
 use highway_wire::{NodeId, PeerAddr};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::owner::{Counters, Msg};
+use crate::owner::{Counters, GatekeeperVerdict, Msg};
 
 /// Candidates asked for in a join.
 pub const WANT_CANDIDATES: u16 = 8;
@@ -66,6 +66,7 @@ pub(crate) fn candidates(
             same_family.or(p.addrs.first()).map(|addr| NeighbourEntry {
                 id: p.id,
                 addr: *addr,
+                dialable: p.reachable,
             })
         })
         .collect()
@@ -85,12 +86,17 @@ impl GatekeeperCall {
                 Msg::Joined {
                     candidates,
                     status_interval: clamp_interval(resp.status_interval_ms),
+                    verdict: GatekeeperVerdict {
+                        observed_ip: resp.observed_ip,
+                        dialable: resp.reachable,
+                    },
                 }
             }
             Err(e) => {
                 self.counters
                     .gatekeeper_errors
                     .fetch_add(1, Ordering::Relaxed);
+                self.counters.note_gatekeeper_error(format!("join: {e}"));
                 tracing::warn!(error = %e, "asking the Gatekeeper for candidates failed");
                 Msg::Command(Command::GatekeeperFailed)
             }
@@ -135,6 +141,13 @@ pub(crate) async fn status_loop(call: GatekeeperCall, owner: mpsc::Sender<Msg>, 
         {
             Ok(resp) => {
                 interval = clamp_interval(resp.status_interval_ms);
+                let verdict = GatekeeperVerdict {
+                    observed_ip: resp.observed_ip,
+                    dialable: resp.reachable,
+                };
+                if owner.send(Msg::Verdict(verdict)).await.is_err() {
+                    return;
+                }
                 continue;
             }
             Err(e) => e,
@@ -142,6 +155,8 @@ pub(crate) async fn status_loop(call: GatekeeperCall, owner: mpsc::Sender<Msg>, 
         call.counters
             .gatekeeper_errors
             .fetch_add(1, Ordering::Relaxed);
+        call.counters
+            .note_gatekeeper_error(format!("status: {error}"));
         if !matches!(
             error.code(),
             Some(ErrorCode::Expired | ErrorCode::UnknownPeer)

@@ -59,11 +59,6 @@ pub(crate) enum LinkError {
     NotEstablished,
     #[error("the node is stopping")]
     Stopping,
-    #[error("the hello names address {claimed}, but the connection comes from {actual}")]
-    AddressMismatch {
-        claimed: std::net::IpAddr,
-        actual: std::net::IpAddr,
-    },
 }
 
 /// A TCP stream read one length-prefixed frame at a time, never buffering more than
@@ -125,7 +120,7 @@ pub(crate) struct Dial {
 
 /// Runs one outbound handshake within `timeout` and returns the command that reports
 /// its result to the core.
-pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
+pub(crate) async fn dial(dial: Dial, timeout: Duration, counters: &Counters) -> Command {
     let my_link_id = dial.my_link_id;
     let addr = dial.addr;
     let result = dial_inner(dial, Instant::now() + timeout).await;
@@ -133,6 +128,7 @@ pub(crate) async fn dial(dial: Dial, timeout: Duration) -> Command {
         Ok(cmd) => cmd,
         Err(e) => {
             tracing::debug!(peer = %addr, error = %e, "outbound handshake failed");
+            counters.note_dial_error(format!("{}: {e}", addr.tcp_addr()));
             Command::ConnectFailed {
                 my_link_id,
                 outcome: ConnectOutcome::Unreachable,
@@ -198,6 +194,7 @@ async fn dial_inner(dial: Dial, deadline: Instant) -> Result<Command, LinkError>
                 keys,
                 their_neighbours: neighbours,
                 inbound: false,
+                dialable: true,
             }))
         }
         InitiatorOutcome::NotLinked {
@@ -348,14 +345,12 @@ async fn answer(
             return Ok(false);
         };
         reserved = Some(answer.my_link_id);
-        // Our heartbeats will go to the address the hello names: it must be the one the
-        // connection comes from, or a peer could aim our datagrams at a third party.
-        if answer.initiator_addr.ip != from.ip() {
-            return Err(LinkError::AddressMismatch {
-                claimed: answer.initiator_addr.ip,
-                actual: from.ip(),
-            });
-        }
+        // Our datagrams go only where the initiator's authenticated datagrams come from
+        // (the core learns that path), so a hello naming another address aims nothing at
+        // anyone. But we hand the address on to others as dialable only when the
+        // connection came from it: behind a NAT it did not, and the peer is kept as one
+        // that links by dialling out.
+        let dialable = answer.initiator_dialable && answer.initiator_addr.ip == from.ip();
         conn.write(&answer.welcome).await?;
         let confirm = conn.read_frame().await?;
         let accepted = responder.on_confirm(&confirm)?;
@@ -367,6 +362,7 @@ async fn answer(
             keys: accepted.keys,
             their_neighbours: Vec::new(),
             inbound: true,
+            dialable,
         };
         let (reply, installed) = oneshot::channel();
         owner

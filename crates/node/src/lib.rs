@@ -31,6 +31,7 @@ pub mod identity;
 pub mod metrics;
 mod node;
 mod owner;
+pub mod reach_view;
 mod searches;
 mod sharing;
 pub mod token;

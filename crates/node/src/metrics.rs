@@ -43,7 +43,7 @@ pub(crate) async fn serve(State(state): State<ControlState>) -> Response {
         return stopped();
     };
     let runtime = RuntimeStats::from(state.counters.as_ref());
-    let status = status_view(&snap, &state.gatekeeper, runtime);
+    let status = status_view(&snap, &state.gatekeeper, runtime, &state.counters);
     let neighbours: Vec<NeighbourJson> = snap.neighbours.iter().map(NeighbourJson::from).collect();
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

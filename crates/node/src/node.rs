@@ -378,7 +378,12 @@ impl NodeHandle {
     pub async fn status(&self) -> Option<StatusView> {
         let snap = self.state().snapshot().await?;
         let runtime = RuntimeStats::from(self.counters.as_ref());
-        Some(control::status_view(&snap, &self.gatekeeper, runtime))
+        Some(control::status_view(
+            &snap,
+            &self.gatekeeper,
+            runtime,
+            &self.counters,
+        ))
     }
 
     /// What `GET /v1/neighbors` would answer; `None` once the node stopped.

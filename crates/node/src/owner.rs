@@ -58,7 +58,10 @@ pub(crate) enum Msg {
     Joined {
         candidates: Vec<NeighbourEntry>,
         status_interval: Duration,
+        verdict: GatekeeperVerdict,
     },
+    /// What the Gatekeeper said of our addresses in a status answer.
+    Verdict(GatekeeperVerdict),
     /// An inbound handshake's hello: the core decides and builds the welcome.
     Hello {
         /// The connection's source address.
@@ -91,6 +94,14 @@ pub(crate) enum Msg {
     },
 }
 
+/// How the Gatekeeper sees this node: from which IP its requests come, and whether it
+/// offers the node to others as dialable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GatekeeperVerdict {
+    pub observed_ip: Option<std::net::IpAddr>,
+    pub dialable: bool,
+}
+
 /// The state the control API and the status loop see.
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
@@ -101,6 +112,9 @@ pub(crate) struct Snapshot {
     pub max_degree: usize,
     pub neighbours: Vec<NeighbourView>,
     pub stats: Stats,
+    pub reachability: highway_core::Reachability,
+    /// The Gatekeeper's last verdict (`None` before the first answer).
+    pub verdict: Option<GatekeeperVerdict>,
 }
 
 /// Counters of what the runtime (not the core) did, shared with the handshake tasks.
@@ -132,6 +146,24 @@ pub(crate) struct Counters {
     pub file_server: Arc<highway_share::transfer::ServerCounters>,
     /// The control API's connections (caps, header deadline).
     pub control_connections: Arc<highway_serve::ServeCounters>,
+    /// The last failed dial and the last Gatekeeper error, as text: what a node with no
+    /// neighbours shows to say why.
+    pub last_dial_error: std::sync::Mutex<Option<String>>,
+    pub last_gatekeeper_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub fn note_dial_error(&self, text: String) {
+        if let Ok(mut last) = self.last_dial_error.lock() {
+            *last = Some(text);
+        }
+    }
+
+    pub fn note_gatekeeper_error(&self, text: String) {
+        if let Ok(mut last) = self.last_gatekeeper_error.lock() {
+            *last = Some(text);
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -167,6 +199,8 @@ struct Running {
     leave_gatekeeper: bool,
     rng: SmallRng,
     last_timer: Option<Instant>,
+    /// The Gatekeeper's last word on our addresses.
+    verdict: Option<GatekeeperVerdict>,
 }
 
 enum Input {
@@ -199,6 +233,7 @@ impl Owner {
             leave_gatekeeper: false,
             rng: SmallRng::from_rng(&mut rand::rng()),
             last_timer: None,
+            verdict: None,
         };
         state.flush().await;
         state.run().await;
@@ -293,10 +328,14 @@ impl Running {
         let now = Instant::now();
         match msg {
             Msg::Command(cmd) => self.on_result(now, cmd),
+            Msg::Verdict(verdict) => self.on_verdict(verdict),
             Msg::Joined {
                 candidates,
                 status_interval,
+                verdict,
             } => {
+                // Before the candidates: our hellos must say whether we can be dialled.
+                self.on_verdict(verdict);
                 if self.status_task.is_none() {
                     let call = self.gatekeeper_call();
                     let tx = self.o.tx.clone();
@@ -343,6 +382,8 @@ impl Running {
                     max_degree: peer.config().max_degree,
                     neighbours: peer.neighbours(now),
                     stats: peer.stats().clone(),
+                    reachability: peer.reachability(),
+                    verdict: self.verdict,
                 });
             }
             Msg::Leave { reply } => return Some(reply),
@@ -362,6 +403,23 @@ impl Running {
     }
 
     /// A handshake's or the Gatekeeper's result, for the core.
+    fn on_verdict(&mut self, verdict: GatekeeperVerdict) {
+        if self.verdict.is_none_or(|v| v.dialable != verdict.dialable) {
+            if verdict.dialable {
+                tracing::info!("the Gatekeeper offers this node to others as dialable");
+            } else {
+                tracing::warn!(
+                    observed = ?verdict.observed_ip,
+                    "the Gatekeeper sees this node's requests come from another address \
+                     than the one it publishes (a NAT): others will not dial it, it links \
+                     by dialling out"
+                );
+            }
+        }
+        self.verdict = Some(verdict);
+        self.o.peer.set_dialable(verdict.dialable);
+    }
+
     fn on_result(&mut self, now: Instant, cmd: Command) {
         let counters = &self.o.counters;
         let finished = match &cmd {
@@ -468,8 +526,9 @@ impl Running {
                 };
                 let timeout = self.o.peer.config().handshake_timeout;
                 let tx = self.o.tx.clone();
+                let counters = self.o.counters.clone();
                 self.tasks.spawn(async move {
-                    let cmd = handshake::dial(dial, timeout).await;
+                    let cmd = handshake::dial(dial, timeout, &counters).await;
                     drop(permit);
                     let _ = tx.send(Msg::Command(cmd)).await;
                 });

@@ -64,6 +64,15 @@ pub struct PeerInfo {
     pub addrs: Vec<PeerAddr>,
     pub neighbours: u16,
     pub capacity: u16,
+    /// Others can dial `addrs`: the Gatekeeper saw the peer's requests come from one of
+    /// them (or trusts claims). A peer that cannot be dialled is never offered as a
+    /// candidate; it finds neighbours by dialling out. Absent (older Gatekeepers): true.
+    #[serde(default = "yes")]
+    pub reachable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl PeerInfo {
@@ -102,6 +111,13 @@ pub struct JoinResponse {
     pub status_interval_ms: u64,
     /// After this long without a status the entry expires.
     pub expires_after_ms: u64,
+    /// The address this request came from, as the Gatekeeper saw it: the peer's public
+    /// IP when it sits behind a NAT. Absent from older Gatekeepers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_ip: Option<std::net::IpAddr>,
+    /// Whether the Gatekeeper offers this peer to others as dialable ([`PeerInfo::reachable`]).
+    #[serde(default = "yes")]
+    pub reachable: bool,
 }
 
 /// `POST /v1/status` (lease token or signed). `ts_ms` must be newer than that of the last
@@ -127,6 +143,12 @@ pub struct StatusResponse {
     /// A fresh lease, present when the status was signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// As in [`JoinResponse::observed_ip`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_ip: Option<std::net::IpAddr>,
+    /// As in [`JoinResponse::reachable`]: the verdict on the addresses stored for the peer.
+    #[serde(default = "yes")]
+    pub reachable: bool,
 }
 
 /// `POST /v1/report` (lease token or signed): `id` found `target` dead.

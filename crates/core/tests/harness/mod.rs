@@ -267,6 +267,7 @@ impl Net {
         NeighbourEntry {
             id: self.id(i),
             addr: self.peer(i).addr(),
+            dialable: true,
         }
     }
 
@@ -869,6 +870,7 @@ impl Net {
                                 keys: accepted.keys,
                                 their_neighbours: Vec::new(),
                                 inbound: true,
+                                dialable: true,
                             }),
                         );
                         if !self.nodes[target].peer.has_link(answer.my_link_id) {
@@ -899,6 +901,7 @@ impl Net {
                                 keys,
                                 their_neighbours: neighbours,
                                 inbound: false,
+                                dialable: true,
                             }),
                         );
                     }
@@ -981,6 +984,7 @@ impl Fake {
                 keys: accepted.keys,
                 their_neighbours: Vec::new(),
                 inbound: true,
+                dialable: true,
             }),
         );
         assert!(

@@ -75,7 +75,8 @@ impl<S: Store> App<S> {
         Ok(source_ip(peer.ip(), headers, &self.config.trusted_proxies))
     }
 
-    fn check_addrs(&self, addrs: &[PeerAddr], source: IpAddr) -> Result<(), ApiError> {
+    /// Whether the addresses make the peer reachable (see [`check_addrs`]).
+    fn check_addrs(&self, addrs: &[PeerAddr], source: IpAddr) -> Result<bool, ApiError> {
         let own = self.listen_addr.get().copied();
         check_addrs(addrs, source, own, &self.config)
             .map_err(|e| ApiError::bad_address(e.to_string()))
@@ -92,7 +93,7 @@ pub async fn join<S: Store>(
     let req: JoinRequest = body::parse(&bytes)?;
     req.validate().map_err(field_error)?;
     let source = app.source(peer, &headers)?;
-    app.check_addrs(&req.addrs, source)?;
+    let reachable = app.check_addrs(&req.addrs, source)?;
     let now = now_ms();
     let Auth::Signed { ts_ms } = app.auth(&headers, "/v1/join", &bytes, &req.id, req.ts_ms, now)?
     else {
@@ -107,6 +108,7 @@ pub async fn join<S: Store>(
             addrs: req.addrs,
             neighbours: req.neighbours,
             capacity: req.capacity,
+            reachable,
         },
         signed_ts_ms: ts_ms,
         lease: stored_lease,
@@ -134,6 +136,8 @@ pub async fn join<S: Store>(
         candidates,
         status_interval_ms: ms(app.config.status_interval),
         expires_after_ms: ms(app.config.expires_after()),
+        observed_ip: Some(source),
+        reachable,
     }))
 }
 
@@ -147,7 +151,7 @@ pub async fn status<S: Store>(
     let req: StatusRequest = body::parse(&bytes)?;
     req.validate().map_err(field_error)?;
     let source = app.source(peer, &headers)?;
-    app.check_addrs(&req.addrs, source)?;
+    let reachable = app.check_addrs(&req.addrs, source)?;
     let now = now_ms();
     let auth = app.auth(&headers, "/v1/status", &bytes, &req.id, req.ts_ms, now)?;
     let (lease, new_lease) = match auth {
@@ -163,6 +167,7 @@ pub async fn status<S: Store>(
             addrs: req.addrs,
             neighbours: req.neighbours,
             capacity: req.capacity,
+            reachable,
         },
         ts_ms: req.ts_ms,
         neighbour_ids: req.neighbour_ids,
@@ -185,6 +190,8 @@ pub async fn status<S: Store>(
         status_interval_ms: ms(app.config.status_interval),
         expires_after_ms: ms(app.config.expires_after()),
         lease,
+        observed_ip: Some(source),
+        reachable,
     }))
 }
 

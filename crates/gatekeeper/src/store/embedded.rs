@@ -166,7 +166,8 @@ impl State {
             }
             self.count_prefix(&entry.stored.prefix, true);
         }
-        if !entry.suspected {
+        // A peer that cannot be dialled is never offered (nor is a suspected one).
+        if !entry.suspected && entry.stored.info.reachable {
             self.candidates.insert((entry.key.0, *id.as_bytes()));
         }
         self.deadlines.insert((entry.deadline_ms, id));

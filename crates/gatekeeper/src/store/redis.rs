@@ -183,6 +183,16 @@ fn auth_args(auth: Auth) -> (&'static str, String) {
     }
 }
 
+/// The peer's score in the candidate index, or "" for a peer that must never be offered
+/// (unreachable): the scripts then leave it out of the index.
+fn cand_score(info: &PeerInfo, key: CandidateKey) -> String {
+    if info.reachable {
+        key.0.to_string()
+    } else {
+        String::new()
+    }
+}
+
 fn info_json(info: &PeerInfo) -> Result<String, StoreError> {
     serde_json::to_string(info).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -334,7 +344,7 @@ impl Store for RedisStore {
                     hex::encode(op.lease.token_hash),
                     op.lease.expires_ms.to_string(),
                     op.deadline_ms.to_string(),
-                    key.0.to_string(),
+                    cand_score(&op.info, key),
                     op.prefix.clone(),
                     addrs_json(&op.info)?,
                     op.now_ms.to_string(),
@@ -385,7 +395,7 @@ impl Store for RedisStore {
                     info_json(&op.info)?,
                     nbrs.join(" "),
                     op.deadline_ms.to_string(),
-                    key.0.to_string(),
+                    cand_score(&op.info, key),
                     lease_hash,
                     lease_exp,
                     if op.accept_late { "1" } else { "0" }.into(),

@@ -28,6 +28,7 @@ fn candidates(peers: Vec<PeerInfo>, me: NodeId) -> Vec<NeighbourEntry> {
             p.addrs.first().map(|addr| NeighbourEntry {
                 id: p.id,
                 addr: *addr,
+                dialable: p.reachable,
             })
         })
         .collect()
@@ -45,6 +46,7 @@ impl Shard {
             addrs: vec![peer.addr()],
             neighbours: u16_of(peer.degree()),
             capacity: u16_of(peer.config().max_degree),
+            reachable: peer.dialable(),
         }
     }
 

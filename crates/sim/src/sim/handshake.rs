@@ -85,6 +85,7 @@ pub(crate) struct Inbound {
     my_link_id: u64,
     initiator: NodeId,
     initiator_addr: PeerAddr,
+    initiator_dialable: bool,
 }
 
 /// The payload of a frame the core built (always one whole, valid frame).
@@ -375,6 +376,7 @@ impl Shard {
                     my_link_id: answer.my_link_id,
                     initiator: answer.initiator,
                     initiator_addr: answer.initiator_addr,
+                    initiator_dialable: answer.initiator_dialable,
                 },
             );
             let at = self.now + world.core.handshake_timeout;
@@ -438,6 +440,7 @@ impl Shard {
                         keys,
                         their_neighbours: neighbours,
                         inbound: false,
+                        dialable: true,
                     });
                 }
                 if let Some(to) = target {
@@ -469,6 +472,7 @@ impl Shard {
                     keys: accepted.keys,
                     their_neighbours: Vec::new(),
                     inbound: true,
+                    dialable: inb.initiator_dialable,
                 };
                 host.peer.handle_command(now, Command::LinkUp(up));
                 host.peer.has_link(inb.my_link_id)

@@ -1,7 +1,7 @@
 //! Byte-level reading and writing for the binary peer protocol. Big-endian integers,
 //! length-prefixed lists with named maxima; every read is bounds-checked.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::{NodeId, PeerAddr};
 
@@ -106,6 +106,16 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A socket address: family (4 or 6), the IP, a port.
+    pub fn socket_addr(&mut self, what: &'static str) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8(what)? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>(what)?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>(what)?)),
+            other => return Err(DecodeError::BadAddrFamily(other)),
+        };
+        Ok(SocketAddr::new(ip, self.u16(what)?))
+    }
+
     /// A one-byte count, refused above `max` before anything is allocated.
     pub fn count(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError> {
         let n = usize::from(self.u8(what)?);
@@ -182,6 +192,20 @@ impl Writer {
         }
         self.u16(addr.udp);
         self.u16(addr.tcp);
+    }
+
+    pub fn socket_addr(&mut self, addr: &SocketAddr) {
+        match addr.ip() {
+            IpAddr::V4(v4) => {
+                self.u8(4);
+                self.bytes(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                self.u8(6);
+                self.bytes(&v6.octets());
+            }
+        }
+        self.u16(addr.port());
     }
 
     /// Callers keep lists within their limits (all far below 256), so the count fits.

@@ -1,7 +1,7 @@
 //! UDP datagrams: the outer frame every peer datagram shares.
 //!
 //! ```text
-//! magic "HW" | version 1 | kind | kind-specific fields
+//! magic "HW" | version 2 | kind | kind-specific fields
 //! ```
 //!
 //! Kinds: `LINK` (authenticated, between linked neighbours), `PROBE` and `PROBE_ACK` (a
@@ -17,7 +17,9 @@ use super::message::PeerMsg;
 use crate::NodeId;
 
 pub const MAGIC: [u8; 2] = *b"HW";
-pub const VERSION: u8 = 1;
+/// Version 2 added reachability (a flags byte per listed peer and in the hello) and the
+/// observed address in heartbeat acks; version 1 peers are refused.
+pub const VERSION: u8 = 2;
 /// Largest datagram sent or accepted.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Bytes of the truncated BLAKE3 keyed hash that authenticates a link datagram.

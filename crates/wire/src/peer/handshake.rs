@@ -17,7 +17,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::codec::{DecodeError, Reader, Writer};
 use super::datagram::{LinkKey, MAGIC, VERSION};
-use super::message::{NeighbourEntry, read_entries, write_entries};
+use super::message::{FLAG_DIALABLE, NeighbourEntry, read_entries, write_entries};
 use crate::{NodeId, PeerAddr};
 
 /// Largest handshake frame payload.
@@ -70,6 +70,9 @@ pub enum Decision {
 pub struct Hello {
     pub initiator: NodeId,
     pub initiator_addr: PeerAddr,
+    /// The initiator can be dialled at `initiator_addr`. When false (it is behind a NAT)
+    /// the responder keeps the link but never gives the address to anyone as dialable.
+    pub initiator_dialable: bool,
     pub ephemeral: [u8; 32],
     pub purpose: Purpose,
 }
@@ -166,6 +169,11 @@ impl Hello {
         let mut w = Writer::with_capacity(96);
         frame_header(&mut w, kind::HELLO);
         w.node_id(&self.initiator);
+        w.u8(if self.initiator_dialable {
+            FLAG_DIALABLE
+        } else {
+            0
+        });
         w.addr(&self.initiator_addr);
         w.bytes(&self.ephemeral);
         w.u8(self.purpose as u8);
@@ -177,9 +185,12 @@ impl Hello {
         if read_header(&mut r)? != kind::HELLO {
             return Err(HandshakeError::UnexpectedFrame { expected: "hello" });
         }
+        let initiator = r.node_id("initiator")?;
+        let flags = r.u8("initiator flags")?;
         let hello = Self {
-            initiator: r.node_id("initiator")?,
+            initiator,
             initiator_addr: r.addr()?,
+            initiator_dialable: flags & FLAG_DIALABLE != 0,
             ephemeral: r.array("ephemeral key")?,
             purpose: match r.u8("purpose")? {
                 1 => Purpose::Link,
@@ -346,11 +357,22 @@ pub enum InitiatorOutcome {
 }
 
 impl Initiator {
-    /// Starts a handshake; returns the state and the framed hello to send.
-    /// `ephemeral_seed` must be fresh randomness.
+    /// Starts a handshake from a dialable peer at `my_addr`; returns the state and the
+    /// framed hello to send. `ephemeral_seed` must be fresh randomness.
     pub fn start(
         key: &SigningKey,
         my_addr: PeerAddr,
+        purpose: Purpose,
+        ephemeral_seed: [u8; 32],
+    ) -> (Self, Vec<u8>) {
+        Self::start_from(key, my_addr, true, purpose, ephemeral_seed)
+    }
+
+    /// [`Initiator::start`] for a peer that says whether it can be dialled.
+    pub fn start_from(
+        key: &SigningKey,
+        my_addr: PeerAddr,
+        dialable: bool,
         purpose: Purpose,
         ephemeral_seed: [u8; 32],
     ) -> (Self, Vec<u8>) {
@@ -358,6 +380,7 @@ impl Initiator {
         let hello = Hello {
             initiator: NodeId::from_key(&key.verifying_key()),
             initiator_addr: my_addr,
+            initiator_dialable: dialable,
             ephemeral: PublicKey::from(&secret).to_bytes(),
             purpose,
         }

@@ -2,6 +2,8 @@
 
 use super::codec::{DecodeError, Reader, Writer};
 use super::search::{Hit, MAX_HITS_PER_MESSAGE, MAX_TTL, QueryId, QueryTarget};
+use std::net::SocketAddr;
+
 use crate::{NodeId, PeerAddr};
 
 /// Most neighbours a heartbeat lists (a peer's maximum degree must not exceed it).
@@ -9,12 +11,31 @@ pub const MAX_HEARTBEAT_NEIGHBOURS: usize = 16;
 /// Largest piece of a share summary carried by one datagram.
 pub const MAX_SUMMARY_CHUNK: usize = 1024;
 
-/// A neighbour as a heartbeat or a handshake lists it.
+/// A peer as a heartbeat, a handshake or the Gatekeeper lists it: its id, its direct
+/// address, and whether that address can be dialled from outside its network. A peer
+/// behind a NAT publishes its address with `dialable` false: others link with it only when
+/// it dials them, and never dial it (docs/PROTOCOL.md, "Reachability").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NeighbourEntry {
     pub id: NodeId,
     pub addr: PeerAddr,
+    pub dialable: bool,
 }
+
+impl NeighbourEntry {
+    /// A peer that can be dialled at `addr`.
+    pub fn dialable(id: NodeId, addr: PeerAddr) -> Self {
+        Self {
+            id,
+            addr,
+            dialable: true,
+        }
+    }
+}
+
+/// Bit 0 of a peer's flags byte: its address can be dialled. The other bits are reserved:
+/// sent as zero, ignored when read.
+pub(crate) const FLAG_DIALABLE: u8 = 0x01;
 
 /// The periodic "I am alive" with the state a neighbour caches about us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +58,9 @@ pub enum PeerMsg {
     Heartbeat(Heartbeat),
     HeartbeatAck {
         seq: u64,
+        /// The source address the heartbeat arrived from, as its receiver saw it: how the
+        /// sender's UDP socket looks from outside (its NAT mapping, if any).
+        observed: SocketAddr,
     },
     /// "Please check whether `target` is alive": sent to a witness.
     PingReq {
@@ -113,6 +137,7 @@ pub(crate) fn write_entries(w: &mut Writer, entries: &[NeighbourEntry]) {
     w.count(entries.len());
     for e in entries {
         w.node_id(&e.id);
+        w.u8(if e.dialable { FLAG_DIALABLE } else { 0 });
         w.addr(&e.addr);
     }
 }
@@ -121,9 +146,12 @@ pub(crate) fn read_entries(r: &mut Reader<'_>) -> Result<Vec<NeighbourEntry>, De
     let n = r.count("neighbour list", MAX_HEARTBEAT_NEIGHBOURS)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
+        let id = r.node_id("neighbour id")?;
+        let flags = r.u8("neighbour flags")?;
         out.push(NeighbourEntry {
-            id: r.node_id("neighbour id")?,
+            id,
             addr: r.addr()?,
+            dialable: flags & FLAG_DIALABLE != 0,
         });
     }
     Ok(out)
@@ -140,9 +168,10 @@ impl PeerMsg {
                 w.u64(hb.summary_version);
                 write_entries(w, &hb.neighbours);
             }
-            Self::HeartbeatAck { seq } => {
+            Self::HeartbeatAck { seq, observed } => {
                 w.u8(kind::HEARTBEAT_ACK);
                 w.u64(*seq);
+                w.socket_addr(observed);
             }
             Self::PingReq {
                 probe_id,
@@ -249,7 +278,10 @@ impl PeerMsg {
                 summary_version: r.u64("summary version")?,
                 neighbours: read_entries(r)?,
             }),
-            kind::HEARTBEAT_ACK => Self::HeartbeatAck { seq: r.u64("seq")? },
+            kind::HEARTBEAT_ACK => Self::HeartbeatAck {
+                seq: r.u64("seq")?,
+                observed: r.socket_addr("observed address")?,
+            },
             kind::PING_REQ => Self::PingReq {
                 probe_id: r.u64("probe id")?,
                 target: r.node_id("target")?,

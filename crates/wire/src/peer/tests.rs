@@ -29,6 +29,7 @@ fn entries(n: usize) -> Vec<NeighbourEntry> {
         .map(|i| NeighbourEntry {
             id: id(i as u8 + 10),
             addr: addr(i as u8 + 2),
+            dialable: true,
         })
         .collect()
 }
@@ -114,6 +115,7 @@ fn heartbeat_bytes_are_stable() {
         neighbours: vec![NeighbourEntry {
             id: id(1),
             addr: addr(2),
+            dialable: true,
         }],
     });
     let bytes = seal(0x0102, 3, &msg, &[0; 32]);

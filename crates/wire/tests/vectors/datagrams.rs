@@ -64,6 +64,7 @@ fn entry(seed: u8, last: u8) -> NeighbourEntry {
     NeighbourEntry {
         id: id(seed),
         addr: PeerAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 6000, 6001),
+        dialable: true,
     }
 }
 

@@ -86,10 +86,12 @@ fn responder_neighbours() -> Vec<NeighbourEntry> {
         NeighbourEntry {
             id: id(3),
             addr: PeerAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)), 6000, 6001),
+            dialable: true,
         },
         NeighbourEntry {
             id: id(4),
             addr: PeerAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 7000, 7001),
+            dialable: true,
         },
     ]
 }

@@ -76,7 +76,7 @@ impl State {
     }
 
     fn usable(entry: &Entry, now_ms: u64) -> bool {
-        !entry.suspected && entry.deadline_ms > now_ms
+        !entry.suspected && entry.stored.info.reachable && entry.deadline_ms > now_ms
     }
 
     /// For each point, the first live, unsuspected peer at or after it in id order

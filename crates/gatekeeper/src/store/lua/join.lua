@@ -38,7 +38,8 @@ redis.call('HSET', rk, 'info', ARGV[3], 'nbrs', '', 'lease', ARGV[5], 'lease_exp
   'last_ts', ARGV[4], 'deadline', ARGV[7], 'net', net, 'addrs', ARGV[10], 'lst', lst,
   'rin', '')
 redis.call('ZADD', p .. 'deadline', ARGV[7], id)
-redis.call('ZADD', p .. 'cand', ARGV[8], id)
+-- An empty score: the peer cannot be dialled, so it is never offered as a candidate.
+if ARGV[8] ~= '' then redis.call('ZADD', p .. 'cand', ARGV[8], id) else redis.call('ZREM', p .. 'cand', id) end
 redis.call('ZADD', p .. 'ids', 0, id)
 redis.call('DEL', tomb_key(id))
 return 'ok'

@@ -19,5 +19,6 @@ redis.call('HSET', rk, 'info', ARGV[6], 'nbrs', ARGV[7], 'deadline', ARGV[8], 'l
 if ARGV[3] == 'sig' then redis.call('HSET', rk, 'last_ts', ARGV[4]) end
 if ARGV[10] ~= '' then redis.call('HSET', rk, 'lease', ARGV[10], 'lease_exp', ARGV[11]) end
 redis.call('ZADD', p .. 'deadline', ARGV[8], id)
-redis.call('ZADD', p .. 'cand', ARGV[9], id)
+-- An empty score: the peer cannot be dialled, so it is never offered as a candidate.
+if ARGV[9] ~= '' then redis.call('ZADD', p .. 'cand', ARGV[9], id) else redis.call('ZREM', p .. 'cand', id) end
 return 'ok'
