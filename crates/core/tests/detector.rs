@@ -356,7 +356,10 @@ fn stale_witness_answer_does_not_lift_a_new_suspicion() {
     // Suspects the silent neighbour, keeping the witness heard from; returns the probe
     // id of the ping-req the witness got.
     let suspect_at = |peer: &mut highway_core::Peer, witness: &mut Fake, at| {
-        let hb = witness.seal(&PeerMsg::HeartbeatAck { seq: 0 });
+        let hb = witness.seal(&PeerMsg::HeartbeatAck {
+            seq: 0,
+            observed: "127.0.0.9:4000".parse().unwrap(),
+        });
         peer.handle_datagram(at - ms(100), witness.udp(), &hb);
         peer.handle_timeout(at);
         harness::drain_transmits(peer)

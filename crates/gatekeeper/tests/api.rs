@@ -129,6 +129,7 @@ async fn join_status_leave_round_trip<S: Store>(store: S) {
         addrs: addrs(1),
         neighbours: 0,
         capacity: 8,
+        reachable: true,
     };
     assert_eq!(rb.candidates, vec![a_info.clone()]);
     assert_ne!(rb.lease.token, ra.lease.token);
@@ -148,7 +149,8 @@ async fn join_status_leave_round_trip<S: Store>(store: S) {
             id: a.id(),
             addrs: addrs(1),
             neighbours: 2,
-            capacity: 8
+            capacity: 8,
+            reachable: true,
         })
     );
 

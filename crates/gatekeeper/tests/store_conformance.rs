@@ -90,6 +90,7 @@ fn info(p: &Peer, neighbours: u16, capacity: u16) -> PeerInfo {
         addrs: support::addrs(p.host),
         neighbours,
         capacity,
+        reachable: true,
     }
 }
 

@@ -268,6 +268,8 @@ mod tests {
                 gatekeeper_errors: 4,
                 ..RuntimeStats::default()
             },
+            reachability: Default::default(),
+            cut_off: None,
         }
     }
 
@@ -285,6 +287,10 @@ mod tests {
             incarnation: 0,
             summary_version: 0,
             their_neighbours: vec![],
+            path: "direct".into(),
+            udp_path: None,
+            dialable: true,
+            observed_me: None,
         }
     }
 

@@ -991,7 +991,7 @@ impl Fake {
             peer.has_link(answer.my_link_id),
             "the peer installed the link"
         );
-        Self {
+        let mut fake = Self {
             key,
             id,
             addr,
@@ -999,7 +999,17 @@ impl Fake {
             my_link_id,
             their_link_id: responder_link_id,
             counter: 0,
-        }
+        };
+        // As a real initiator does right after "established": its first heartbeat tells
+        // the peer where to send (an inbound link has no path until the initiator speaks).
+        let hello = fake.seal(&PeerMsg::Heartbeat(highway_wire::peer::Heartbeat {
+            seq: 0,
+            incarnation: 0,
+            summary_version: 0,
+            neighbours: Vec::new(),
+        }));
+        peer.handle_datagram(now, fake.udp(), &hello);
+        fake
     }
 
     pub fn udp(&self) -> SocketAddr {

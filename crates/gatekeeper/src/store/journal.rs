@@ -197,6 +197,7 @@ mod tests {
                 addrs: vec![PeerAddr::new("127.0.0.1".parse().unwrap(), 1, 2)],
                 neighbours: 0,
                 capacity: 5,
+                reachable: true,
             },
             neighbour_ids: vec![],
             lease_hash: [seed; 32],

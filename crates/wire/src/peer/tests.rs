@@ -42,7 +42,10 @@ fn samples() -> Vec<PeerMsg> {
             summary_version: 9,
             neighbours: entries(2),
         }),
-        PeerMsg::HeartbeatAck { seq: 7 },
+        PeerMsg::HeartbeatAck {
+            seq: 7,
+            observed: "[2001:db8::1]:4000".parse().unwrap(),
+        },
         PeerMsg::PingReq {
             probe_id: 1,
             target: id(3),
@@ -88,7 +91,10 @@ fn every_message_survives_sealing_and_opening() {
 
 #[test]
 fn a_wrong_key_or_a_flipped_bit_fails_authentication() {
-    let msg = PeerMsg::HeartbeatAck { seq: 1 };
+    let msg = PeerMsg::HeartbeatAck {
+        seq: 1,
+        observed: "127.0.0.1:1".parse().unwrap(),
+    };
     let bytes = seal(1, 1, &msg, &[1; 32]);
     let Ok(Datagram::Link(frame)) = decode(&bytes) else {
         panic!()
@@ -122,10 +128,10 @@ fn heartbeat_bytes_are_stable() {
     let body = &bytes[LINK_HEADER_LEN..bytes.len() - TAG_LEN];
     assert_eq!(
         hex::encode(&bytes[..LINK_HEADER_LEN]),
-        "485701010000000000000102000000000000000300"[..LINK_HEADER_LEN * 2]
+        "485702010000000000000102000000000000000300"[..LINK_HEADER_LEN * 2]
     );
     let expected_body = format!(
-        "10{}{}{}01{}047f000002 0fa0 0fa1",
+        "10{}{}{}01{}01 047f000002 0fa0 0fa1",
         "0000000000000001",
         "0000000000000000",
         "0000000000000000",
@@ -206,13 +212,17 @@ fn not_neighbour_is_signed_by_its_sender() {
 #[test]
 fn outer_frame_errors_are_typed() {
     assert_eq!(decode(b""), Err(DecodeError::Truncated("magic")));
-    assert_eq!(decode(b"XX\x01\x01"), Err(DecodeError::BadMagic));
+    assert_eq!(decode(b"XX\x02\x01"), Err(DecodeError::BadMagic));
     assert_eq!(
-        decode(b"HW\x02\x01"),
-        Err(DecodeError::UnsupportedVersion(2))
+        decode(b"HW\x01\x01"),
+        Err(DecodeError::UnsupportedVersion(1))
+    );
+    assert_eq!(
+        decode(b"HW\x03\x01"),
+        Err(DecodeError::UnsupportedVersion(3))
     );
     assert!(matches!(
-        decode(b"HW\x01\x7f"),
+        decode(b"HW\x02\x7f"),
         Err(DecodeError::UnknownKind { .. })
     ));
     assert!(matches!(

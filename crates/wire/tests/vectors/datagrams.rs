@@ -81,7 +81,10 @@ fn messages() -> Vec<(&'static str, PeerMsg)> {
                 neighbours: vec![entry(3, 4)],
             }),
         ),
-        ("heartbeat_ack", PeerMsg::HeartbeatAck { seq: 1 }),
+        ("heartbeat_ack", PeerMsg::HeartbeatAck {
+            seq: 1,
+            observed: "203.0.113.9:4000".parse().unwrap(),
+        }),
         (
             "ping_req",
             PeerMsg::PingReq {
@@ -191,7 +194,7 @@ fn link(name: &str, i2r: bool, counter: u64, msg: &PeerMsg) -> Link {
 
 /// A link datagram with the given body and a valid tag for the i2r key.
 fn retagged(body: &[u8]) -> Vec<u8> {
-    let mut bytes = b"HW\x01\x01".to_vec();
+    let mut bytes = b"HW\x02\x01".to_vec();
     bytes.extend_from_slice(&RESPONDER_LINK_ID.to_be_bytes());
     bytes.extend_from_slice(&99u64.to_be_bytes());
     bytes.extend_from_slice(body);
@@ -205,7 +208,10 @@ fn rejected() -> Vec<(&'static str, Vec<u8>)> {
     let good = seal(
         RESPONDER_LINK_ID,
         1,
-        &PeerMsg::HeartbeatAck { seq: 1 },
+        &PeerMsg::HeartbeatAck {
+            seq: 1,
+            observed: "203.0.113.9:4000".parse().unwrap(),
+        },
         &t.k_i2r(),
     );
     let mut flipped = good.clone();
@@ -233,8 +239,12 @@ fn rejected() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("bad magic", [b"hw".as_slice(), &good[2..]].concat()),
         (
-            "protocol version 2",
-            [&good[..2], &[2], &good[3..]].concat(),
+            "protocol version 1 (before reachability)",
+            [&good[..2], &[1], &good[3..]].concat(),
+        ),
+        (
+            "protocol version 3",
+            [&good[..2], &[3], &good[3..]].concat(),
         ),
         (
             "unknown datagram kind 0x05",
@@ -358,7 +368,10 @@ fn build() -> File {
         "heartbeat_ack",
         false,
         1,
-        &PeerMsg::HeartbeatAck { seq: 1 },
+        &PeerMsg::HeartbeatAck {
+            seq: 1,
+            observed: "203.0.113.9:4000".parse().unwrap(),
+        },
     ));
     File {
         about: "Datagram vectors, docs/PROTOCOL.md \"Datagrams (UDP)\" and \"Test vectors\". \
@@ -399,7 +412,7 @@ fn link_datagrams_open_with_the_handshake_keys() {
             t.k_r2i()
         };
         // Header, then the message, zero padding to 128 bytes, then the 16-byte tag.
-        assert_eq!(bytes[..4], *b"HW\x01\x01");
+        assert_eq!(bytes[..4], *b"HW\x02\x01");
         assert_eq!(hex::encode(&bytes[4..12]), l.link_id_hex);
         assert_eq!(bytes[12..20], l.counter.to_be_bytes());
         let message = unhex(&l.message_hex);

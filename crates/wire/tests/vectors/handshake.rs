@@ -333,7 +333,7 @@ fn transcripts_check_out_from_the_formulas() {
         let i2r = blake3::derive_key("highway link v1 initiator to responder", &material);
         let r2i = blake3::derive_key("highway link v1 responder to initiator", &material);
         assert_eq!((t.k_i2r(), t.k_r2i()), (i2r, r2i));
-        assert_eq!(t.established_hex.as_deref(), Some("48570124"));
+        assert_eq!(t.established_hex.as_deref(), Some("48570224"));
     }
     assert_eq!(linked, 1, "one transcript links");
 }

@@ -1,0 +1,278 @@
+//! Peers behind NATs (issue 11): a link's datagrams go where the neighbour's
+//! authenticated datagrams come from, never where a hello points; undialable peers are
+//! never dialled and cannot fill a dialable peer's slots; heartbeat acks tell a peer how
+//! the outside sees it.
+
+mod harness;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use harness::{drain_events, drain_transmits, solo};
+use highway_core::{Command, Config, Event, LinkUp, NatClass, Peer};
+use highway_wire::peer::datagram::{Datagram, decode};
+use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, LinkKeys, Purpose, split_frame};
+use highway_wire::peer::{Heartbeat, NeighbourEntry, PeerMsg, seal};
+use highway_wire::{NodeId, PeerAddr};
+
+fn payload(framed: &[u8]) -> &[u8] {
+    split_frame(framed).unwrap().unwrap().0
+}
+
+fn sock(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+/// The initiator's end of an inbound link, as a test drives it.
+struct Remote {
+    id: NodeId,
+    keys: LinkKeys,
+    my_link_id: u64,
+    their_link_id: u64,
+    counter: u64,
+}
+
+impl Remote {
+    fn seal(&mut self, msg: &PeerMsg) -> Vec<u8> {
+        self.counter += 1;
+        seal(self.their_link_id, self.counter, msg, &self.keys.send)
+    }
+
+    fn open(&self, bytes: &[u8]) -> Option<PeerMsg> {
+        match decode(bytes) {
+            Ok(Datagram::Link(f)) if f.link_id == self.my_link_id => {
+                f.open(&self.keys.recv).ok()
+            }
+            _ => None,
+        }
+    }
+
+    fn heartbeat(&mut self, seq: u64) -> Vec<u8> {
+        self.seal(&PeerMsg::Heartbeat(Heartbeat {
+            seq,
+            incarnation: 0,
+            summary_version: 0,
+            neighbours: Vec::new(),
+        }))
+    }
+}
+
+/// Peer `seed` dials `peer` over TCP from `source`, naming `named` in its hello and
+/// saying whether it can be dialled. Returns the remote end once `peer` installed the
+/// link, or `None` when `peer` did not accept.
+fn dial_in(
+    peer: &mut Peer,
+    now: Instant,
+    seed: u8,
+    named: PeerAddr,
+    source: IpAddr,
+    dialable: bool,
+) -> Option<Remote> {
+    let key = harness::key(seed);
+    let (initiator, hello) =
+        Initiator::start_from(&key, named, dialable, Purpose::Link, [seed; 32]);
+    let answer = peer.answer_hello(now, source, payload(&hello)).unwrap();
+    assert_eq!(answer.initiator_dialable, dialable);
+    let my_link_id = 0xAB00 + u64::from(seed);
+    let InitiatorOutcome::Linked {
+        responder_link_id,
+        keys,
+        confirm,
+        ..
+    } = initiator
+        .on_welcome(payload(&answer.welcome), Some(peer.id()), my_link_id)
+        .unwrap()
+    else {
+        return None;
+    };
+    let done = answer.responder?.on_confirm(payload(&confirm)).unwrap();
+    peer.handle_command(
+        now,
+        Command::LinkUp(LinkUp {
+            my_link_id: answer.my_link_id,
+            their_link_id: done.initiator_link_id,
+            peer: done.initiator,
+            addr: answer.initiator_addr,
+            keys: done.keys,
+            their_neighbours: Vec::new(),
+            inbound: true,
+            dialable: answer.initiator_dialable,
+        }),
+    );
+    assert!(peer.has_link(answer.my_link_id));
+    Some(Remote {
+        id: NodeId::from_key(&key.verifying_key()),
+        keys,
+        my_link_id,
+        their_link_id: responder_link_id,
+        counter: 0,
+    })
+}
+
+/// Finding of issue 11: a hello could name any address, so the responder refused hellos
+/// whose IP was not the TCP source, and peers behind NATs never linked. Now the hello's
+/// address aims nothing: the link has no path until the initiator's first authenticated
+/// datagram, whose source (the NAT's mapping) becomes the path.
+#[test]
+fn inbound_link_datagrams_go_where_the_initiator_speaks_from() {
+    let now = Instant::now();
+    let mut peer = solo(Config::test(), 1, now);
+    let lan = PeerAddr::new("192.0.2.10".parse().unwrap(), 4000, 4001);
+    let mut remote = dial_in(&mut peer, now, 40, lan, "203.0.113.7".parse().unwrap(), false)
+        .expect("a peer behind a NAT is accepted");
+    drain_events(&mut peer);
+
+    // Nothing is sent anywhere before the initiator speaks, however the peer is prodded.
+    peer.handle_timeout(now + peer.config().heartbeat_interval);
+    assert!(drain_transmits(&mut peer).is_empty());
+    assert!(peer.stats().sends_without_path > 0);
+
+    let mapping = sock("203.0.113.7:61001");
+    let hb = remote.heartbeat(1);
+    peer.handle_datagram(now, mapping, &hb);
+    let out = drain_transmits(&mut peer);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to, mapping, "answered at the mapping, not the hello's address");
+    match remote.open(&out[0].bytes) {
+        Some(PeerMsg::HeartbeatAck { seq: 1, observed }) => assert_eq!(observed, mapping),
+        other => panic!("expected an ack echoing the mapping, got {other:?}"),
+    }
+
+    // A forged datagram from elsewhere (no valid tag) moves nothing; the NAT rebinding
+    // to a new port, authenticated, does.
+    let mut forged = remote.heartbeat(2);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    peer.handle_datagram(now, sock("198.51.100.66:9"), &forged);
+    assert!(drain_transmits(&mut peer).is_empty());
+    let rebound = sock("203.0.113.7:62002");
+    let hb = remote.heartbeat(3);
+    peer.handle_datagram(now, rebound, &hb);
+    let out = drain_transmits(&mut peer);
+    assert_eq!(out[0].to, rebound);
+    assert_eq!(peer.stats().link_path_changes, 1);
+
+    // It is listed as undialable, so no one is sent to dial its LAN address.
+    let view = peer.neighbours(now);
+    assert_eq!(view[0].udp_path, Some(rebound));
+    assert!(!view[0].dialable);
+}
+
+/// A replayed datagram from a new source moves the path no more than it is acted on.
+#[test]
+fn a_replayed_datagram_cannot_redirect_a_link() {
+    let now = Instant::now();
+    let mut peer = solo(Config::test(), 1, now);
+    let lan = PeerAddr::new("192.0.2.10".parse().unwrap(), 4000, 4001);
+    let mut remote =
+        dial_in(&mut peer, now, 41, lan, "203.0.113.7".parse().unwrap(), false).unwrap();
+    let mapping = sock("203.0.113.7:61001");
+    let hb = remote.heartbeat(1);
+    peer.handle_datagram(now, mapping, &hb);
+    drain_transmits(&mut peer);
+    peer.handle_datagram(now, sock("198.51.100.66:9"), &hb);
+    assert_eq!(peer.stats().replays, 1);
+    assert_eq!(peer.neighbours(now)[0].udp_path, Some(mapping));
+}
+
+/// Undialable peers do not fill a dialable peer: the last `dialable_reserve` slots wait
+/// for peers that can be dialled, which keep the overlay's dialable core connected.
+#[test]
+fn undialable_hellos_leave_slots_for_dialable_peers() {
+    let now = Instant::now();
+    let mut peer = solo(Config::test(), 1, now);
+    let max = peer.config().max_degree;
+    let reserve = peer.config().dialable_reserve;
+    assert!(reserve >= 1);
+    let mut linked = 0;
+    for seed in 20..(20 + max as u8) {
+        let lan = PeerAddr::new("192.0.2.20".parse().unwrap(), 4000, u16::from(seed));
+        let source: IpAddr = format!("203.0.113.{seed}").parse().unwrap();
+        if dial_in(&mut peer, now, seed, lan, source, false).is_some() {
+            linked += 1;
+        }
+    }
+    assert_eq!(linked, max - reserve);
+    assert!(peer.stats().hellos_refused_undialable >= 1);
+    let public = PeerAddr::new("203.0.113.99".parse().unwrap(), 4000, 4001);
+    assert!(
+        dial_in(&mut peer, now, 99, public, public.ip, true).is_some(),
+        "a dialable peer still gets the reserved slot"
+    );
+}
+
+/// Candidates and neighbour-list entries marked undialable are never dialled.
+#[test]
+fn undialable_candidates_are_never_dialled() {
+    let now = Instant::now();
+    let mut peer = solo(Config::test(), 1, now);
+    let entry = |seed: u8, dialable: bool| NeighbourEntry {
+        id: harness::id_of(seed),
+        addr: harness::addr(seed),
+        dialable,
+    };
+    peer.handle_command(
+        now,
+        Command::Candidates(vec![entry(30, false), entry(31, false), entry(32, true)]),
+    );
+    let dialled: Vec<PeerAddr> = drain_events(&mut peer)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Connect { addr, .. } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dialled, [harness::addr(32)]);
+    assert_eq!(peer.stats().dials_skipped_undialable, 2);
+}
+
+/// A peer's own hellos say whether it can be dialled.
+#[test]
+fn hellos_carry_the_peers_own_dialability() {
+    let now = Instant::now();
+    let mut peer = solo(Config::test(), 1, now);
+    peer.set_dialable(false);
+    let target = NeighbourEntry::dialable(harness::id_of(33), harness::addr(33));
+    peer.handle_command(now, Command::Candidates(vec![target]));
+    let hello = drain_events(&mut peer)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Connect { hello, .. } => Some(hello),
+            _ => None,
+        })
+        .expect("it dials out");
+    let decoded = highway_wire::peer::handshake::Hello::decode(payload(&hello)).unwrap();
+    assert!(!decoded.initiator_dialable);
+}
+
+/// Two neighbours at different addresses echo one mapping: a NAT with one mapping for
+/// all destinations. Different mappings: one per destination (symmetric).
+#[test]
+fn heartbeat_acks_classify_the_nat() {
+    for (second, want) in [
+        ("203.0.113.50:7000", NatClass::NatStablePort),
+        ("203.0.113.50:7999", NatClass::NatPerDestination),
+    ] {
+        let now = Instant::now();
+        let mut peer = solo(Config::test(), 1, now);
+        assert_eq!(peer.reachability().class, NatClass::Unknown);
+        let mut observers = Vec::new();
+        for (seed, from) in [(60u8, "198.51.100.1:5000"), (61, "198.51.100.2:5000")] {
+            let addr = PeerAddr::new(sock(from).ip(), 5000, 5001);
+            let mut remote = dial_in(&mut peer, now, seed, addr, addr.ip, true).unwrap();
+            let hb = remote.heartbeat(1);
+            peer.handle_datagram(now, sock(from), &hb);
+            observers.push((remote, sock(from)));
+        }
+        drain_transmits(&mut peer);
+        for (i, (remote, from)) in observers.iter_mut().enumerate() {
+            let observed = sock(if i == 0 { "203.0.113.50:7000" } else { second });
+            let ack = remote.seal(&PeerMsg::HeartbeatAck { seq: 1, observed });
+            peer.handle_datagram(now, *from, &ack);
+        }
+        let r = peer.reachability();
+        assert_eq!(r.class, want, "second observer sees {second}");
+        assert_eq!(r.observations.len(), 2);
+        assert!(r.observations.iter().all(|o| observers.iter().any(|(x, _)| x.id == o.observer)));
+    }
+}
