@@ -201,7 +201,9 @@ async fn sybils_from_one_network_are_limited_and_outnumbered<S: Store>(store: S)
 }
 
 /// Finding 6: "The Gatekeeper accepted joins claiming 255.255.255.255, 169.254.169.254,
-/// its own address and a bystander's".
+/// its own address and a bystander's". Since issue 11 a peer may publish an address other
+/// than its source (its LAN address behind a NAT): it is registered as unreachable and
+/// never offered to anyone, so a bystander's address still reaches no one.
 async fn published_addresses_are_checked<S: Store>(store: S) {
     let gk = start_gatekeeper(store, steady_config()).await;
     let raw = gk.raw();
@@ -215,8 +217,6 @@ async fn published_addresses_are_checked<S: Store>(store: S) {
         "ff02::1",
         "fe80::1",
         "::",
-        // A bystander: not where this request comes from.
-        "203.0.113.5",
     ]
     .iter()
     .map(|ip| PeerAddr::new(ip.parse().unwrap(), 4000, 4001))
@@ -234,12 +234,37 @@ async fn published_addresses_are_checked<S: Store>(store: S) {
     assert!(raw.peer_ids().await.is_empty(), "a refused join registered");
     assert_eq!(rejections(&raw, "bad_address").await, bad.len() as u64);
 
-    // The honest path; then a signed status cannot move to a bystander either.
-    joined(&raw, &k, 1, 0).await;
+    // A bystander's address (not where the request comes from): registered, unreachable.
+    let bystander = PeerAddr::new("203.0.113.5".parse().unwrap(), 4000, 4001);
+    let mut req = join_req(&k, 1, 0);
+    req.addrs = vec![bystander];
+    let reply = raw.post_signed("/v1/join", &k, &req).await;
+    assert_eq!(reply.body()["reachable"], json!(false), "{:?}", reply.body());
+    assert_eq!(reply.body()["observed_ip"], json!("127.0.0.1"));
+    let listed = raw.get("/v1/peers").await.body()["peers"][0].clone();
+    assert_eq!(listed["reachable"], json!(false));
+    // Others joining are never offered it.
+    for seed in 2..6 {
+        let offered = joined(&raw, &key(seed), 1, 8).await.candidates;
+        assert!(
+            offered.iter().all(|c| c.id != id_of(&k)),
+            "an unreachable peer was offered as a candidate"
+        );
+    }
+    // Its own address, signed: reachable again, and offered.
     let mut req = status_req(&k, 1, vec![]);
-    req.addrs = vec![PeerAddr::new("203.0.113.5".parse().unwrap(), 4000, 4001)];
+    req.addrs = addrs(1);
     let reply = raw.post_signed("/v1/status", &k, &req).await;
-    assert_error(&reply, 400, "bad_address");
+    assert_eq!(reply.body()["reachable"], json!(true), "{:?}", reply.body());
+    let offered = joined(&raw, &key(9), 1, 8).await.candidates;
+    assert!(offered.iter().any(|c| c.id == id_of(&k) && c.reachable));
+    // A signed status moving to a bystander: unreachable again, never offered.
+    let mut req = status_req(&k, 1, vec![]);
+    req.addrs = vec![bystander];
+    let reply = raw.post_signed("/v1/status", &k, &req).await;
+    assert_eq!(reply.body()["reachable"], json!(false));
+    let offered = joined(&raw, &key(10), 1, 8).await.candidates;
+    assert!(offered.iter().all(|c| c.id != id_of(&k)));
     // From another network, that network's address is the one it may publish.
     let other = Raw::from_source(&gk.url, loopback(7, 7));
     let k2 = key(2);
@@ -329,10 +354,15 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies<S: Store>(store: S)
     // The same network again is over its limit of 1.
     let reply = join_via(proxy.clone(), 3, "203.0.113.10").await;
     assert_error(&reply, 429, "too_many_peers");
-    // Not from the proxy: the header is ignored, the TCP peer is the source.
+    // Not from the proxy: the header is ignored, the TCP peer is the source, so the
+    // claimed address is not the source's: registered as unreachable.
     let direct = Raw::from_source(&gk.url, loopback(9, 9));
     let reply = join_via(direct, 4, "192.0.2.1").await;
-    assert_error(&reply, 400, "bad_address");
+    assert_eq!(reply.body()["reachable"], json!(false), "{:?}", reply.body());
+    assert_eq!(reply.body()["observed_ip"], json!(loopback(9, 9).to_string()));
+    let reply = join_via(proxy.clone(), 5, "192.0.2.77").await;
+    assert_eq!(reply.body()["reachable"], json!(true), "{:?}", reply.body());
+    assert_eq!(reply.body()["observed_ip"], json!("192.0.2.77"));
 }
 
 for_both_stores!(
