@@ -302,12 +302,14 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
     let _ = gatekeeper_task.await;
 }
 
-/// A hello naming another address than the connection's source gets no welcome: our
-/// heartbeats must not be aimed at a third party.
+/// A hello naming another address than the connection's source links (a peer behind a
+/// NAT names its LAN address), but not one datagram goes to that address: a link's path is
+/// where the initiator's authenticated datagrams come from, and this one never spoke. The
+/// address is not handed on as dialable either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hello_claiming_someone_elses_address_is_refused() {
+async fn a_hello_naming_someone_elses_address_aims_nothing_at_it() {
     use highway_wire::PeerAddr;
-    use highway_wire::peer::handshake::{Initiator, Purpose};
+    use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, Purpose, split_frame};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -327,21 +329,56 @@ async fn a_hello_claiming_someone_elses_address_is_refused() {
     config.core = highway_core::Config::test();
     let node = highway_node::start(config).await.expect("node starts");
 
+    // The victim: a UDP socket that must hear nothing.
+    let victim_socket = tokio::net::UdpSocket::bind("127.0.0.99:0").await.unwrap();
+    let victim_port = victim_socket.local_addr().unwrap().port();
+    let victim = PeerAddr::new("127.0.0.99".parse().unwrap(), victim_port, 9);
     let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    let victim = PeerAddr::new("127.0.0.99".parse().unwrap(), 9, 9);
-    let (_, hello) = Initiator::start(&key, victim, Purpose::Link, [1; 32]);
+    let (initiator, hello) = Initiator::start(&key, victim, Purpose::Link, [1; 32]);
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.21:0".parse().unwrap()).unwrap();
     let mut stream = socket.connect(node.tcp_addr()).await.unwrap();
     stream.write_all(&hello).await.unwrap();
-    let mut reply = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
-    assert!(read.is_ok(), "the node neither answered nor closed");
-    assert!(
-        reply.is_empty(),
-        "a welcome was sent to a peer lying about its address"
-    );
-    assert_eq!(node.neighbours().await.unwrap().len(), 0);
+    let read_frame = async |stream: &mut tokio::net::TcpStream| -> Vec<u8> {
+        let mut buf = Vec::new();
+        loop {
+            if let Some((payload, _)) = split_frame(&buf).unwrap() {
+                return payload.to_vec();
+            }
+            let mut chunk = [0u8; 2048];
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+                .await
+                .expect("the node answers")
+                .unwrap();
+            assert!(n > 0, "the node closed the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let welcome = read_frame(&mut stream).await;
+    let InitiatorOutcome::Linked { confirm, .. } =
+        initiator.on_welcome(&welcome, Some(node.id()), 7).unwrap()
+    else {
+        panic!("a peer naming another address (as behind a NAT) is accepted");
+    };
+    stream.write_all(&confirm).await.unwrap();
+    let established = read_frame(&mut stream).await;
+    assert!(highway_wire::peer::handshake::is_established(&established));
+    let listed = node.neighbours().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].dialable, "handed on as dialable");
+    assert_eq!(listed[0].udp_path, None);
+
+    // Heartbeats, probes, the failure: for five suspect timeouts nothing reaches the victim.
+    let mut buf = [0u8; 2048];
+    let heard = tokio::time::timeout(
+        Duration::from_millis(2500),
+        victim_socket.recv_from(&mut buf),
+    )
+    .await;
+    assert!(heard.is_err(), "a datagram was aimed at the address the hello named");
+    let status = node.status().await.unwrap();
+    assert!(status.stats.sends_without_path > 0);
+    assert_eq!(status.stats.links_lost_unheard, 1, "the silent link was dropped");
     node.shutdown().await;
     gatekeeper_task.abort();
 }
