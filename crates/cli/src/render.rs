@@ -247,7 +247,12 @@ pub fn status_report(status: &StatusView) -> String {
         reachability_line(status),
     ]
     .into_iter()
-    .chain(status.cut_off.as_ref().map(|why| format!("NOT CONNECTED: {why}")))
+    .chain(
+        status
+            .cut_off
+            .as_ref()
+            .map(|why| format!("NOT CONNECTED: {why}")),
+    )
     .collect::<Vec<_>>()
     .join("\n")
 }
@@ -257,7 +262,11 @@ fn reachability_line(status: &StatusView) -> String {
     let r = &status.reachability;
     let mut line = format!(
         "reachable:  {}, {}",
-        if r.class.is_empty() { "unknown" } else { &r.class },
+        if r.class.is_empty() {
+            "unknown"
+        } else {
+            &r.class
+        },
         if r.dialable {
             "dialable"
         } else {

@@ -261,11 +261,9 @@ impl Peer {
             // One more neighbour, the first the Gatekeeper offers (the least loaded,
             // random among equals): not necessarily one our neighbours know.
             if self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree
-                && let Some(entry) = candidates
-                    .into_iter()
-                    .find(|e| {
-                        e.dialable && self.worth_dialling(&e.id) && self.address_dialable(now, &e.addr)
-                    })
+                && let Some(entry) = candidates.into_iter().find(|e| {
+                    e.dialable && self.worth_dialling(&e.id) && self.address_dialable(now, &e.addr)
+                })
             {
                 self.connect(now, entry.addr, Some(entry.id));
             }

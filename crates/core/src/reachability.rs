@@ -166,7 +166,12 @@ mod tests {
         assert_eq!(class(&[a("203.0.113.9:4000"), a2]), NatClass::Unknown);
         let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
         assert_eq!(
-            classify(any, &[a("198.51.100.4:4000"), b("198.51.100.4:4000")], true, 0),
+            classify(
+                any,
+                &[a("198.51.100.4:4000"), b("198.51.100.4:4000")],
+                true,
+                0
+            ),
             NatClass::Public
         );
     }

@@ -40,9 +40,7 @@ impl Remote {
 
     fn open(&self, bytes: &[u8]) -> Option<PeerMsg> {
         match decode(bytes) {
-            Ok(Datagram::Link(f)) if f.link_id == self.my_link_id => {
-                f.open(&self.keys.recv).ok()
-            }
+            Ok(Datagram::Link(f)) if f.link_id == self.my_link_id => f.open(&self.keys.recv).ok(),
             _ => None,
         }
     }
@@ -118,8 +116,15 @@ fn inbound_link_datagrams_go_where_the_initiator_speaks_from() {
     let now = Instant::now();
     let mut peer = solo(Config::test(), 1, now);
     let lan = PeerAddr::new("192.0.2.10".parse().unwrap(), 4000, 4001);
-    let mut remote = dial_in(&mut peer, now, 40, lan, "203.0.113.7".parse().unwrap(), false)
-        .expect("a peer behind a NAT is accepted");
+    let mut remote = dial_in(
+        &mut peer,
+        now,
+        40,
+        lan,
+        "203.0.113.7".parse().unwrap(),
+        false,
+    )
+    .expect("a peer behind a NAT is accepted");
     drain_events(&mut peer);
 
     // Nothing is sent anywhere before the initiator speaks, however the peer is prodded.
@@ -132,7 +137,10 @@ fn inbound_link_datagrams_go_where_the_initiator_speaks_from() {
     peer.handle_datagram(now, mapping, &hb);
     let out = drain_transmits(&mut peer);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].to, mapping, "answered at the mapping, not the hello's address");
+    assert_eq!(
+        out[0].to, mapping,
+        "answered at the mapping, not the hello's address"
+    );
     match remote.open(&out[0].bytes) {
         Some(PeerMsg::HeartbeatAck { seq: 1, observed }) => assert_eq!(observed, mapping),
         other => panic!("expected an ack echoing the mapping, got {other:?}"),
@@ -164,8 +172,15 @@ fn a_replayed_datagram_cannot_redirect_a_link() {
     let now = Instant::now();
     let mut peer = solo(Config::test(), 1, now);
     let lan = PeerAddr::new("192.0.2.10".parse().unwrap(), 4000, 4001);
-    let mut remote =
-        dial_in(&mut peer, now, 41, lan, "203.0.113.7".parse().unwrap(), false).unwrap();
+    let mut remote = dial_in(
+        &mut peer,
+        now,
+        41,
+        lan,
+        "203.0.113.7".parse().unwrap(),
+        false,
+    )
+    .unwrap();
     let mapping = sock("203.0.113.7:61001");
     let hb = remote.heartbeat(1);
     peer.handle_datagram(now, mapping, &hb);
@@ -273,6 +288,10 @@ fn heartbeat_acks_classify_the_nat() {
         let r = peer.reachability();
         assert_eq!(r.class, want, "second observer sees {second}");
         assert_eq!(r.observations.len(), 2);
-        assert!(r.observations.iter().all(|o| observers.iter().any(|(x, _)| x.id == o.observer)));
+        assert!(
+            r.observations
+                .iter()
+                .all(|o| observers.iter().any(|(x, _)| x.id == o.observer))
+        );
     }
 }

@@ -274,13 +274,19 @@ mod tests {
             Ok(false),
             "one unproven address makes the whole entry unreachable"
         );
-        assert_eq!(check_addrs(&[], ip("198.51.100.7"), None, &config), Ok(false));
+        assert_eq!(
+            check_addrs(&[], ip("198.51.100.7"), None, &config),
+            Ok(false)
+        );
         let any = GatekeeperConfig {
             claimed_addrs: ClaimedAddrs::Any,
             ..GatekeeperConfig::default()
         };
         let addr = PeerAddr::new(ip("203.0.113.5"), 4000, 4001);
-        assert_eq!(check_addrs(&[addr], ip("198.51.100.7"), None, &any), Ok(true));
+        assert_eq!(
+            check_addrs(&[addr], ip("198.51.100.7"), None, &any),
+            Ok(true)
+        );
         let all: SocketAddr = "0.0.0.0:7700".parse().unwrap();
         let addr = PeerAddr::new(ip("127.0.0.9"), 7700, 7701);
         assert!(check_addrs(&[addr], ip("127.0.0.1"), Some(all), &config).is_err());

@@ -239,7 +239,12 @@ async fn published_addresses_are_checked<S: Store>(store: S) {
     let mut req = join_req(&k, 1, 0);
     req.addrs = vec![bystander];
     let reply = raw.post_signed("/v1/join", &k, &req).await;
-    assert_eq!(reply.body()["reachable"], json!(false), "{:?}", reply.body());
+    assert_eq!(
+        reply.body()["reachable"],
+        json!(false),
+        "{:?}",
+        reply.body()
+    );
     assert_eq!(reply.body()["observed_ip"], json!("127.0.0.1"));
     let listed = raw.get("/v1/peers").await.body()["peers"][0].clone();
     assert_eq!(listed["reachable"], json!(false));
@@ -358,8 +363,16 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies<S: Store>(store: S)
     // claimed address is not the source's: registered as unreachable.
     let direct = Raw::from_source(&gk.url, loopback(9, 9));
     let reply = join_via(direct, 4, "192.0.2.1").await;
-    assert_eq!(reply.body()["reachable"], json!(false), "{:?}", reply.body());
-    assert_eq!(reply.body()["observed_ip"], json!(loopback(9, 9).to_string()));
+    assert_eq!(
+        reply.body()["reachable"],
+        json!(false),
+        "{:?}",
+        reply.body()
+    );
+    assert_eq!(
+        reply.body()["observed_ip"],
+        json!(loopback(9, 9).to_string())
+    );
     let reply = join_via(proxy.clone(), 5, "192.0.2.77").await;
     assert_eq!(reply.body()["reachable"], json!(true), "{:?}", reply.body());
     assert_eq!(reply.body()["observed_ip"], json!("192.0.2.77"));

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use crate::control_auth::Auth;
-use crate::reach_view::{ReachabilityJson, cut_off_reason, reachability_json};
 use crate::owner::Counters;
 use crate::owner::{Msg, Snapshot};
+use crate::reach_view::{ReachabilityJson, cut_off_reason, reachability_json};
 
 /// How long a request waits for the owner task.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(2);

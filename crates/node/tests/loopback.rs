@@ -375,10 +375,16 @@ async fn a_hello_naming_someone_elses_address_aims_nothing_at_it() {
         victim_socket.recv_from(&mut buf),
     )
     .await;
-    assert!(heard.is_err(), "a datagram was aimed at the address the hello named");
+    assert!(
+        heard.is_err(),
+        "a datagram was aimed at the address the hello named"
+    );
     let status = node.status().await.unwrap();
     assert!(status.stats.sends_without_path > 0);
-    assert_eq!(status.stats.links_lost_unheard, 1, "the silent link was dropped");
+    assert_eq!(
+        status.stats.links_lost_unheard, 1,
+        "the silent link was dropped"
+    );
     node.shutdown().await;
     gatekeeper_task.abort();
 }

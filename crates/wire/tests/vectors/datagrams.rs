@@ -81,10 +81,13 @@ fn messages() -> Vec<(&'static str, PeerMsg)> {
                 neighbours: vec![entry(3, 4)],
             }),
         ),
-        ("heartbeat_ack", PeerMsg::HeartbeatAck {
-            seq: 1,
-            observed: "203.0.113.9:4000".parse().unwrap(),
-        }),
+        (
+            "heartbeat_ack",
+            PeerMsg::HeartbeatAck {
+                seq: 1,
+                observed: "203.0.113.9:4000".parse().unwrap(),
+            },
+        ),
         (
             "ping_req",
             PeerMsg::PingReq {
