@@ -103,6 +103,14 @@ pub enum Event {
         id: highway_wire::peer::QueryId,
         timed_out: bool,
     },
+    /// Neighbour `via` asks us to open a TCP connection to `to` and present `token` (we
+    /// cannot be dialled; see [`crate::Peer::request_reverse`]). The runtime connects,
+    /// sends a signed reverse hello, and serves the file server over the connection.
+    ReverseConnect {
+        token: [u8; 16],
+        to: SocketAddr,
+        via: NodeId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +125,10 @@ pub enum DownReason {
     Replaced,
     /// We are leaving.
     Leaving,
+    /// An inbound link whose initiator never sent a datagram, so it never had a path: a
+    /// half-open link (the initiator gave up, or cannot reach us over UDP). Not a failure
+    /// of the peer: not reported to the Gatekeeper.
+    Silent,
 }
 
 impl DownReason {
@@ -127,6 +139,7 @@ impl DownReason {
             Self::NotNeighbour => "not_neighbour",
             Self::Replaced => "replaced",
             Self::Leaving => "leaving",
+            Self::Silent => "silent",
         }
     }
 }
@@ -247,4 +260,10 @@ pub struct Stats {
     /// Links that went down without a single authenticated datagram from the other side
     /// (UDP between us is blocked, or the other side vanished at once).
     pub links_lost_unheard: u64,
+    /// Reverse requests sent to neighbours behind NATs (as their relay), received from
+    /// neighbours, and refused: over the link's budget, or naming an undialable address.
+    pub reverse_requests_sent: u64,
+    pub reverse_requests_received: u64,
+    pub reverse_refused_budget: u64,
+    pub reverse_refused_address: u64,
 }

@@ -94,6 +94,9 @@ pub struct Config {
     /// could fill up with peers it can never dial back, and the dialable peers that hold
     /// the overlay together could not link with each other.
     pub dialable_reserve: usize,
+    /// Reverse requests ([`highway_wire::peer::PeerMsg::Reverse`]) one neighbour may make
+    /// per heartbeat interval; each makes us open a TCP connection.
+    pub reverse_per_interval: u32,
     /// An address whose dial went unanswered is not dialled again for this long, doubling
     /// with each further failure up to `dial_backoff_max`.
     pub dial_backoff_min: Duration,
@@ -137,6 +140,7 @@ impl Default for Config {
             max_pending_inbound_per_ip: 2,
             max_dial_failures: 256,
             dialable_reserve: 1,
+            reverse_per_interval: 16,
             dial_backoff_min: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(300),
         }

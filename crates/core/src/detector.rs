@@ -237,6 +237,7 @@ impl Peer {
             } => self.on_query(now, peer, id, ttl, hops, target),
             PeerMsg::QueryHits { id, hits } => self.on_query_hits(peer, id, hits),
             PeerMsg::QueryDone { id } => self.on_query_done(now, peer, id),
+            PeerMsg::Reverse { token, to } => self.on_reverse(peer, token, to),
         }
     }
 

@@ -18,6 +18,7 @@ mod link;
 mod overlay;
 mod peer;
 mod reachability;
+mod reverse;
 mod search;
 
 pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView, Stats, Transmit};
@@ -27,4 +28,5 @@ pub use link::{LinkState, ReplayWindow};
 pub use overlay::InboundAnswer;
 pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};
 pub use reachability::{NatClass, Observation, Reachability, classify};
+pub use reverse::{ReverseError, reachable_hit};
 pub use search::{Catalog, LocalFile, SearchError, SearchRequest};

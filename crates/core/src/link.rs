@@ -73,6 +73,8 @@ pub struct Link {
     pub heard: bool,
     /// How the neighbour sees our UDP socket (echoed in its heartbeat acks).
     pub observed_me: Option<SocketAddr>,
+    /// Reverse requests it may still make this heartbeat interval.
+    pub reverse_budget: u32,
     /// Our id for this link: datagrams to us carry it.
     pub my_link_id: u64,
     /// The neighbour's id for this link: datagrams we send carry it.

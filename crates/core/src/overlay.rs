@@ -122,7 +122,8 @@ pub struct InboundAnswer {
     pub my_link_id: u64,
     pub initiator: NodeId,
     pub initiator_addr: PeerAddr,
-    /// The initiator said it can be dialled (pass on in [`crate::LinkUp::dialable`]).
+    /// The initiator said it can be dialled and connected from the address it names
+    /// (pass on in [`crate::LinkUp::dialable`]).
     pub initiator_dialable: bool,
 }
 
@@ -319,6 +320,9 @@ impl Peer {
     ) -> Result<InboundAnswer, HandshakeError> {
         let hello = Hello::decode(hello_payload)?;
         let source = source_bucket(from);
+        // Handed on as dialable (and sent to before it speaks) only when the connection
+        // came from the address it names: behind a NAT it did not.
+        let initiator_dialable = hello.initiator_dialable && hello.initiator_addr.ip == from;
         let decision = if self.phase != Phase::Running
             || hello.initiator == self.id
             || self.links.contains_key(&hello.initiator)
@@ -332,7 +336,7 @@ impl Peer {
             // Our own dials in flight count: otherwise inbound links could fill every slot
             // and our dial's link would be refused here after the other side installed it.
             Decision::Full
-        } else if !hello.initiator_dialable
+        } else if !initiator_dialable
             && self.links.values().filter(|l| !l.dialable).count() + self.config.dialable_reserve
                 >= self.config.max_degree
         {
@@ -377,7 +381,7 @@ impl Peer {
             my_link_id,
             initiator: hello.initiator,
             initiator_addr: hello.initiator_addr,
-            initiator_dialable: hello.initiator_dialable,
+            initiator_dialable,
         })
     }
 
@@ -422,11 +426,13 @@ impl Peer {
             id: up.peer,
             addr: up.addr,
             dialable: up.dialable || !up.inbound,
-            // We dialled it: its published address answered. Inbound: wait until it
-            // speaks (its first heartbeat follows our "established" at once).
-            path: (!up.inbound).then(|| up.addr.udp_addr()),
+            // We dialled it, or it dialled us from the address it publishes: send there.
+            // Otherwise (behind a NAT) wait until it speaks: its first heartbeat follows
+            // our "established" at once, from its mapping.
+            path: (!up.inbound || up.dialable).then(|| up.addr.udp_addr()),
             heard: false,
             observed_me: None,
+            reverse_budget: self.config.reverse_per_interval,
             my_link_id: up.my_link_id,
             their_link_id: up.their_link_id,
             keys: up.keys,
@@ -500,7 +506,7 @@ impl Peer {
 
     pub(crate) fn drop_link(&mut self, peer: &NodeId, reason: DownReason) -> Option<Link> {
         let link = self.links.remove(peer)?;
-        if !link.heard && reason == DownReason::Failed {
+        if !link.heard && matches!(reason, DownReason::Failed | DownReason::Silent) {
             self.stats.links_lost_unheard += 1;
         }
         self.by_link_id.remove(&link.my_link_id);
@@ -518,6 +524,12 @@ impl Peer {
     }
 
     pub(crate) fn fail(&mut self, now: Instant, peer: &NodeId) {
+        if self.links.get(peer).is_some_and(|l| l.path.is_none()) {
+            // It never spoke: nothing says it is dead, only that this link never worked.
+            self.drop_link(peer, DownReason::Silent);
+            self.maintain(now);
+            return;
+        }
         let Some(link) = self.drop_link(peer, DownReason::Failed) else {
             return;
         };

@@ -243,6 +243,7 @@ impl Peer {
             }
             self.stranger_budget = self.config.stranger_replies_per_interval;
             self.refill_summary_budgets();
+            self.refill_reverse_budgets();
             self.send_heartbeats();
         }
         self.expire_routes(now);

@@ -318,6 +318,8 @@ fn forged_hits_with_undialable_servers_never_reach_the_searcher() {
         server: server.parse().unwrap(),
         hops: 1,
         name: format!("report-{n}.txt"),
+        dialable: true,
+        relays: Vec::new(),
     };
     let hits = vec![
         hit("255.255.255.255:8080", 1),

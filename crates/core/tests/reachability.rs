@@ -295,3 +295,33 @@ fn heartbeat_acks_classify_the_nat() {
         );
     }
 }
+
+/// An inbound link from behind a NAT whose initiator never speaks had no path, so the
+/// failure detector cannot tell "dead" from "never worked": it is dropped as `silent`,
+/// not failed, and the Gatekeeper is not told.
+#[test]
+fn a_silent_inbound_link_is_dropped_without_a_failure_report() {
+    let now = Instant::now();
+    let mut peer = solo(Config::test(), 1, now);
+    let lan = PeerAddr::new("192.0.2.10".parse().unwrap(), 4000, 4001);
+    dial_in(&mut peer, now, 42, lan, "203.0.113.7".parse().unwrap(), false).unwrap();
+    drain_events(&mut peer);
+    let c = peer.config().clone();
+    let mut t = now;
+    while t < now + (c.suspect_timeout + c.probe_timeout) * 2 {
+        t += c.heartbeat_interval / 2;
+        peer.handle_timeout(t);
+    }
+    assert_eq!(peer.degree(), 0);
+    let events = drain_events(&mut peer);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::NeighbourDown {
+            reason: highway_core::DownReason::Silent,
+            ..
+        }
+    )));
+    assert!(!events.iter().any(|e| matches!(e, Event::ReportFailed { .. })));
+    assert_eq!(peer.stats().failures, 0);
+    assert_eq!(peer.stats().links_lost_unheard, 1);
+}

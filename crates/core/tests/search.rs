@@ -500,6 +500,8 @@ fn a_flooding_neighbour_is_rate_limited_and_unsolicited_hits_are_dropped() {
         server: "127.0.0.9:1".parse().unwrap(),
         hops: 1,
         name: "x".into(),
+        dialable: true,
+        relays: Vec::new(),
     };
     let bytes = fake.seal(&PeerMsg::QueryHits {
         id: [99; 16],

@@ -345,12 +345,10 @@ async fn answer(
             return Ok(false);
         };
         reserved = Some(answer.my_link_id);
-        // Our datagrams go only where the initiator's authenticated datagrams come from
-        // (the core learns that path), so a hello naming another address aims nothing at
-        // anyone. But we hand the address on to others as dialable only when the
-        // connection came from it: behind a NAT it did not, and the peer is kept as one
-        // that links by dialling out.
-        let dialable = answer.initiator_dialable && answer.initiator_addr.ip == from.ip();
+        // The core judged the hello against the connection's source: a peer that names
+        // another address (behind a NAT) is neither sent to before it speaks nor handed on
+        // as dialable.
+        let dialable = answer.initiator_dialable;
         conn.write(&answer.welcome).await?;
         let confirm = conn.read_frame().await?;
         let accepted = responder.on_confirm(&confirm)?;

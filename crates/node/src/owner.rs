@@ -486,6 +486,7 @@ impl Running {
 
     fn on_event(&mut self, event: Event) {
         match event {
+            Event::ReverseConnect { .. } => {}
             Event::GatekeeperJoin => {
                 let call = self.gatekeeper_call();
                 let tx = self.o.tx.clone();

@@ -178,6 +178,12 @@ impl Peer {
         if !files.is_empty() {
             self.stats.queries_answered += 1;
         }
+        let dialable = self.dialable;
+        let relays = if dialable {
+            Vec::new()
+        } else {
+            self.relays_for_hits()
+        };
         files
             .into_iter()
             .take(limit as usize)
@@ -186,6 +192,8 @@ impl Peer {
                 size: f.size,
                 holder: self.id,
                 server,
+                dialable,
+                relays: relays.clone(),
                 hops,
                 name: f.name,
             })
@@ -349,12 +357,15 @@ impl Peer {
             return;
         }
         // A forged hit could point a downloader at any address: never pass one on that
-        // names no dialable file server.
+        // names no dialable file server (or, for a holder behind a NAT, no dialable relay).
         let offered = hits.len();
+        let dialable = |a: &std::net::SocketAddr| {
+            a.port() != 0 && highway_wire::check_dialable_ip(a.ip()).is_ok()
+        };
         let hits: Vec<Hit> = hits
             .into_iter()
             .filter(|h| {
-                h.server.port() != 0 && highway_wire::check_dialable_ip(h.server.ip()).is_ok()
+                dialable(&h.server) && (h.dialable || h.relays.iter().any(|r| dialable(&r.addr)))
             })
             .collect();
         let refused = offered - hits.len();

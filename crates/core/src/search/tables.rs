@@ -212,6 +212,8 @@ mod tests {
             server: "127.0.0.1:1".parse().unwrap(),
             hops: 1,
             name: format!("file{n}"),
+            dialable: true,
+            relays: Vec::new(),
         }
     }
 

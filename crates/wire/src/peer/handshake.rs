@@ -118,13 +118,13 @@ pub struct LinkKeys {
     pub recv: LinkKey,
 }
 
-fn frame_header(w: &mut Writer, kind: u8) {
+pub(crate) fn frame_header(w: &mut Writer, kind: u8) {
     w.bytes(&MAGIC);
     w.u8(VERSION);
     w.u8(kind);
 }
 
-fn read_header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+pub(crate) fn read_header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     if r.array::<2>("magic")? != MAGIC {
         return Err(DecodeError::BadMagic);
     }

@@ -115,6 +115,14 @@ pub enum PeerMsg {
     QueryDone {
         id: QueryId,
     },
+    /// "Open a TCP connection to `to` and present `token` there": how a relay (or, for a
+    /// push, a downloader the relay vouches for) reaches a neighbour that cannot be
+    /// dialled. The connection then carries HTTP requests to the receiver's file server
+    /// (docs/PROTOCOL.md, "Relays").
+    Reverse {
+        token: [u8; 16],
+        to: SocketAddr,
+    },
 }
 
 mod kind {
@@ -130,6 +138,7 @@ mod kind {
     pub const QUERY: u8 = 0x20;
     pub const QUERY_HITS: u8 = 0x21;
     pub const QUERY_DONE: u8 = 0x22;
+    pub const REVERSE: u8 = 0x30;
 }
 
 pub(crate) fn write_entries(w: &mut Writer, entries: &[NeighbourEntry]) {
@@ -248,6 +257,11 @@ impl PeerMsg {
                 w.u8(kind::QUERY_DONE);
                 w.bytes(id);
             }
+            Self::Reverse { token, to } => {
+                w.u8(kind::REVERSE);
+                w.bytes(token);
+                w.socket_addr(to);
+            }
         }
     }
 
@@ -344,6 +358,10 @@ impl PeerMsg {
             }
             kind::QUERY_DONE => Self::QueryDone {
                 id: r.array::<16>("query id")?,
+            },
+            kind::REVERSE => Self::Reverse {
+                token: r.array::<16>("reverse token")?,
+                to: r.socket_addr("reverse address")?,
             },
             other => {
                 return Err(DecodeError::UnknownKind {

@@ -6,12 +6,13 @@ pub mod codec;
 pub mod datagram;
 pub mod handshake;
 pub mod message;
+pub mod reverse;
 pub mod search;
 
 pub use codec::DecodeError;
 pub use datagram::{Datagram, LinkKey, MAX_DATAGRAM, NotNeighbour, Probe, ProbeAck, decode, seal};
 pub use message::{Heartbeat, NeighbourEntry, PeerMsg};
-pub use search::{Hit, QueryId, QueryTarget};
+pub use search::{Hit, QueryId, QueryTarget, Relay};
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,8 @@ pub const MAX_HIT_NAME: usize = 255;
 pub const MAX_HITS_PER_MESSAGE: usize = 16;
 /// Most hops a query may be given.
 pub const MAX_TTL: u8 = 7;
+/// Most relays a hit names for a holder that cannot be dialled.
+pub const MAX_HIT_RELAYS: usize = 2;
 
 /// A query id: 128 random bits chosen by the searcher.
 pub type QueryId = [u8; 16];
@@ -90,20 +92,52 @@ pub struct Hit {
     pub holder: NodeId,
     /// The holder's file server (HTTP/1.1: `GET /v1/files/{content}`).
     pub server: SocketAddr,
+    /// Others can connect to `server`. False behind a NAT: fetch through a relay.
+    pub dialable: bool,
+    /// For a holder that cannot be dialled: neighbours of it that can, each with its TCP
+    /// address, where `GET /v1/relay/{holder}/v1/files/{content}` reaches the holder
+    /// (docs/PROTOCOL.md, "Relays"). At most [`MAX_HIT_RELAYS`].
+    pub relays: Vec<Relay>,
     /// Hops the query took to reach the holder (0: the searcher itself).
     pub hops: u8,
     /// The file's name: its path relative to the holder's share root, `/`-separated.
     pub name: String,
 }
 
+/// A peer that relays for a holder: its id, and the TCP address its relay listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Relay {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+}
+
+fn ip_len(addr: &SocketAddr) -> usize {
+    match addr.ip() {
+        IpAddr::V4(_) => 4,
+        IpAddr::V6(_) => 16,
+    }
+}
+
 impl Hit {
     /// Bytes this hit takes in a [`super::PeerMsg::QueryHits`].
     pub fn encoded_len(&self) -> usize {
-        let ip = match self.server.ip() {
-            IpAddr::V4(_) => 4,
-            IpAddr::V6(_) => 16,
-        };
-        32 + 8 + 32 + 1 + ip + 2 + 1 + 2 + truncate_utf8(&self.name, MAX_HIT_NAME).len()
+        let relays: usize = self
+            .relays
+            .iter()
+            .take(MAX_HIT_RELAYS)
+            .map(|r| 32 + 1 + ip_len(&r.addr) + 2)
+            .sum();
+        32 + 8
+            + 32
+            + 1
+            + ip_len(&self.server)
+            + 2
+            + 1
+            + 1
+            + relays
+            + 1
+            + 2
+            + truncate_utf8(&self.name, MAX_HIT_NAME).len()
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
@@ -111,6 +145,13 @@ impl Hit {
         w.u64(self.size);
         w.node_id(&self.holder);
         write_socket_addr(w, &self.server);
+        w.u8(if self.dialable { HIT_DIALABLE } else { 0 });
+        let relays = &self.relays[..self.relays.len().min(MAX_HIT_RELAYS)];
+        w.count(relays.len());
+        for relay in relays {
+            w.node_id(&relay.id);
+            write_socket_addr(w, &relay.addr);
+        }
         w.u8(self.hops);
         w.blob(truncate_utf8(&self.name, MAX_HIT_NAME).as_bytes());
     }
@@ -120,6 +161,15 @@ impl Hit {
         let size = r.u64("file size")?;
         let holder = r.node_id("holder")?;
         let server = read_socket_addr(r)?;
+        let dialable = r.u8("hit flags")? & HIT_DIALABLE != 0;
+        let n = r.count("relays", MAX_HIT_RELAYS)?;
+        let mut relays = Vec::with_capacity(n);
+        for _ in 0..n {
+            relays.push(Relay {
+                id: r.node_id("relay id")?,
+                addr: read_socket_addr(r)?,
+            });
+        }
         let hops = r.u8("hops")?;
         let name = r.blob("file name", MAX_HIT_NAME)?;
         let name = std::str::from_utf8(name)
@@ -132,11 +182,16 @@ impl Hit {
             size,
             holder,
             server,
+            dialable,
+            relays,
             hops,
             name: name.to_string(),
         })
     }
 }
+
+/// Bit 0 of a hit's flags: the holder's file server can be dialled. Other bits reserved.
+const HIT_DIALABLE: u8 = 0x01;
 
 /// Room for hits in one QueryHits message: everything but its kind, id and count.
 pub const HITS_BUDGET: usize = MAX_LINK_MESSAGE - 1 - 16 - 1;

@@ -161,10 +161,38 @@ fn messages() -> Vec<(&'static str, PeerMsg)> {
                     server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)), 8080),
                     hops: 1,
                     name: "music/Café del Mar.mp3".into(),
+                    dialable: true,
+                    relays: Vec::new(),
+                }],
+            },
+        ),
+        (
+            "query_hits_behind_a_nat",
+            PeerMsg::QueryHits {
+                id: query_id,
+                hits: vec![Hit {
+                    content,
+                    size: 5,
+                    holder: id(3),
+                    server: "192.0.2.10:8080".parse().unwrap(),
+                    hops: 2,
+                    name: "a.txt".into(),
+                    dialable: false,
+                    relays: vec![highway_wire::peer::Relay {
+                        id: id(4),
+                        addr: "203.0.113.4:7001".parse().unwrap(),
+                    }],
                 }],
             },
         ),
         ("query_done", PeerMsg::QueryDone { id: query_id }),
+        (
+            "reverse",
+            PeerMsg::Reverse {
+                token: [0x5a; 16],
+                to: "203.0.113.4:7001".parse().unwrap(),
+            },
+        ),
     ]
 }
 
