@@ -81,6 +81,18 @@ pub struct Args {
     /// 10MiB (at least 64KiB) [default: no cap].
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
     download_limit: Option<u64>,
+    /// Do not relay for neighbours behind NATs (a dialable node relays by default: peers
+    /// that cannot be dialled are reached through it).
+    #[arg(long)]
+    no_relay: bool,
+    /// Cap on the bytes per second relayed for others, all circuits together, e.g. 5MiB
+    /// (at least 64KiB) [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
+    relay_limit: Option<u64>,
+    /// Most transfers relayed at once; a full relay says so and the downloader tries
+    /// another.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_relayed: usize,
     /// Testing only: rescan the share every 2 s and react to changes after 50 ms.
     #[arg(long, hide = true)]
     fast_share: bool,
@@ -125,6 +137,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fast_share: args.fast_share,
         upload_limit: args.upload_limit,
         download_limit: args.download_limit,
+        relay: highway_node::relay::RelayConfig {
+            enabled: !args.no_relay,
+            max_circuits: args.max_relayed,
+            limit: args.relay_limit,
+        },
         loss: args.loss,
         corrupt_uploads: args.corrupt_uploads,
     };

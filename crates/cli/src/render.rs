@@ -344,6 +344,8 @@ pub mod fixtures {
             addr: format!("127.0.0.{}:4000", holder).parse().unwrap(),
             hops,
             at_ms: 40 * u64::from(hops),
+            dialable: true,
+            relays: Vec::new(),
         }
     }
 
@@ -363,6 +365,7 @@ pub mod fixtures {
             faults: Vec::new(),
             error: (state == "failed").then(|| "no peer holds it any more".to_string()),
             elapsed_ms: 2000,
+            sources: Vec::new(),
         }
     }
 }

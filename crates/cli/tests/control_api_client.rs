@@ -47,6 +47,8 @@ fn hit(name: &str, holder: u8, at_ms: u64) -> HitJson {
         addr: SocketAddr::from(([127, 0, 0, holder], 4000)),
         hops: holder,
         at_ms,
+        dialable: true,
+        relays: Vec::new(),
     }
 }
 
@@ -70,6 +72,7 @@ fn download(id: u64, state: &str, error: Option<&str>) -> DownloadView {
         faults: Vec::new(),
         error: error.map(str::to_string),
         elapsed_ms: 500,
+        sources: Vec::new(),
     }
 }
 

@@ -105,11 +105,13 @@ pub enum Event {
     },
     /// Neighbour `via` asks us to open a TCP connection to `to` and present `token` (we
     /// cannot be dialled; see [`crate::Peer::request_reverse`]). The runtime connects,
-    /// sends a signed reverse hello, and serves the file server over the connection.
+    /// writes `hello` (the framed, signed reverse hello) and serves the file server over
+    /// the connection.
     ReverseConnect {
         token: [u8; 16],
         to: SocketAddr,
         via: NodeId,
+        hello: Vec<u8>,
     },
 }
 

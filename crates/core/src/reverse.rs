@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 
 use highway_wire::NodeId;
+use highway_wire::peer::reverse::ReverseHello;
 use highway_wire::peer::{Hit, PeerMsg, Relay};
 
 use crate::api::Event;
@@ -61,10 +62,12 @@ impl Peer {
             return;
         }
         self.stats.reverse_requests_received += 1;
+        let hello = ReverseHello::sign(&self.key, token).encode_framed();
         self.emit(Event::ReverseConnect {
             token,
             to,
             via: from,
+            hello,
         });
     }
 

@@ -304,7 +304,15 @@ fn a_silent_inbound_link_is_dropped_without_a_failure_report() {
     let now = Instant::now();
     let mut peer = solo(Config::test(), 1, now);
     let lan = PeerAddr::new("192.0.2.10".parse().unwrap(), 4000, 4001);
-    dial_in(&mut peer, now, 42, lan, "203.0.113.7".parse().unwrap(), false).unwrap();
+    dial_in(
+        &mut peer,
+        now,
+        42,
+        lan,
+        "203.0.113.7".parse().unwrap(),
+        false,
+    )
+    .unwrap();
     drain_events(&mut peer);
     let c = peer.config().clone();
     let mut t = now;
@@ -321,7 +329,11 @@ fn a_silent_inbound_link_is_dropped_without_a_failure_report() {
             ..
         }
     )));
-    assert!(!events.iter().any(|e| matches!(e, Event::ReportFailed { .. })));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ReportFailed { .. }))
+    );
     assert_eq!(peer.stats().failures, 0);
     assert_eq!(peer.stats().links_lost_unheard, 1);
 }

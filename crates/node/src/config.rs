@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub upload_limit: Option<u64>,
     /// Cap on the bytes per second this node's downloads receive, all together.
     pub download_limit: Option<u64>,
+    /// Relaying for neighbours behind NATs: on/off, circuits at once, bytes per second.
+    pub relay: crate::relay::RelayConfig,
     /// Fault injection for tests: the fraction (0.0..=1.0) of datagrams dropped at random,
     /// both received and sent. 0 in normal use.
     pub loss: f64,
@@ -87,6 +89,7 @@ impl NodeConfig {
             fast_share: false,
             upload_limit: None,
             download_limit: None,
+            relay: crate::relay::RelayConfig::default(),
             loss: 0.0,
             corrupt_uploads: 0.0,
         }
@@ -112,12 +115,16 @@ impl NodeConfig {
         for (what, limit) in [
             ("upload", self.upload_limit),
             ("download", self.download_limit),
+            ("relay", self.relay.limit),
         ] {
             if let Some(rate) = limit
                 && rate < MIN_RATE
             {
                 return Err(NodeError::RateTooLow { what, rate });
             }
+        }
+        if self.relay.max_circuits == 0 {
+            return Err(NodeError::NoRelayCircuits);
         }
         self.core.validate().map_err(NodeError::Core)?;
         Ok(())

@@ -167,6 +167,23 @@ pub struct RuntimeStats {
     /// request-header deadline (a local client trickling its request).
     pub control_connections_refused: u64,
     pub control_header_timeouts: u64,
+    /// Relaying for peers behind NATs: transfers carried as a relay, pushes received as a
+    /// downloader, bytes relayed; requests refused (relaying off, full, holder not a
+    /// neighbour, holder did not connect back, malformed).
+    pub relay_circuits: u64,
+    pub relay_pushes: u64,
+    pub relay_bytes: u64,
+    pub relay_refused_off: u64,
+    pub relay_refused_full: u64,
+    pub relay_refused_unknown_peer: u64,
+    pub relay_holder_timeouts: u64,
+    pub relay_bad_requests: u64,
+    /// Reverse hellos accepted and refused (bad signature, unknown token); as a holder
+    /// behind a NAT, reverse connections served and failed.
+    pub reverse_attached: u64,
+    pub reverse_refused: u64,
+    pub reverse_served: u64,
+    pub reverse_failed: u64,
 }
 
 impl From<&Counters> for RuntimeStats {
@@ -207,6 +224,18 @@ impl From<&Counters> for RuntimeStats {
             control_header_timeouts: get(&c.control_connections.header_timeouts),
             downloads_done: get(&c.downloads_done),
             downloads_failed: get(&c.downloads_failed),
+            relay_circuits: get(&c.relay.circuits),
+            relay_pushes: get(&c.relay.pushes),
+            relay_bytes: get(&c.relay.bytes),
+            relay_refused_off: get(&c.relay.refused_off),
+            relay_refused_full: get(&c.relay.refused_full),
+            relay_refused_unknown_peer: get(&c.relay.refused_unknown_peer),
+            relay_holder_timeouts: get(&c.relay.holder_timeouts),
+            relay_bad_requests: get(&c.relay.bad_requests),
+            reverse_attached: get(&c.relay.reverse_attached),
+            reverse_refused: get(&c.relay.reverse_refused),
+            reverse_served: get(&c.relay.reverse_served),
+            reverse_failed: get(&c.relay.reverse_failed),
         }
     }
 }

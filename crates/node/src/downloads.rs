@@ -70,6 +70,8 @@ pub(crate) struct Downloads {
     /// `--allow-download-anywhere`: `out` need not be inside `download_dir`.
     anywhere: bool,
     counters: Arc<Counters>,
+    /// This node's TCP address: where pushed holders connect (its relay endpoint).
+    me: SocketAddr,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -84,6 +86,7 @@ impl Downloads {
         anywhere: bool,
         counters: Arc<Counters>,
         options: DownloadOptions,
+        me: SocketAddr,
     ) -> std::io::Result<Self> {
         let downloader = Downloader::new(options).map_err(std::io::Error::other)?;
         Ok(Self {
@@ -94,6 +97,7 @@ impl Downloads {
             download_dir,
             anywhere,
             counters,
+            me,
         })
     }
 
@@ -142,6 +146,11 @@ impl Downloads {
                 eta_ms: None,
                 holders: request.holders.clone(),
                 corrupt_holders: Vec::new(),
+                sources: request
+                    .holders
+                    .iter()
+                    .map(|a| crate::sources::direct_source(*a).1)
+                    .collect(),
                 faults: Vec::new(),
                 error: None,
                 elapsed_ms: 0,
@@ -179,11 +188,20 @@ impl Downloads {
 
     async fn run(self: Arc<Self>, id: u64, request: DownloadRequest, out: PathBuf) {
         let mut holders = request.holders.clone();
+        let mut sources: Vec<(Holder, crate::views::SourceJson)> = holders
+            .iter()
+            .map(|a| crate::sources::direct_source(*a))
+            .collect();
         let mut size = request.size;
         if holders.is_empty() {
-            for (addr, s) in self.find_holders(&request.hash).await {
-                holders.push(addr);
-                size = size.or(Some(s));
+            let dialable = self.counters.dialable.load(Ordering::Relaxed);
+            for hit in self.find_holders(&request.hash).await {
+                let Some(source) = crate::sources::source_for(&hit, self.me, dialable) else {
+                    continue;
+                };
+                holders.push(hit.addr);
+                sources.push(source);
+                size = size.or(Some(hit.size));
             }
             if holders.is_empty() {
                 let error = format!(
@@ -194,16 +212,18 @@ impl Downloads {
                 self.fail(id, error, Vec::new(), None);
                 return;
             }
+            let views: Vec<_> = sources.iter().map(|(_, v)| v.clone()).collect();
             self.update(id, |r| {
                 r.view.state = "running".into();
                 r.view.holders = holders.clone();
+                r.view.sources = views;
                 r.view.size = r.view.size.or(size);
             });
         }
         let (tx, mut rx) = watch::channel(Progress::default());
         let transfer = TransferRequest {
             id: request.hash,
-            holders: holders.iter().copied().map(Holder::from).collect(),
+            holders: sources.into_iter().map(|(h, _)| h).collect(),
             expected_size: request.size,
             dest: out,
         };
@@ -272,8 +292,8 @@ impl Downloads {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Holders of `content`: from recent hits, else from a search by hash.
-    async fn find_holders(&self, content: &ContentId) -> Vec<(SocketAddr, u64)> {
+    /// Hits for `content`: from recent searches, else from a search by hash.
+    async fn find_holders(&self, content: &ContentId) -> Vec<crate::views::HitJson> {
         let known = self.searches.holders_of(content);
         if !known.is_empty() {
             return known;

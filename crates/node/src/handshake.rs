@@ -22,6 +22,7 @@ use highway_wire::peer::handshake::{
     Decision, HandshakeError, Initiator, InitiatorOutcome, MAX_FRAME, established_frame,
     is_established, split_frame,
 };
+use highway_wire::peer::reverse::ReverseHello;
 use highway_wire::peer::{DecodeError, NeighbourEntry};
 use highway_wire::{NodeId, PeerAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::owner::{Counters, Msg};
+use crate::relay::{RelayHub, bump};
 
 /// Inbound handshakes served at once; further connections are closed at once.
 pub const MAX_INBOUND_HANDSHAKES: usize = 64;
@@ -266,6 +268,7 @@ pub(crate) async fn accept_loop(
     owner: mpsc::Sender<Msg>,
     timeout: Duration,
     counters: Arc<Counters>,
+    hub: Arc<RelayHub>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_INBOUND_HANDSHAKES));
     let per_source = Arc::new(PerSource::default());
@@ -300,12 +303,38 @@ pub(crate) async fn accept_loop(
         };
         let owner = owner.clone();
         let counters = counters.clone();
+        let hub = hub.clone();
         conns.spawn(async move {
+            // The port also carries relay requests (HTTP): those leave the handshake
+            // caps at once for the relay's own.
+            if starts_like_http(&stream).await {
+                drop((permit, slot));
+                hub.serve_http(stream, from).await;
+                return;
+            }
             let _permit = permit;
             let _slot = slot;
-            answer(stream, from, owner, timeout, &counters).await;
+            answer(stream, from, owner, timeout, &counters, &hub).await;
         });
     }
+}
+
+/// True when the first byte (waited for up to [`HELLO_TIMEOUT`]) is an ASCII letter: an
+/// HTTP method. A handshake frame starts with its length's high byte, which is zero.
+async fn starts_like_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(HELLO_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// How an inbound connection's first frames ended.
+enum Answered {
+    Linked,
+    NotLinked,
+    /// A reverse hello: the connection belongs to the relay hub.
+    Reverse(Vec<u8>),
 }
 
 /// Serves one inbound handshake connection from start to close.
@@ -315,6 +344,7 @@ async fn answer(
     owner: mpsc::Sender<Msg>,
     timeout: Duration,
     counters: &Counters,
+    hub: &RelayHub,
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + timeout;
@@ -330,6 +360,9 @@ async fn answer(
             return Err(LinkError::Timeout);
         };
         let hello = hello?;
+        if ReverseHello::is_reverse(&hello) {
+            return Ok(Answered::Reverse(hello));
+        }
         let (reply, answer) = oneshot::channel();
         owner
             .send(Msg::Hello {
@@ -342,7 +375,7 @@ async fn answer(
         let answer = answer.await.map_err(|_| LinkError::Stopping)??;
         let Some(responder) = answer.responder else {
             conn.write(&answer.welcome).await?;
-            return Ok(false);
+            return Ok(Answered::NotLinked);
         };
         reserved = Some(answer.my_link_id);
         // The core judged the hello against the connection's source: a peer that names
@@ -371,22 +404,26 @@ async fn answer(
         reserved = None;
         if installed.await.map_err(|_| LinkError::Stopping)? {
             conn.write(&established_frame()).await?;
-            Ok(true)
+            Ok(Answered::Linked)
         } else {
-            Ok(false)
+            Ok(Answered::NotLinked)
         }
     })
     .await
     .unwrap_or(Err(LinkError::Timeout));
     match result {
-        Ok(true) => {
+        Ok(Answered::Linked) => {
             counters.inbound_linked.fetch_add(1, Ordering::Relaxed);
             // Let the initiator read "established" before the close reaches it.
             let _ = conn.stream.shutdown().await;
         }
-        Ok(false) => {
+        Ok(Answered::NotLinked) => {
             let _ = conn.stream.shutdown().await;
         }
+        // A holder behind a NAT connecting back: HTTP follows, so nothing may have been
+        // read past the frame (the holder waits for the request before sending more).
+        Ok(Answered::Reverse(payload)) if conn.buf.is_empty() => hub.attach(&payload, conn.stream),
+        Ok(Answered::Reverse(_)) => bump(&hub.counters.reverse_refused),
         Err(e) => {
             counters.inbound_failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%from, error = %e, "inbound handshake failed");

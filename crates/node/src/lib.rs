@@ -32,8 +32,12 @@ pub mod metrics;
 mod node;
 mod owner;
 pub mod reach_view;
+pub mod relay;
+mod relay_http;
+mod reverse_serve;
 mod searches;
 mod sharing;
+mod sources;
 pub mod token;
 pub mod views;
 

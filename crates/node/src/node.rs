@@ -49,6 +49,8 @@ pub enum NodeError {
         highway_share::transfer::MIN_RATE
     )]
     RateTooLow { what: &'static str, rate: u64 },
+    #[error("--max-relayed must be at least 1; to stop relaying for others use --no-relay")]
+    NoRelayCircuits,
     #[error("invalid protocol settings: {0}")]
     Core(highway_core::ConfigError),
     #[error(transparent)]
@@ -212,6 +214,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let counters = Arc::new(Counters::default());
     let searches = Arc::new(Searches::default());
+    let router_slot = crate::reverse_serve::RouterSlot::default();
     let sharing = Sharing::new(
         http_listener,
         file_server,
@@ -227,6 +230,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             // Replaced by the shared folder when sharing starts.
             ..ServerConfig::new(PathBuf::new())
         },
+        router_slot.clone(),
     );
     let downloads = Downloads::new(
         owner_tx.clone(),
@@ -242,6 +246,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             local_address: Some(config.bind),
             ..DownloadOptions::default()
         },
+        tcp_addr,
     )
     .map_err(NodeError::Downloader)?;
     let app = Arc::new(App {
@@ -264,13 +269,25 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         events: events.clone(),
         loss: config.loss,
         searches,
+        reverse: crate::reverse_serve::ReverseServer::new(
+            router_slot,
+            counters.relay.clone(),
+            counters.file_server.connections.clone(),
+        ),
     };
     let owner = tokio::spawn(owner.run());
+    let hub = Arc::new(crate::relay::RelayHub::new(
+        config.relay.clone(),
+        tcp_addr,
+        owner_tx.clone(),
+        counters.relay.clone(),
+    ));
     let accept = tokio::spawn(handshake::accept_loop(
         listener,
         owner_tx.clone(),
         handshake_timeout,
         counters.clone(),
+        hub,
     ));
     let state = ControlState {
         owner: owner_tx.clone(),

@@ -87,6 +87,13 @@ pub(crate) enum Msg {
     },
     /// A new share summary to announce (or none).
     Summary(Option<Summary>),
+    /// Ask neighbour `holder` (behind a NAT) to connect to `to` with `token` (relays).
+    RequestReverse {
+        holder: NodeId,
+        token: [u8; 16],
+        to: SocketAddr,
+        reply: oneshot::Sender<Result<(), highway_core::ReverseError>>,
+    },
     /// Start a search; its hits go to the search book.
     Search {
         request: SearchRequest,
@@ -150,6 +157,11 @@ pub(crate) struct Counters {
     /// neighbours shows to say why.
     pub last_dial_error: std::sync::Mutex<Option<String>>,
     pub last_gatekeeper_error: std::sync::Mutex<Option<String>>,
+    /// Relaying and reverse connections.
+    pub relay: Arc<crate::relay::RelayCounters>,
+    /// Others can dial this node (the Gatekeeper's last verdict; false until it speaks):
+    /// downloads then ask holders behind NATs to push instead of relaying.
+    pub dialable: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
@@ -183,6 +195,8 @@ pub(crate) struct Owner {
     pub loss: f64,
     /// Where search hits and ends are recorded for the control API.
     pub searches: Arc<Searches>,
+    /// Serves the file server over reverse connections neighbours ask for.
+    pub reverse: crate::reverse_serve::ReverseServer,
 }
 
 /// The owner task's working state around [`Owner`].
@@ -387,6 +401,14 @@ impl Running {
                 });
             }
             Msg::Leave { reply } => return Some(reply),
+            Msg::RequestReverse {
+                holder,
+                token,
+                to,
+                reply,
+            } => {
+                let _ = reply.send(self.o.peer.request_reverse(&holder, token, to));
+            }
             Msg::SetCatalog { catalog, server } => self.o.peer.set_catalog(catalog, server),
             Msg::Summary(summary) => self.o.peer.set_summary(summary.as_ref()),
             Msg::Search { request, reply } => {
@@ -418,6 +440,10 @@ impl Running {
         }
         self.verdict = Some(verdict);
         self.o.peer.set_dialable(verdict.dialable);
+        self.o
+            .counters
+            .dialable
+            .store(verdict.dialable, Ordering::Relaxed);
     }
 
     fn on_result(&mut self, now: Instant, cmd: Command) {
@@ -486,7 +512,11 @@ impl Running {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::ReverseConnect { .. } => {}
+            Event::ReverseConnect { to, via, hello, .. } => {
+                self.o
+                    .reverse
+                    .connect(to, via, hello, self.o.peer.addr().ip);
+            }
             Event::GatekeeperJoin => {
                 let call = self.gatekeeper_call();
                 let tx = self.o.tx.clone();

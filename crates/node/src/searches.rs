@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use highway_wire::peer::{Hit, QueryId, QueryTarget};
 use tokio::sync::watch;
 
-use crate::views::{HitJson, SearchPage};
+use crate::views::{HitJson, RelayJson, SearchPage};
 
 /// Searches remembered; the oldest are forgotten first.
 const MAX_SEARCHES: usize = 64;
@@ -113,6 +113,15 @@ impl Searches {
                 addr: hit.server,
                 hops: hit.hops,
                 at_ms,
+                dialable: hit.dialable,
+                relays: hit
+                    .relays
+                    .iter()
+                    .map(|r| RelayJson {
+                        id: r.id,
+                        addr: r.addr,
+                    })
+                    .collect(),
             });
         }
         record.changed.send_modify(|n| *n += 1);
@@ -171,18 +180,15 @@ impl Searches {
             .collect()
     }
 
-    /// Holders of `content` seen in recent hits, most recent search first.
-    pub fn holders_of(
-        &self,
-        content: &highway_wire::ContentId,
-    ) -> Vec<(std::net::SocketAddr, u64)> {
+    /// Hits for `content` from recent searches, one per holder, most recent first.
+    pub fn holders_of(&self, content: &highway_wire::ContentId) -> Vec<HitJson> {
         let book = self.book();
-        let mut out = Vec::new();
+        let mut out: Vec<HitJson> = Vec::new();
         for id in book.order.iter().rev() {
             if let Some(r) = book.records.get(id) {
                 for h in r.hits.iter().filter(|h| h.hash == *content) {
-                    if !out.iter().any(|(a, _)| *a == h.addr) {
-                        out.push((h.addr, h.size));
+                    if !out.iter().any(|o| o.holder == h.holder && o.addr == h.addr) {
+                        out.push(h.clone());
                     }
                 }
             }

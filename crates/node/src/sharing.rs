@@ -102,6 +102,8 @@ pub(crate) struct Sharing {
     /// Settings of every file server this node runs; each share change starts one from
     /// it, so counters and the upload cap carry over.
     server: ServerConfig,
+    /// The current file server's router, for reverse connections (behind a NAT).
+    router: crate::reverse_serve::RouterSlot,
 }
 
 impl std::fmt::Debug for Sharing {
@@ -120,6 +122,7 @@ impl Sharing {
         fast: bool,
         owner: mpsc::Sender<Msg>,
         server: ServerConfig,
+        router: crate::reverse_serve::RouterSlot,
     ) -> Self {
         let options = if fast {
             ShareOptions::test()
@@ -134,6 +137,7 @@ impl Sharing {
             reserved: Mutex::new(Some(listener)),
             server,
             active: Mutex::new(None),
+            router,
         }
     }
 
@@ -163,6 +167,7 @@ impl Sharing {
             addr: self.server_addr,
             error,
         })?;
+        *self.router.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.router());
         let (server_stop, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async {
@@ -199,6 +204,7 @@ impl Sharing {
     }
 
     async fn close(&self, old: Active) {
+        *self.router.lock().unwrap_or_else(|e| e.into_inner()) = None;
         old.publisher.abort();
         let _ = self
             .owner

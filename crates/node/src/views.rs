@@ -52,12 +52,41 @@ pub struct HitJson {
     pub hash: ContentId,
     /// The holder's NodeId.
     pub holder: NodeId,
-    /// The holder's file server: `curl http://ADDR/v1/files/HASH` fetches the file.
+    /// The holder's file server: `curl http://ADDR/v1/files/HASH` fetches the file
+    /// (when `dialable`).
     pub addr: SocketAddr,
     /// Overlay hops between the searcher and the holder (0: the searching node itself).
     pub hops: u8,
     /// When the hit arrived, in ms after the search started.
     pub at_ms: u64,
+    /// The holder's file server can be dialled. False behind a NAT: fetch through one of
+    /// `relays` (`curl http://RELAY/v1/relay/HOLDER/v1/files/HASH`).
+    #[serde(default = "yes")]
+    pub dialable: bool,
+    /// Dialable neighbours of a holder behind a NAT that relay for it.
+    #[serde(default)]
+    pub relays: Vec<RelayJson>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A relay a hit names: its id, and the TCP address its relay endpoint listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayJson {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+}
+
+/// How a download reaches one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceJson {
+    /// The base URL fetched (`.../v1/files/HASH` is appended).
+    pub url: String,
+    /// `direct`, `pushed via <relay id>` (the holder connected to us on the relay's word)
+    /// or `relayed via <relay id>`.
+    pub path: String,
 }
 
 /// `GET /v1/search/{id}`: a search's state and the hits from `after` on.
@@ -116,6 +145,9 @@ pub struct DownloadView {
     /// Holders known, and those caught serving bytes that failed verification.
     pub holders: Vec<SocketAddr>,
     pub corrupt_holders: Vec<SocketAddr>,
+    /// How each holder is reached (direct, pushed or relayed).
+    #[serde(default)]
+    pub sources: Vec<SourceJson>,
     /// Every fault met, in order, as `"URL: what went wrong"` (a holder that refused, timed
     /// out, or sent bad bytes or a bad outboard); retried faults included.
     #[serde(default)]

@@ -33,7 +33,7 @@ mod tls;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use serve::{serve, serve_tls};
+pub use serve::{serve, serve_connection, serve_tls};
 pub use source::{Refusal, SourceKey, SourceTable};
 pub use tls::{Tls, TlsError};
 

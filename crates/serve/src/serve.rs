@@ -73,7 +73,7 @@ pub async fn serve_tls(
         };
         bump(&counters.accepted);
         let connection = Connection {
-            slot,
+            slot: Some(slot),
             peer,
             limits: limits.clone(),
             counters: Arc::clone(&counters),
@@ -90,6 +90,29 @@ pub async fn serve_tls(
     drop(alive);
     let _ = all_closed.recv().await;
     Ok(())
+}
+
+/// Serves `router` on one connection this side opened itself: a reverse connection, made
+/// because the peer that wants to send requests cannot reach us (we are behind a NAT) and
+/// asked us to connect to it. There is no accept loop to admit it, so no caps apply; the
+/// caller bounds how many run. The header and idle timeouts of `limits` do apply.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: Limits,
+    counters: Arc<ServeCounters>,
+) {
+    bump(&counters.accepted);
+    let connection = Connection {
+        slot: None,
+        peer,
+        limits,
+        counters,
+    };
+    // Never asked to stop early: the caller aborts the task instead.
+    let (_stop, stopping) = watch::channel(false);
+    connection.run(stream, None, router, stopping).await;
 }
 
 /// Out of file descriptors or similar: back off instead of spinning. Errors that concern
@@ -136,7 +159,8 @@ fn refuse(stream: &TcpStream, refusal: Refusal, counters: &ServeCounters, explai
 
 /// One admitted connection; its slot is freed when this is dropped.
 struct Connection {
-    slot: Slot,
+    /// Its place under the caps (none for a connection we opened ourselves).
+    slot: Option<Slot>,
     peer: SocketAddr,
     limits: Limits,
     counters: Arc<ServeCounters>,
