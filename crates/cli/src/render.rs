@@ -115,8 +115,21 @@ pub fn download_done(download: &DownloadView) -> String {
     } else {
         String::new()
     };
+    // The ways in that delivered bytes: `direct`, `pushed via ...`, `relayed via ...`.
+    let mut paths: Vec<&str> = download
+        .sources
+        .iter()
+        .filter(|s| s.bytes > 0)
+        .map(|s| s.path.as_str())
+        .collect();
+    paths.dedup();
+    let from = if paths.is_empty() {
+        String::new()
+    } else {
+        format!(", from {}", safe(&paths.join(" + ")))
+    };
     format!(
-        "download {} done: {} ({} in {}, {}{resumed}); every chunk verified against BLAKE3 {}",
+        "download {} done: {} ({} in {}, {}{resumed}{from}); every chunk verified against BLAKE3 {}",
         download.id,
         safe_path(&download.out),
         human_bytes(size),

@@ -65,7 +65,7 @@ fn every_ordered_pair_of_peers_searches_and_downloads_across_nats() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nat-matrix");
     let require_get =
-        std::env::var("HW_NAT_REQUIRE_GET").unwrap_or_else(|_| "public-holders".to_string());
+        std::env::var("HW_NAT_REQUIRE_GET").unwrap_or_else(|_| "all".to_string());
     let mut command = Command::new(&script);
     command.args(["--bin", BIN, "--require-get", &require_get]);
     let kinds = std::env::var("HW_NAT_KINDS").unwrap_or_else(|_| DEFAULT_KINDS.to_string());

@@ -140,7 +140,7 @@ impl Default for Config {
             max_pending_inbound_per_ip: 2,
             max_dial_failures: 256,
             dialable_reserve: 1,
-            reverse_per_interval: 16,
+            reverse_per_interval: 64,
             dial_backoff_min: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(300),
         }

@@ -196,11 +196,12 @@ impl Downloads {
         if holders.is_empty() {
             let dialable = self.counters.dialable.load(Ordering::Relaxed);
             for hit in self.find_holders(&request.hash).await {
-                let Some(source) = crate::sources::source_for(&hit, self.me, dialable) else {
+                let ways = crate::sources::sources_for(&hit, self.me, dialable);
+                if ways.is_empty() {
                     continue;
-                };
+                }
                 holders.push(hit.addr);
-                sources.push(source);
+                sources.extend(ways);
                 size = size.or(Some(hit.size));
             }
             if holders.is_empty() {
@@ -250,6 +251,12 @@ impl Downloads {
                 let corrupt = addrs(report.corrupt_holders());
                 let faults: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
                 self.update(id, |r| {
+                    for used in &report.holders_used {
+                        let url = used.holder.url().as_str().trim_end_matches('/');
+                        if let Some(s) = r.view.sources.iter_mut().find(|s| s.url == url) {
+                            s.bytes += used.bytes;
+                        }
+                    }
                     record_progress(r, &p);
                     r.view.state = "done".into();
                     r.view.size = Some(report.size);

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use crate::relay::{RelayCounters, bump};
 
 /// Reverse connections served at once; requests past it are dropped (and counted).
-const MAX_REVERSE: usize = 16;
+const MAX_REVERSE: usize = 32;
 /// Time to connect to the asker and send the reverse hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

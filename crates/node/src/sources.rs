@@ -5,21 +5,38 @@ use std::net::SocketAddr;
 
 use highway_share::transfer::Holder;
 
-use crate::views::{HitJson, SourceJson};
+use rand::seq::SliceRandom;
 
-/// How to reach the holder of `hit`: `me` is this node's TCP address (its relay and push
-/// endpoint) and `dialable` whether others can connect to it. `None` when the hit names
-/// no way in (a holder behind a NAT with no relay).
-pub(crate) fn source_for(
+use crate::views::{HitJson, RelayJson, SourceJson};
+
+/// The ways to reach the holder of `hit`: directly, or one per relay it names, in random
+/// order so that downloads spread over a holder's relays. `me` is this node's TCP address
+/// (its relay and push endpoint) and `dialable` whether others can connect to it. Empty
+/// when the hit names no way in (a holder behind a NAT with no relay).
+pub(crate) fn sources_for(
     hit: &HitJson,
     me: SocketAddr,
     dialable: bool,
-) -> Option<(Holder, SourceJson)> {
+) -> Vec<(Holder, SourceJson)> {
     if hit.dialable {
         let url = format!("http://{}", hit.addr);
-        return Some((Holder::from(hit.addr), direct(url)));
+        return vec![(Holder::from(hit.addr), direct(url))];
     }
-    let relay = hit.relays.first()?;
+    let mut out: Vec<(Holder, SourceJson)> = hit
+        .relays
+        .iter()
+        .filter_map(|relay| via_relay(hit, relay, me, dialable))
+        .collect();
+    out.shuffle(&mut rand::rng());
+    out
+}
+
+fn via_relay(
+    hit: &HitJson,
+    relay: &RelayJson,
+    me: SocketAddr,
+    dialable: bool,
+) -> Option<(Holder, SourceJson)> {
     let (url, path) = if dialable {
         // The holder can reach us: only the request for it goes through the relay.
         (
@@ -38,13 +55,21 @@ pub(crate) fn source_for(
         )
     };
     let holder: Holder = url.parse().ok()?;
-    Some((holder, SourceJson { url, path }))
+    Some((
+        holder,
+        SourceJson {
+            url,
+            path,
+            bytes: 0,
+        },
+    ))
 }
 
 fn direct(url: String) -> SourceJson {
     SourceJson {
         url,
         path: "direct".to_string(),
+        bytes: 0,
     }
 }
 
@@ -56,7 +81,6 @@ pub(crate) fn direct_source(addr: SocketAddr) -> (Holder, SourceJson) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::RelayJson;
     use highway_wire::NodeId;
 
     fn node(seed: u8) -> NodeId {
@@ -98,7 +122,7 @@ mod tests {
             )
         );
         assert!(s.path.starts_with("pushed via "));
-        let (holder, s) = source_for(&hit(false, vec![relay]), me, false).unwrap();
+        let (holder, s) = one(hit(false, vec![relay.clone()]), false);
         assert_eq!(
             s.url,
             format!("http://203.0.113.9:7001/v1/relay/{}", node(1))
@@ -108,6 +132,16 @@ mod tests {
             holder.url().as_str(),
             format!("http://203.0.113.9:7001/v1/relay/{}", node(1))
         );
-        assert!(source_for(&hit(false, vec![]), me, false).is_none());
+        assert!(sources_for(&hit(false, vec![]), me, false).is_empty());
+        let second = RelayJson {
+            id: node(3),
+            addr: "203.0.113.10:7001".parse().unwrap(),
+        };
+        let both = sources_for(&hit(false, vec![relay, second]), me, false);
+        assert_eq!(
+            both.len(),
+            2,
+            "a source per relay, so a failed relay has a stand-in"
+        );
     }
 }

@@ -87,6 +87,9 @@ pub struct SourceJson {
     /// `direct`, `pushed via <relay id>` (the holder connected to us on the relay's word)
     /// or `relayed via <relay id>`.
     pub path: String,
+    /// Verified file bytes it delivered (known once the download is done).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// `GET /v1/search/{id}`: a search's state and the hits from `after` on.
