@@ -6,7 +6,7 @@
 //! Namespaces and iptables need root: without root the test says SKIPPED and returns. A
 //! missing `ip` or `iptables` is a skip too, unless `HIGHWAY_REQUIRE_TOOLS=1` (scripts/test,
 //! which installs them) makes it a failure. `HW_NAT_REQUIRE_GET` (all, public-holders,
-//! none; default public-holders) says which downloads must succeed; `HW_NAT_KINDS` limits
+//! none; default all) says which downloads must succeed; `HW_NAT_KINDS` limits
 //! the kinds (comma-separated, default [`DEFAULT_KINDS`]).
 
 use std::path::Path;
@@ -64,8 +64,7 @@ fn every_ordered_pair_of_peers_searches_and_downloads_across_nats() {
         }
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nat-matrix");
-    let require_get =
-        std::env::var("HW_NAT_REQUIRE_GET").unwrap_or_else(|_| "all".to_string());
+    let require_get = std::env::var("HW_NAT_REQUIRE_GET").unwrap_or_else(|_| "all".to_string());
     let mut command = Command::new(&script);
     command.args(["--bin", BIN, "--require-get", &require_get]);
     let kinds = std::env::var("HW_NAT_KINDS").unwrap_or_else(|_| DEFAULT_KINDS.to_string());

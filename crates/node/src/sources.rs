@@ -108,12 +108,17 @@ mod tests {
             id: node(2),
             addr: "203.0.113.9:7001".parse().unwrap(),
         };
-        let (_, s) = source_for(&hit(true, vec![]), me, false).unwrap();
+        let one = |hit: HitJson, dialable: bool| {
+            let mut all = sources_for(&hit, me, dialable);
+            assert_eq!(all.len(), 1);
+            all.remove(0)
+        };
+        let (_, s) = one(hit(true, vec![relay.clone()]), false);
         assert_eq!(
             (s.url.as_str(), s.path.as_str()),
             ("http://192.0.2.10:8080", "direct")
         );
-        let (_, s) = source_for(&hit(false, vec![relay.clone()]), me, true).unwrap();
+        let (_, s) = one(hit(false, vec![relay.clone()]), true);
         assert_eq!(
             s.url,
             format!(
