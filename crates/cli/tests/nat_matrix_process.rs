@@ -14,9 +14,8 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_highway");
 
-/// The kinds checked by default: all but `udpblocked`, whose links need a path that does
-/// not use UDP (a TCP-carried link or a relay: issue 11, next step).
-const DEFAULT_KINDS: &str = "public,fullcone,restricted,symmetric,cgnat,samehome";
+/// The kinds checked by default: all of them.
+const DEFAULT_KINDS: &str = "public,fullcone,restricted,symmetric,udpblocked,cgnat,samehome";
 
 /// Whether `program --version`-like `probe` runs, on PATH or in /usr/sbin (a non-login
 /// root shell may lack it on PATH).

@@ -43,6 +43,10 @@ pub struct LinkUp {
     /// The other peer can be dialled at `addr` (its hello said so; true for peers we
     /// dialled ourselves). Undialable peers are never handed on as dialable.
     pub dialable: bool,
+    /// The link's datagrams travel over the handshake's TCP connection, kept open by the
+    /// runtime, which hands them in and takes them out as if from and to this address
+    /// (the connection's remote address); `None`: over UDP.
+    pub stream: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,9 @@ pub enum Event {
         expected: Option<NodeId>,
         initiator: Box<Initiator>,
         hello: Vec<u8>,
+        /// The hello asks to keep the connection for the link's datagrams (UDP seems
+        /// blocked here): keep it, and report it in [`LinkUp::stream`].
+        stream: bool,
     },
     NeighbourUp {
         id: NodeId,
@@ -164,6 +171,8 @@ pub struct NeighbourView {
     pub udp_path: Option<SocketAddr>,
     /// The neighbour can be dialled at `addr`.
     pub dialable: bool,
+    /// The link's datagrams travel over a kept TCP connection (UDP blocked at one end).
+    pub over_tcp: bool,
     /// How the neighbour sees our UDP socket (its last heartbeat ack).
     pub observed_me: Option<SocketAddr>,
     pub state: &'static str,

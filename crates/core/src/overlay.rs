@@ -125,6 +125,8 @@ pub struct InboundAnswer {
     /// The initiator said it can be dialled and connected from the address it names
     /// (pass on in [`crate::LinkUp::dialable`]).
     pub initiator_dialable: bool,
+    /// The initiator asks to carry the link over this connection (keep it open).
+    pub stream: bool,
 }
 
 impl Peer {
@@ -283,8 +285,15 @@ impl Peer {
     fn connect(&mut self, now: Instant, addr: PeerAddr, expected: Option<NodeId>) {
         let my_link_id = self.fresh_id();
         let seed: [u8; 32] = self.rng.random();
-        let (initiator, hello) =
-            Initiator::start_from(&self.key, self.addr, self.dialable, Purpose::Link, seed);
+        let stream = self.udp_blocked;
+        let (initiator, hello) = Initiator::start_with(
+            &self.key,
+            self.addr,
+            self.dialable,
+            stream,
+            Purpose::Link,
+            seed,
+        );
         self.overlay.pending_out.insert(
             my_link_id,
             PendingOut {
@@ -299,6 +308,7 @@ impl Peer {
             expected,
             initiator: Box::new(initiator),
             hello,
+            stream,
         });
     }
 
@@ -382,6 +392,7 @@ impl Peer {
             initiator: hello.initiator,
             initiator_addr: hello.initiator_addr,
             initiator_dialable,
+            stream: hello.stream,
         })
     }
 
@@ -426,10 +437,14 @@ impl Peer {
             id: up.peer,
             addr: up.addr,
             dialable: up.dialable || !up.inbound,
-            // We dialled it, or it dialled us from the address it publishes: send there.
-            // Otherwise (behind a NAT) wait until it speaks: its first heartbeat follows
-            // our "established" at once, from its mapping.
-            path: (!up.inbound || up.dialable).then(|| up.addr.udp_addr()),
+            // Over a kept TCP connection: there. Else: we dialled it, or it dialled us from
+            // the address it publishes: send there. Otherwise (behind a NAT) wait until it
+            // speaks: its first heartbeat follows our "established" at once, from its
+            // mapping.
+            path: up
+                .stream
+                .or_else(|| (!up.inbound || up.dialable).then(|| up.addr.udp_addr())),
+            stream: up.stream.is_some(),
             heard: false,
             observed_me: None,
             reverse_budget: self.config.reverse_per_interval,
@@ -508,6 +523,13 @@ impl Peer {
         let link = self.links.remove(peer)?;
         if !link.heard && matches!(reason, DownReason::Failed | DownReason::Silent) {
             self.stats.links_lost_unheard += 1;
+            // Link after link came up over TCP and never carried a datagram: UDP does not
+            // get through from here. Later links ask to travel over their TCP connection.
+            if !self.heard_on_a_link
+                && self.stats.links_lost_unheard >= crate::reachability::UNHEARD_LINKS_FOR_BLOCKED
+            {
+                self.udp_blocked = true;
+            }
         }
         self.by_link_id.remove(&link.my_link_id);
         self.emit(Event::NeighbourDown { id: *peer, reason });
@@ -534,6 +556,13 @@ impl Peer {
             return;
         };
         self.stats.failures += 1;
+        // A peer that never heard a datagram on any link more likely has a problem of its
+        // own (UDP blocked) than a dead neighbour: it accuses no one and shuns no one (its
+        // next links, over TCP, may well be with the same peers).
+        if !self.heard_on_a_link {
+            self.repair_from(now, link);
+            return;
+        }
         self.emit(Event::ReportFailed { id: *peer });
         if self.overlay.quarantine.len() >= MAX_QUARANTINE {
             self.overlay.quarantine.pop_front();

@@ -46,6 +46,9 @@ pub struct Peer {
     pub(crate) dialable: bool,
     /// Some link ever carried an authenticated datagram to us.
     pub(crate) heard_on_a_link: bool,
+    /// Links came up and never carried a datagram: from now on this peer's links travel
+    /// over their TCP connection (see [`crate::LinkUp::stream`]).
+    pub(crate) udp_blocked: bool,
     pub(crate) rng: SmallRng,
     pub(crate) phase: Phase,
     pub(crate) links: HashMap<NodeId, Link>,
@@ -87,6 +90,7 @@ impl Peer {
             addr,
             dialable: true,
             heard_on_a_link: false,
+            udp_blocked: false,
             rng: SmallRng::seed_from_u64(rng_seed),
             phase: Phase::Idle,
             links: HashMap::new(),
@@ -153,6 +157,7 @@ impl Peer {
                 addr: l.addr,
                 udp_path: l.path,
                 dialable: l.dialable,
+                over_tcp: l.stream,
                 observed_me: l.observed_me,
                 state: l.state.name(),
                 inbound: !l.initiated_by_me,

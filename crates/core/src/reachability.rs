@@ -105,6 +105,8 @@ impl Peer {
         let mut observations: Vec<Observation> = self
             .links
             .values()
+            // Over a TCP connection the echo is the TCP mapping: nothing about UDP.
+            .filter(|l| !l.stream)
             .filter_map(|l| {
                 Some(Observation {
                     observer: l.id,
@@ -114,12 +116,16 @@ impl Peer {
             })
             .collect();
         observations.sort_by_key(|o| o.observer);
-        let class = classify(
-            self.addr.udp_addr(),
-            &observations,
-            self.heard_on_a_link,
-            self.stats.links_lost_unheard,
-        );
+        let class = if self.udp_blocked && observations.is_empty() {
+            NatClass::UdpBlocked
+        } else {
+            classify(
+                self.addr.udp_addr(),
+                &observations,
+                self.heard_on_a_link,
+                self.stats.links_lost_unheard,
+            )
+        };
         Reachability {
             class,
             dialable: self.dialable,

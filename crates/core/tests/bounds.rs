@@ -87,6 +87,7 @@ fn confirmations_beyond_max_degree_are_refused() {
                 their_neighbours: Vec::new(),
                 inbound: true,
                 dialable: true,
+                stream: None,
             }),
         );
         installed += usize::from(hub.has_link(answer.my_link_id));

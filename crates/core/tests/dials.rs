@@ -52,6 +52,7 @@ fn confirm(peer: &mut Peer, now: Instant, initiator: Initiator, answer: InboundA
             their_neighbours: Vec::new(),
             inbound: true,
             dialable: true,
+            stream: None,
         }),
     );
     peer.has_link(answer.my_link_id)

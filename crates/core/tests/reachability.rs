@@ -95,6 +95,7 @@ fn dial_in(
             their_neighbours: Vec::new(),
             inbound: true,
             dialable: answer.initiator_dialable,
+            stream: None,
         }),
     );
     assert!(peer.has_link(answer.my_link_id));
@@ -336,4 +337,72 @@ fn a_silent_inbound_link_is_dropped_without_a_failure_report() {
     );
     assert_eq!(peer.stats().failures, 0);
     assert_eq!(peer.stats().links_lost_unheard, 1);
+}
+
+/// A peer whose UDP never gets through: links come up over TCP and die silent. After two
+/// it accuses nobody (it reported no failure) and asks, in its next hellos, to carry links
+/// over their TCP connection; its class reads `udp-blocked`.
+#[test]
+fn links_that_never_hear_a_datagram_switch_a_peer_to_tcp_carried_links() {
+    let now = Instant::now();
+    let config = Config::test();
+    let mut peer = solo(config.clone(), 1, now);
+    let mut t = now;
+    let dial = |peer: &mut Peer, t: Instant, seed: u8| -> (u64, bool) {
+        let target = NeighbourEntry::dialable(harness::id_of(seed), harness::addr(seed));
+        peer.handle_command(t, Command::Candidates(vec![target]));
+        drain_events(peer)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Connect {
+                    my_link_id, stream, ..
+                } => Some((my_link_id, stream)),
+                _ => None,
+            })
+            .expect("it dials")
+    };
+    for seed in [40u8, 41] {
+        let (my_link_id, stream) = dial(&mut peer, t, seed);
+        assert!(!stream, "UDP is tried first");
+        peer.handle_command(
+            t,
+            Command::LinkUp(LinkUp {
+                my_link_id,
+                their_link_id: 7,
+                peer: harness::id_of(seed),
+                addr: harness::addr(seed),
+                keys: LinkKeys {
+                    send: [1; 32],
+                    recv: [2; 32],
+                },
+                their_neighbours: Vec::new(),
+                inbound: false,
+                dialable: true,
+                stream: None,
+            }),
+        );
+        // Our heartbeats go out; nothing ever comes back.
+        let end = t + (config.suspect_timeout + config.probe_timeout) * 2;
+        while t < end {
+            t += config.heartbeat_interval / 2;
+            peer.handle_timeout(t);
+            drain_transmits(&mut peer);
+        }
+        let events = drain_events(&mut peer);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::ReportFailed { .. })),
+            "a peer that never heard anything accuses no one"
+        );
+        assert_eq!(peer.degree(), 0);
+    }
+    assert_eq!(peer.stats().links_lost_unheard, 2);
+    assert_eq!(peer.reachability().class, NatClass::UdpBlocked);
+    t += config.failed_quarantine;
+    let (_, stream) = dial(&mut peer, t, 42);
+    assert!(
+        stream,
+        "the next link asks to travel over its TCP connection"
+    );
 }

@@ -88,7 +88,8 @@ pub struct NeighbourJson {
     pub summary_version: u64,
     /// Its neighbours, as its last heartbeat listed them.
     pub their_neighbours: Vec<NodeId>,
-    /// How this link's datagrams travel: `direct` (UDP between the two peers).
+    /// How this link's datagrams travel: `direct` (UDP between the two peers) or `tcp`
+    /// (over the handshake's connection, kept open because UDP is blocked at one end).
     #[serde(default)]
     pub path: String,
     /// Where this link's datagrams go: the source of the neighbour's last authenticated
@@ -268,7 +269,7 @@ impl From<&NeighbourView> for NeighbourJson {
             incarnation: n.incarnation,
             summary_version: n.summary_version,
             their_neighbours: n.their_neighbours.clone(),
-            path: "direct".to_string(),
+            path: if n.over_tcp { "tcp" } else { "direct" }.to_string(),
             udp_path: n.udp_path,
             dialable: n.dialable,
             observed_me: n.observed_me,

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::owner::{Counters, Msg};
 use crate::relay::{RelayHub, bump};
+use crate::stream_link;
 
 /// Inbound handshakes served at once; further connections are closed at once.
 pub const MAX_INBOUND_HANDSHAKES: usize = 64;
@@ -118,6 +119,9 @@ pub(crate) struct Dial {
     pub expected: Option<NodeId>,
     pub initiator: Box<Initiator>,
     pub hello: Vec<u8>,
+    /// The hello asks to keep the connection for the link's datagrams (UDP blocked):
+    /// the owner to register it with.
+    pub stream: Option<mpsc::Sender<Msg>>,
 }
 
 /// Runs one outbound handshake within `timeout` and returns the command that reports
@@ -188,6 +192,14 @@ async fn dial_inner(dial: Dial, deadline: Instant) -> Result<Command, LinkError>
                     outcome: ConnectOutcome::Rejected { neighbours },
                 });
             }
+            // Over this connection from now on: registered before the link is reported.
+            let mut stream = None;
+            if let Some(owner) = &dial.stream
+                && let Some(kept) = stream_link::keep(remote, owner).await
+            {
+                kept.carry(conn.stream, std::mem::take(&mut conn.buf));
+                stream = Some(remote);
+            }
             Ok(Command::LinkUp(LinkUp {
                 my_link_id: dial.my_link_id,
                 their_link_id: responder_link_id,
@@ -197,6 +209,7 @@ async fn dial_inner(dial: Dial, deadline: Instant) -> Result<Command, LinkError>
                 their_neighbours: neighbours,
                 inbound: false,
                 dialable: true,
+                stream,
             }))
         }
         InitiatorOutcome::NotLinked {
@@ -331,7 +344,8 @@ async fn starts_like_http(stream: &TcpStream) -> bool {
 
 /// How an inbound connection's first frames ended.
 enum Answered {
-    Linked,
+    /// With the connection kept for the link's datagrams, when the initiator asked.
+    Linked(Option<stream_link::Kept>),
     NotLinked,
     /// A reverse hello: the connection belongs to the relay hub.
     Reverse(Vec<u8>),
@@ -385,6 +399,14 @@ async fn answer(
         conn.write(&answer.welcome).await?;
         let confirm = conn.read_frame().await?;
         let accepted = responder.on_confirm(&confirm)?;
+        // The initiator asked to carry the link over this connection (its UDP is blocked):
+        // register the path before the link is installed, which may send on it at once.
+        let kept = if answer.stream {
+            stream_link::keep(from, &owner).await
+        } else {
+            None
+        };
+        let stream = kept.as_ref().map(|_| from);
         let up = LinkUp {
             my_link_id: answer.my_link_id,
             their_link_id: accepted.initiator_link_id,
@@ -394,6 +416,7 @@ async fn answer(
             their_neighbours: Vec::new(),
             inbound: true,
             dialable,
+            stream,
         };
         let (reply, installed) = oneshot::channel();
         owner
@@ -402,17 +425,29 @@ async fn answer(
             .map_err(|_| LinkError::Stopping)?;
         // From here the core has consumed the reservation, whatever it decided.
         reserved = None;
-        if installed.await.map_err(|_| LinkError::Stopping)? {
-            conn.write(&established_frame()).await?;
-            Ok(Answered::Linked)
-        } else {
-            Ok(Answered::NotLinked)
+        let installed = installed.await.map_err(|_| LinkError::Stopping)?;
+        if !installed {
+            if let Some(kept) = kept {
+                kept.abandon();
+            }
+            return Ok(Answered::NotLinked);
         }
+        if let Err(e) = conn.write(&established_frame()).await {
+            if let Some(kept) = kept {
+                kept.abandon();
+            }
+            return Err(e);
+        }
+        Ok(Answered::Linked(kept))
     })
     .await
     .unwrap_or(Err(LinkError::Timeout));
     match result {
-        Ok(Answered::Linked) => {
+        Ok(Answered::Linked(Some(kept))) => {
+            counters.inbound_linked.fetch_add(1, Ordering::Relaxed);
+            kept.carry(conn.stream, std::mem::take(&mut conn.buf));
+        }
+        Ok(Answered::Linked(None)) => {
             counters.inbound_linked.fetch_add(1, Ordering::Relaxed);
             // Let the initiator read "established" before the close reaches it.
             let _ = conn.stream.shutdown().await;

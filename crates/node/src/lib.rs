@@ -38,6 +38,7 @@ mod reverse_serve;
 mod searches;
 mod sharing;
 mod sources;
+mod stream_link;
 pub mod token;
 pub mod views;
 

@@ -48,6 +48,10 @@ const MAX_EARLY_DATAGRAMS: usize = 8;
 const MIN_TIMER_GAP: Duration = Duration::from_millis(5);
 /// How long a leaving node waits for the Gatekeeper to acknowledge.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// TCP-carried links at once (each is a link, so a few times `max_degree` is plenty).
+const MAX_STREAMS: usize = 64;
+/// A kept connection younger than this stays even when no link uses it yet.
+const STREAM_GRACE: Duration = Duration::from_secs(10);
 
 /// What other tasks tell the owner task.
 #[derive(Debug)]
@@ -94,6 +98,16 @@ pub(crate) enum Msg {
         to: SocketAddr,
         reply: oneshot::Sender<Result<(), highway_core::ReverseError>>,
     },
+    /// A link's TCP connection is kept to carry its datagrams (UDP blocked): sends to
+    /// `addr` go to `tx` from now on.
+    StreamOpened {
+        addr: SocketAddr,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    /// A datagram that came over such a connection.
+    StreamDatagram { from: SocketAddr, bytes: Vec<u8> },
+    /// That connection closed.
+    StreamClosed { addr: SocketAddr },
     /// Start a search; its hits go to the search book.
     Search {
         request: SearchRequest,
@@ -159,6 +173,8 @@ pub(crate) struct Counters {
     pub last_gatekeeper_error: std::sync::Mutex<Option<String>>,
     /// Relaying and reverse connections.
     pub relay: Arc<crate::relay::RelayCounters>,
+    /// Datagrams dropped because a TCP-carried link's queue was full.
+    pub stream_dropped: AtomicU64,
     /// Others can dial this node (the Gatekeeper's last verdict; false until it speaks):
     /// downloads then ask holders behind NATs to push instead of relaying.
     pub dialable: std::sync::atomic::AtomicBool,
@@ -215,6 +231,9 @@ struct Running {
     last_timer: Option<Instant>,
     /// The Gatekeeper's last word on our addresses.
     verdict: Option<GatekeeperVerdict>,
+    /// Links carried over TCP, by the address the core knows them as, with when each
+    /// connection was kept.
+    streams: HashMap<SocketAddr, (mpsc::Sender<Vec<u8>>, Instant)>,
 }
 
 enum Input {
@@ -248,6 +267,7 @@ impl Owner {
             rng: SmallRng::from_rng(&mut rand::rng()),
             last_timer: None,
             verdict: None,
+            streams: HashMap::new(),
         };
         state.flush().await;
         state.run().await;
@@ -343,6 +363,16 @@ impl Running {
         match msg {
             Msg::Command(cmd) => self.on_result(now, cmd),
             Msg::Verdict(verdict) => self.on_verdict(verdict),
+            Msg::StreamOpened { addr, tx } => {
+                // Bounded like links: a stream exists only for a link being set up or up.
+                if self.streams.len() < MAX_STREAMS {
+                    self.streams.insert(addr, (tx, now));
+                }
+            }
+            Msg::StreamDatagram { from, bytes } => self.on_datagram(from, &bytes),
+            Msg::StreamClosed { addr } => {
+                self.streams.remove(&addr);
+            }
             Msg::Joined {
                 candidates,
                 status_interval,
@@ -425,6 +455,26 @@ impl Running {
     }
 
     /// A handshake's or the Gatekeeper's result, for the core.
+    /// Drops the TCP connections no link travels over any more (the carrying task then
+    /// closes its connection), sparing ones kept in the last few seconds whose link may
+    /// still be on its way up.
+    fn close_unused_streams(&mut self) {
+        if self.streams.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let used: std::collections::HashSet<SocketAddr> = self
+            .o
+            .peer
+            .neighbours(now)
+            .into_iter()
+            .filter_map(|n| n.udp_path)
+            .collect();
+        self.streams.retain(|addr, (_, since)| {
+            used.contains(addr) || now.duration_since(*since) < STREAM_GRACE
+        });
+    }
+
     fn on_verdict(&mut self, verdict: GatekeeperVerdict) {
         if self.verdict.is_none_or(|v| v.dialable != verdict.dialable) {
             if verdict.dialable {
@@ -495,6 +545,12 @@ impl Running {
                     bump(&self.o.counters.loss_dropped_out);
                     continue;
                 }
+                if let Some((stream, _)) = self.streams.get(&t.to) {
+                    if stream.try_send(t.bytes).is_err() {
+                        bump(&self.o.counters.stream_dropped);
+                    }
+                    continue;
+                }
                 if let Err(e) = self.o.socket.send_to(&t.bytes, t.to).await {
                     bump(&self.o.counters.udp_send_errors);
                     tracing::debug!(to = %t.to, error = %e, "UDP send failed");
@@ -533,6 +589,7 @@ impl Running {
                 expected,
                 initiator,
                 hello,
+                stream,
             } => {
                 let Ok(permit) = self.dial_permits.clone().try_acquire_owned() else {
                     bump(&self.o.counters.outbound_refused_busy);
@@ -554,6 +611,7 @@ impl Running {
                     expected,
                     initiator,
                     hello,
+                    stream: stream.then(|| self.o.tx.clone()),
                 };
                 let timeout = self.o.peer.config().handshake_timeout;
                 let tx = self.o.tx.clone();
@@ -569,6 +627,7 @@ impl Running {
                 let _ = self.o.events.send(NodeEvent::NeighbourUp { id, addr });
             }
             Event::NeighbourDown { id, reason } => {
+                self.close_unused_streams();
                 if reason == DownReason::Failed {
                     tracing::warn!(peer = %id.short(), reason = reason.name(), "neighbour down");
                 } else {

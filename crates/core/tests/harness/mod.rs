@@ -688,6 +688,7 @@ impl Net {
                 expected,
                 initiator,
                 hello,
+                stream: _,
             } => {
                 self.record(i, Rec::Connect { addr, expected });
                 self.handshakes.push(Handshake {
@@ -873,6 +874,7 @@ impl Net {
                                 their_neighbours: Vec::new(),
                                 inbound: true,
                                 dialable: true,
+                                stream: None,
                             }),
                         );
                         if !self.nodes[target].peer.has_link(answer.my_link_id) {
@@ -904,6 +906,7 @@ impl Net {
                                 their_neighbours: neighbours,
                                 inbound: false,
                                 dialable: true,
+                                stream: None,
                             }),
                         );
                     }
@@ -987,6 +990,7 @@ impl Fake {
                 their_neighbours: Vec::new(),
                 inbound: true,
                 dialable: true,
+                stream: None,
             }),
         );
         assert!(

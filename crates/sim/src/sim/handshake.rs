@@ -441,6 +441,7 @@ impl Shard {
                         their_neighbours: neighbours,
                         inbound: false,
                         dialable: true,
+                        stream: None,
                     });
                 }
                 if let Some(to) = target {
@@ -473,6 +474,7 @@ impl Shard {
                     their_neighbours: Vec::new(),
                     inbound: true,
                     dialable: inb.initiator_dialable,
+                    stream: None,
                 };
                 host.peer.handle_command(now, Command::LinkUp(up));
                 host.peer.has_link(inb.my_link_id)

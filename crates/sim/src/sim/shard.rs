@@ -370,6 +370,8 @@ impl Shard {
                 expected,
                 initiator,
                 hello,
+                // Simulated UDP always gets through: no link asks for a TCP-carried path.
+                stream: _,
             } => self.start_dial(world, h, my_link_id, addr, expected, initiator, hello),
             Event::NeighbourUp { id, addr } => {
                 if let Some(n) = network::host_at(addr.udp_addr(), UDP_PORT) {

@@ -17,7 +17,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::codec::{DecodeError, Reader, Writer};
 use super::datagram::{LinkKey, MAGIC, VERSION};
-use super::message::{FLAG_DIALABLE, NeighbourEntry, read_entries, write_entries};
+use super::message::{FLAG_DIALABLE, FLAG_STREAM, NeighbourEntry, read_entries, write_entries};
 use crate::{NodeId, PeerAddr};
 
 /// Largest handshake frame payload.
@@ -73,6 +73,9 @@ pub struct Hello {
     /// The initiator can be dialled at `initiator_addr`. When false (it is behind a NAT)
     /// the responder keeps the link but never gives the address to anyone as dialable.
     pub initiator_dialable: bool,
+    /// The initiator asks to carry the link's datagrams over this TCP connection, kept
+    /// open after the handshake, because UDP does not get through from where it is.
+    pub stream: bool,
     pub ephemeral: [u8; 32],
     pub purpose: Purpose,
 }
@@ -169,11 +172,14 @@ impl Hello {
         let mut w = Writer::with_capacity(96);
         frame_header(&mut w, kind::HELLO);
         w.node_id(&self.initiator);
-        w.u8(if self.initiator_dialable {
-            FLAG_DIALABLE
-        } else {
-            0
-        });
+        let mut flags = 0;
+        if self.initiator_dialable {
+            flags |= FLAG_DIALABLE;
+        }
+        if self.stream {
+            flags |= FLAG_STREAM;
+        }
+        w.u8(flags);
         w.addr(&self.initiator_addr);
         w.bytes(&self.ephemeral);
         w.u8(self.purpose as u8);
@@ -191,6 +197,7 @@ impl Hello {
             initiator,
             initiator_addr: r.addr()?,
             initiator_dialable: flags & FLAG_DIALABLE != 0,
+            stream: flags & FLAG_STREAM != 0,
             ephemeral: r.array("ephemeral key")?,
             purpose: match r.u8("purpose")? {
                 1 => Purpose::Link,
@@ -376,11 +383,25 @@ impl Initiator {
         purpose: Purpose,
         ephemeral_seed: [u8; 32],
     ) -> (Self, Vec<u8>) {
+        Self::start_with(key, my_addr, dialable, false, purpose, ephemeral_seed)
+    }
+
+    /// [`Initiator::start_from`], also saying whether the link's datagrams should travel
+    /// over this TCP connection (`stream`) rather than UDP.
+    pub fn start_with(
+        key: &SigningKey,
+        my_addr: PeerAddr,
+        dialable: bool,
+        stream: bool,
+        purpose: Purpose,
+        ephemeral_seed: [u8; 32],
+    ) -> (Self, Vec<u8>) {
         let secret = StaticSecret::from(ephemeral_seed);
         let hello = Hello {
             initiator: NodeId::from_key(&key.verifying_key()),
             initiator_addr: my_addr,
             initiator_dialable: dialable,
+            stream,
             ephemeral: PublicKey::from(&secret).to_bytes(),
             purpose,
         }

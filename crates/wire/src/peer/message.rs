@@ -36,6 +36,9 @@ impl NeighbourEntry {
 /// Bit 0 of a peer's flags byte: its address can be dialled. The other bits are reserved:
 /// sent as zero, ignored when read.
 pub(crate) const FLAG_DIALABLE: u8 = 0x01;
+/// Bit 1 of a Hello's flags: carry this link's datagrams over the handshake's TCP
+/// connection, kept open, instead of UDP (the initiator's UDP is blocked).
+pub(crate) const FLAG_STREAM: u8 = 0x02;
 
 /// The periodic "I am alive" with the state a neighbour caches about us.
 #[derive(Debug, Clone, PartialEq, Eq)]
