@@ -481,4 +481,57 @@ mod tests {
         );
         assert_eq!(downloads_table(&[]), "no downloads");
     }
+
+    #[test]
+    fn a_download_names_the_path_that_delivered_it() {
+        let mut done = download(3, "done", Some(1 << 20), 1 << 20);
+        done.sources = vec![
+            highway_node::views::SourceJson {
+                url: "http://203.0.113.9:7001/v1/relay/x".into(),
+                path: "relayed via 5e2dee7edb".into(),
+                bytes: 1 << 20,
+            },
+            highway_node::views::SourceJson {
+                url: "http://198.51.100.2:80".into(),
+                path: "direct".into(),
+                bytes: 0,
+            },
+        ];
+        let line = download_done(&done);
+        assert!(line.contains(", from relayed via 5e2dee7edb)"), "{line}");
+        assert!(
+            !line.contains("direct"),
+            "a source that delivered nothing: {line}"
+        );
+    }
+
+    #[test]
+    fn status_says_how_reachable_the_node_is_and_why_it_is_cut_off() {
+        let mut status: StatusView = serde_json::from_value(serde_json::json!({
+            "id": fixtures::node_id(1), "short_id": "x",
+            "addr": {"ip": "192.0.2.10", "udp": 4000, "tcp": 4001},
+            "phase": "running", "degree": 0, "target_degree": 3, "max_degree": 5,
+            "gatekeeper": "http://203.0.113.2:7700", "stats": {}
+        }))
+        .unwrap();
+        status.reachability.class = "nat-per-destination".into();
+        status.reachability.observed_ip = Some("203.0.113.23".parse().unwrap());
+        status.cut_off = Some("0 neighbours: the Gatekeeper offered no peer to dial yet".into());
+        let text = status_report(&status);
+        assert!(
+            text.contains(
+                "reachable:  nat-per-destination, not dialable (links by dialling out) \
+                 (the Gatekeeper sees 203.0.113.23)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "NOT CONNECTED: 0 neighbours: the Gatekeeper offered no peer to dial yet"
+            ),
+            "{text}"
+        );
+        status.cut_off = None;
+        assert!(!status_report(&status).contains("NOT CONNECTED"));
+    }
 }

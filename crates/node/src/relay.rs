@@ -45,6 +45,9 @@ const MAX_HTTP_PER_SOURCE: usize = 8;
 const MAX_PUSHES: usize = 16;
 /// Bytes copied per read while relaying.
 const CHUNK: usize = 16 * 1024;
+/// A circuit on which nothing moves this long (a stalled holder, a client that stopped
+/// reading) is closed, so it cannot hold one of the relay's circuits for ever.
+const IDLE: Duration = Duration::from_secs(30);
 
 /// What a node offers as a relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,15 +437,16 @@ impl RelayHub {
         }
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = match holder.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            let n = match tokio::time::timeout(IDLE, holder.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
             };
             if let Some(rate) = &self.rate {
                 rate.acquire(n).await;
             }
-            if client.write_all(&buf[..n]).await.is_err() {
-                break;
+            match tokio::time::timeout(IDLE, client.write_all(&buf[..n])).await {
+                Ok(Ok(())) => {}
+                _ => break,
             }
             self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
