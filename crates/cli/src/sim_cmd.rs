@@ -60,6 +60,14 @@ pub struct Args {
     /// Probability that a datagram is lost (join and churn; failure has --losses).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     loss: f64,
+    /// Fraction (0..1) of peers behind NATs: they cannot be dialled and take datagrams
+    /// only from peers they sent to lately, so they link only by dialling out.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    nat: f64,
+    /// Maximum degree of the peers that can be dialled (default: --max-degree); with
+    /// many peers behind NATs they need more slots.
+    #[arg(long, value_name = "N")]
+    public_max_degree: Option<usize>,
     #[arg(long, value_enum, default_value = "wan")]
     latency: Latency,
     #[command(flatten)]
@@ -194,6 +202,19 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     (setup.params.gatekeeper.validate()).context("Gatekeeper settings")?;
     anyhow::ensure!((0.0..1.0).contains(&args.loss), "--loss must be in [0, 1)");
     setup.params.loss = args.loss;
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.nat),
+        "--nat must be in [0, 1): some peers must be dialable for any to link"
+    );
+    setup.params.nat = args.nat;
+    if let Some(n) = args.public_max_degree {
+        anyhow::ensure!(
+            n >= setup.params.core.max_degree && n <= 16,
+            "--public-max-degree must be between --max-degree ({}) and 16 (what a heartbeat lists)",
+            setup.params.core.max_degree
+        );
+        setup.params.public_max_degree = Some(n);
+    }
     setup.params.latency = match args.latency {
         Latency::Wan => LatencyModel::wan(),
         Latency::Lan => LatencyModel::lan(),

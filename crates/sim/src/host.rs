@@ -54,6 +54,8 @@ pub(crate) struct Host {
     pub session: Session,
     /// When this process started (joined or restarted).
     pub started: SimTime,
+    /// Its NAT's mappings, when it is behind one.
+    pub nat: Option<crate::sim::Mappings>,
 }
 
 impl Host {

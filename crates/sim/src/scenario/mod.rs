@@ -160,6 +160,15 @@ impl Setup {
                 ),
             ]),
             row(&["datagram loss", &percent(self.params.loss)]),
+            row(&["peers behind NATs", &percent(self.params.nat)]),
+            row(&[
+                "dialable peers' max degree",
+                &self
+                    .params
+                    .public_max_degree
+                    .unwrap_or(c.max_degree)
+                    .to_string(),
+            ]),
         ];
         report.heading("Setup");
         report.table(&["setting", "value"], &rows);
@@ -167,6 +176,83 @@ impl Setup {
             report.text("Reproduce with:");
             report.code(&self.command);
         }
+    }
+}
+
+/// How the peers behind NATs fit into the overlay: they link only with dialable peers,
+/// whose slots they take and which relay their transfers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatLoad {
+    pub dialable: usize,
+    pub behind_nat: usize,
+    /// Peers behind NATs with no neighbour at all.
+    pub nat_isolated: usize,
+    pub dialable_mean_degree: f64,
+    pub nat_mean_degree: f64,
+    /// Neighbours behind NATs per dialable peer (the peers it relays for): mean, 95th
+    /// percentile, most.
+    pub relayed_mean: f64,
+    pub relayed_p95: usize,
+    pub relayed_max: usize,
+}
+
+impl NatLoad {
+    pub fn of(sim: &Sim) -> Self {
+        let now = sim.instant(sim.now());
+        let mut load = Self {
+            dialable: 0,
+            behind_nat: 0,
+            nat_isolated: 0,
+            dialable_mean_degree: 0.0,
+            nat_mean_degree: 0.0,
+            relayed_mean: 0.0,
+            relayed_p95: 0,
+            relayed_max: 0,
+        };
+        let mut relayed = Vec::new();
+        let (mut dialable_links, mut nat_links) = (0usize, 0usize);
+        for h in sim.hosts_up() {
+            let peer = sim.peer(h);
+            let neighbours = peer.neighbours(now);
+            if peer.dialable() {
+                load.dialable += 1;
+                dialable_links += neighbours.len();
+                relayed.push(neighbours.iter().filter(|n| !n.dialable).count());
+            } else {
+                load.behind_nat += 1;
+                nat_links += neighbours.len();
+                load.nat_isolated += usize::from(neighbours.is_empty());
+            }
+        }
+        let mean = |total: usize, n: usize| if n == 0 { 0.0 } else { total as f64 / n as f64 };
+        load.dialable_mean_degree = mean(dialable_links, load.dialable);
+        load.nat_mean_degree = mean(nat_links, load.behind_nat);
+        relayed.sort_unstable();
+        load.relayed_mean = mean(relayed.iter().sum(), relayed.len());
+        load.relayed_max = relayed.last().copied().unwrap_or(0);
+        load.relayed_p95 = relayed
+            .get((relayed.len() * 95 / 100).min(relayed.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0);
+        load
+    }
+
+    /// One paragraph for a report.
+    pub fn describe(&self) -> String {
+        format!(
+            "Peers behind NATs: {} of {} running; they link only with dialable peers. Mean \
+             degree: dialable {}, behind NATs {}; {} behind NATs with no neighbour. Neighbours \
+             behind NATs per dialable peer (whose transfers it relays): mean {}, 95th \
+             percentile {}, most {}.",
+            self.behind_nat,
+            self.behind_nat + self.dialable,
+            crate::report::fixed(self.dialable_mean_degree, 2),
+            crate::report::fixed(self.nat_mean_degree, 2),
+            self.nat_isolated,
+            crate::report::fixed(self.relayed_mean, 2),
+            self.relayed_p95,
+            self.relayed_max
+        )
     }
 }
 

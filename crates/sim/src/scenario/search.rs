@@ -116,6 +116,7 @@ pub struct SearchOutcome {
 pub fn run(p: &SearchParams) -> (Report, SearchOutcome) {
     let mut cells = Vec::new();
     let mut overlay = None;
+    let mut nat = None;
     let mut report_counters = None;
     let mut simulated = Duration::ZERO;
     for strategy in [Strategy::LastHopFilter, Strategy::Flooding] {
@@ -124,6 +125,7 @@ pub fn run(p: &SearchParams) -> (Report, SearchOutcome) {
         cells.extend(found);
         if overlay.is_none() {
             overlay = Some(Snapshot::take(&sim).0);
+            nat = (p.setup.params.nat > 0.0).then(|| super::NatLoad::of(&sim));
             report_counters = Some((sim.stats(), sim.gatekeeper_stats().clone()));
         }
     }
@@ -151,6 +153,9 @@ pub fn run(p: &SearchParams) -> (Report, SearchOutcome) {
             o.components,
             fixed(o.mean_degree, 2)
         ));
+    }
+    if let Some(nat) = nat {
+        report.text(&nat.describe());
     }
     results_section(&mut report, &cells);
     comparison_section(&mut report, &cells);

@@ -54,14 +54,21 @@ impl Shard {
         self.crash(h);
         let now = world.clock.instant(self.now);
         let started = self.now;
+        let behind_nat = world.is_behind_nat(h);
         let host = self.host_mut(h);
+        let config = if behind_nat {
+            world.core.clone()
+        } else {
+            world.public_core.clone()
+        };
         host.peer = Peer::new(
-            world.core.clone(),
+            config,
             SigningKey::from_bytes(&host.key_seed),
             network::addr_of(h),
             peer_seed,
             now,
         );
+        host.peer.set_dialable(!behind_nat);
         host.life = Life::Up;
         host.epoch += 1;
         host.started = started;

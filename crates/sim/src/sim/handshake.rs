@@ -170,7 +170,9 @@ impl Shard {
         // Unique across shards: the shard's own counter, tagged with the shard.
         let dial = self.next_dial * SHARDS as u64 + self.index as u64;
         self.next_dial += 1;
-        let target = network::host_at(addr.tcp_addr(), TCP_PORT).filter(|t| world.net.knows(*t));
+        // A host behind a NAT cannot be dialled: the connection attempt goes nowhere.
+        let target = network::host_at(addr.tcp_addr(), TCP_PORT)
+            .filter(|t| world.net.knows(*t) && !world.is_behind_nat(*t));
         self.outbound.insert(
             dial,
             Outbound {

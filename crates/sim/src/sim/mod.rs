@@ -14,6 +14,7 @@ mod calls;
 mod churn;
 mod faults;
 mod handshake;
+mod nat;
 mod shard;
 mod windows;
 mod world;
@@ -28,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use churn::ChurnParams;
+pub(crate) use nat::Mappings;
 
 use crate::HostId;
 use crate::agenda::Agenda;
@@ -51,6 +53,12 @@ pub struct SimParams {
     pub latency: LatencyModel,
     /// Probability that any one datagram (or TCP segment) is lost.
     pub loss: f64,
+    /// Fraction of hosts behind a NAT (see `nat.rs`): they cannot be dialled, and take
+    /// datagrams only from hosts they sent to lately.
+    pub nat: f64,
+    /// The maximum degree of the hosts that can be dialled, when it should differ from
+    /// `core.max_degree` (each NAT'd peer takes slots only on dialable ones).
+    pub public_max_degree: Option<usize>,
 }
 
 impl Default for SimParams {
@@ -61,6 +69,8 @@ impl Default for SimParams {
             gatekeeper: GatekeeperConfig::default(),
             latency: LatencyModel::wan(),
             loss: 0.0,
+            nat: 0.0,
+            public_max_degree: None,
         }
     }
 }
@@ -102,6 +112,8 @@ pub struct SimStats {
     pub datagrams_delivered: u64,
     pub lost_at_random: u64,
     pub lost_to_cuts: u64,
+    /// Dropped by a NAT with no mapping toward the sender.
+    pub nat_filtered: u64,
     pub sent_to_dead_hosts: u64,
     pub unroutable: u64,
     pub held_early: u64,
@@ -129,6 +141,7 @@ impl SimStats {
             (&mut self.datagrams_delivered, o.datagrams_delivered),
             (&mut self.lost_at_random, o.lost_at_random),
             (&mut self.lost_to_cuts, o.lost_to_cuts),
+            (&mut self.nat_filtered, o.nat_filtered),
             (&mut self.sent_to_dead_hosts, o.sent_to_dead_hosts),
             (&mut self.unroutable, o.unroutable),
             (&mut self.held_early, o.held_early),
@@ -234,13 +247,22 @@ impl Coordinator {
         let key_seed: [u8; 32] = self.rng.random();
         let peer_seed: u64 = self.rng.random();
         world.net.add_host(&mut self.rng);
-        let peer = Peer::new(
-            world.core.clone(),
+        // Drawn only when NATs are modelled, so runs without them stay bit for bit.
+        let behind_nat = world.nat > 0.0 && self.rng.random::<f64>() < world.nat;
+        world.behind_nat.push(behind_nat);
+        let config = if behind_nat {
+            world.core.clone()
+        } else {
+            world.public_core.clone()
+        };
+        let mut peer = Peer::new(
+            config,
             SigningKey::from_bytes(&key_seed),
             network::addr_of(h),
             peer_seed,
             world.clock.instant(at),
         );
+        peer.set_dialable(!behind_nat);
         let shard = &mut shards[shard_of(h)];
         debug_assert_eq!(shard.hosts.len(), h.index() / SHARDS);
         shard.hosts.push(Host {
@@ -256,6 +278,7 @@ impl Coordinator {
             inbound: 0,
             session: Session::default(),
             started: at,
+            nat: behind_nat.then(Mappings::default),
         });
         shard.up += 1;
         h
@@ -281,6 +304,10 @@ impl Sim {
             rng.set_stream(1 + i as u64);
             rng
         };
+        let public_core = Config {
+            max_degree: params.public_max_degree.unwrap_or(params.core.max_degree),
+            ..params.core.clone()
+        };
         let mut requests = Agenda::new();
         requests.push(
             SimTime::ZERO + params.gatekeeper.sweep_interval,
@@ -296,6 +323,9 @@ impl Sim {
                 gatekeeper_up: true,
                 recording: false,
                 churn: None,
+                public_core,
+                nat: params.nat,
+                behind_nat: Vec::new(),
             },
             shards: (0..SHARDS).map(|i| Shard::new(i, shard_rng(i))).collect(),
             coord: Coordinator {

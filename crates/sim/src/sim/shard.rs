@@ -311,6 +311,11 @@ impl Shard {
             self.stats.lost_to_cuts += 1;
             return;
         }
+        // A NAT'd sender opens (or refreshes) its mapping toward the destination.
+        let now = self.now;
+        if let Some(nat) = self.host_mut(from).nat.as_mut() {
+            nat.sent(dest, now);
+        }
         if world.net.lose(&mut self.rng) {
             self.stats.lost_at_random += 1;
             return;
@@ -325,6 +330,16 @@ impl Shard {
     }
 
     fn deliver(&mut self, world: &World, to: HostId, from: HostId, bytes: Vec<u8>) {
+        let sim_now = self.now;
+        if self.hosts[to.index() / SHARDS]
+            .nat
+            .as_ref()
+            .is_some_and(|nat| !nat.admits(from, sim_now))
+        {
+            // The NAT has no mapping toward the sender: the datagram is dropped.
+            self.stats.nat_filtered += 1;
+            return;
+        }
         let from = network::addr_of(from).udp_addr();
         let now = world.clock.instant(self.now);
         let host = &mut self.hosts[to.index() / SHARDS];

@@ -20,4 +20,16 @@ pub(crate) struct World {
     /// Record membership changes for [`super::Sim::drain_membership`].
     pub recording: bool,
     pub churn: Option<ChurnParams>,
+    /// The configuration of hosts that can be dialled (`core` with their max degree).
+    pub public_core: Config,
+    /// Fraction of new hosts put behind a NAT.
+    pub nat: f64,
+    /// Per host: behind a NAT (it cannot be dialled; see `nat.rs`).
+    pub behind_nat: Vec<bool>,
+}
+
+impl World {
+    pub fn is_behind_nat(&self, h: crate::HostId) -> bool {
+        self.behind_nat.get(h.index()).copied().unwrap_or(false)
+    }
 }
