@@ -99,6 +99,30 @@ pub fn render(status: &StatusView, neighbours: &[NeighbourJson]) -> String {
         out.sample(&metric, &[], value as u64);
     }
 
+    // Reachability (issue 11): whether others can dial the node, and its NAT class as
+    // its neighbours observe it (one series at 1, like the phase).
+    out.family(
+        "highway_node_dialable",
+        "gauge",
+        "1 when the Gatekeeper offers this node to others as dialable, 0 behind a NAT",
+    );
+    out.sample(
+        "highway_node_dialable",
+        &[],
+        u64::from(status.reachability.dialable),
+    );
+    out.family(
+        "highway_node_reachability",
+        "gauge",
+        "What is in front of the node's UDP socket, as its neighbours observe it",
+    );
+    let class = if status.reachability.class.is_empty() {
+        "unknown"
+    } else {
+        status.reachability.class.as_str()
+    };
+    out.sample("highway_node_reachability", &[("class", class)], 1);
+
     let mut per_state: BTreeMap<&str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
     for n in neighbours {
         *per_state.entry(n.state.as_str()).or_default() += 1;
