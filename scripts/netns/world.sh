@@ -34,7 +34,7 @@
 # After world_add, for each peer name p in W_PEERS: W_NS[p] (its host's namespace), W_IP[p]
 # (its own address), W_KIND[p]; W_GK_NS and W_GK_IP name the Gatekeeper's host.
 
-WORLD_KINDS="public fullcone restricted symmetric udpblocked cgnat samehome"
+WORLD_KINDS="public fullcone restricted symmetric udpblocked cgnat samehome forwarded"
 
 W_P=""
 W_NSLIST=()      # every namespace made, in order (deleted in reverse)
@@ -102,6 +102,8 @@ world_init() {
 #   udpblocked  MASQUERADE, and the router's FORWARD chain drops UDP (TCP only)
 #   cgnat       home MASQUERADE into 198.51.100.0/24, carrier MASQUERADE onto the public one
 #   samehome    samehome-a, samehome-b: two hosts behind one MASQUERADE home router
+#   forwarded   MASQUERADE, and the router forwards ports 7000 (UDP), 7001 and 7002 (TCP)
+#               to the host: a node there uses those ports and --public-addr 203.0.113.27
 world_add() {
   local kind=$1 r c
   case $kind in
@@ -163,6 +165,13 @@ world_add() {
       r=$W_RET
       world__lan_host "$r" samehome-b shb 192.0.2.83 192.0.2.81
       world__ipt "$r" -t nat -A POSTROUTING -o wan -j MASQUERADE
+      ;;
+    forwarded)
+      world__home forwarded fw 203.0.113.27 192.0.2.97 192.0.2.98
+      r=$W_RET
+      world__ipt "$r" -t nat -A POSTROUTING -o wan -j MASQUERADE
+      world__ipt "$r" -t nat -A PREROUTING -i wan -p udp --dport 7000 -j DNAT --to-destination 192.0.2.98:7000
+      world__ipt "$r" -t nat -A PREROUTING -i wan -p tcp --dport 7001:7002 -j DNAT --to-destination 192.0.2.98
       ;;
     *)
       world__log "unknown kind '$kind' (kinds: $WORLD_KINDS)"

@@ -81,6 +81,12 @@ pub struct Args {
     /// 10MiB (at least 64KiB) [default: no cap].
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
     download_limit: Option<u64>,
+    /// The address others reach this node at, when it is not --bind: a router that
+    /// forwards this node's ports (fix them with --udp-port, --tcp-port, --http-port and
+    /// forward the same numbers), or a cloud VM's public address. Published instead of
+    /// --bind; the Gatekeeper offers the node as dialable when its requests come from it.
+    #[arg(long, value_name = "IP")]
+    public_addr: Option<std::net::IpAddr>,
     /// Do not relay for neighbours behind NATs (a dialable node relays by default: peers
     /// that cannot be dialled are reached through it).
     #[arg(long)]
@@ -137,6 +143,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fast_share: args.fast_share,
         upload_limit: args.upload_limit,
         download_limit: args.download_limit,
+        public_ip: args.public_addr,
         relay: highway_node::relay::RelayConfig {
             enabled: !args.no_relay,
             max_circuits: args.max_relayed,

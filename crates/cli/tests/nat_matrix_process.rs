@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_highway");
 
 /// The kinds checked by default: all of them.
-const DEFAULT_KINDS: &str = "public,fullcone,restricted,symmetric,udpblocked,cgnat,samehome";
+const DEFAULT_KINDS: &str =
+    "public,fullcone,restricted,symmetric,udpblocked,cgnat,samehome,forwarded";
 
 /// Whether `program --version`-like `probe` runs, on PATH or in /usr/sbin (a non-login
 /// root shell may lack it on PATH).

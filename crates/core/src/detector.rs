@@ -82,7 +82,16 @@ impl Peer {
     pub(crate) fn check_neighbours(&mut self, now: Instant) {
         let mut suspects = Vec::new();
         let mut failed = Vec::new();
+        let mut silent = Vec::new();
+        let never_spoke = self.config.suspect_timeout + self.config.probe_timeout;
         for link in self.links.values() {
+            // Witnesses can vouch that the peer is alive while the link itself never
+            // carried a datagram (UDP blocked at one end): such a link is useless, and
+            // queries sent over it would only wait for their timeout. Dropped as silent.
+            if !link.heard && now >= link.since + never_spoke {
+                silent.push(link.id);
+                continue;
+            }
             match link.state {
                 LinkState::Okay if now >= link.last_heard + self.config.suspect_timeout => {
                     suspects.push(link.id);
@@ -93,6 +102,13 @@ impl Peer {
         }
         failed.sort();
         suspects.sort();
+        silent.sort();
+        for peer in &silent {
+            self.drop_link(peer, crate::api::DownReason::Silent);
+        }
+        if !silent.is_empty() {
+            self.maintain(now);
+        }
         for peer in &failed {
             self.fail(now, peer);
         }

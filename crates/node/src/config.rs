@@ -58,6 +58,10 @@ pub struct NodeConfig {
     pub download_limit: Option<u64>,
     /// Relaying for neighbours behind NATs: on/off, circuits at once, bytes per second.
     pub relay: crate::relay::RelayConfig,
+    /// The address others reach this node at, when it is not `bind` (a router that
+    /// forwards the node's ports, a cloud VM's public address): published instead of
+    /// `bind`, with the same ports.
+    pub public_ip: Option<IpAddr>,
     /// Fault injection for tests: the fraction (0.0..=1.0) of datagrams dropped at random,
     /// both received and sent. 0 in normal use.
     pub loss: f64,
@@ -90,6 +94,7 @@ impl NodeConfig {
             upload_limit: None,
             download_limit: None,
             relay: crate::relay::RelayConfig::default(),
+            public_ip: None,
             loss: 0.0,
             corrupt_uploads: 0.0,
         }
@@ -122,6 +127,11 @@ impl NodeConfig {
             {
                 return Err(NodeError::RateTooLow { what, rate });
             }
+        }
+        if let Some(ip) = self.public_ip
+            && highway_wire::check_dialable_ip(ip).is_err()
+        {
+            return Err(NodeError::PublicAddr(ip));
         }
         if self.relay.max_circuits == 0 {
             return Err(NodeError::NoRelayCircuits);

@@ -49,6 +49,10 @@ pub enum NodeError {
         highway_share::transfer::MIN_RATE
     )]
     RateTooLow { what: &'static str, rate: u64 },
+    #[error(
+        "--public-addr {0} cannot be dialled (unspecified, multicast, broadcast or link-local); give the address others reach this node at"
+    )]
+    PublicAddr(IpAddr),
     #[error("--max-relayed must be at least 1; to stop relaying for others use --no-relay")]
     NoRelayCircuits,
     #[error("invalid protocol settings: {0}")]
@@ -182,7 +186,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let udp_addr = local_addr("UDP socket", udp_at, socket.local_addr())?;
     let tcp_addr = local_addr("TCP listener", tcp_at, listener.local_addr())?;
     let control_addr = local_addr("control API", config.control, control_listener.local_addr())?;
-    let addr = PeerAddr::new(config.bind, udp_addr.port(), tcp_addr.port());
+    // Published: --public-addr when the node is reached at another address than it binds
+    // (its router forwards the same ports), else the bound address.
+    let published_ip = config.public_ip.unwrap_or(config.bind);
+    let addr = PeerAddr::new(published_ip, udp_addr.port(), tcp_addr.port());
     let share_roots = ShareRoots::new(config.share.as_deref(), &config.share_roots)
         .map_err(|(path, error)| NodeError::ShareRoot { path, error })?;
     let (token_file, own_folder) = match &config.token_file {
@@ -231,6 +238,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             ..ServerConfig::new(PathBuf::new())
         },
         router_slot.clone(),
+        SocketAddr::new(published_ip, file_server.port()),
     );
     let downloads = Downloads::new(
         owner_tx.clone(),
@@ -269,6 +277,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         events: events.clone(),
         loss: config.loss,
         searches,
+        bind_ip: config.bind,
         reverse: crate::reverse_serve::ReverseServer::new(
             router_slot,
             counters.relay.clone(),
@@ -278,7 +287,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let owner = tokio::spawn(owner.run());
     let hub = Arc::new(crate::relay::RelayHub::new(
         config.relay.clone(),
-        tcp_addr,
+        SocketAddr::new(published_ip, tcp_addr.port()),
+        config.bind,
         owner_tx.clone(),
         counters.relay.clone(),
     ));

@@ -213,6 +213,8 @@ pub(crate) struct Owner {
     pub searches: Arc<Searches>,
     /// Serves the file server over reverse connections neighbours ask for.
     pub reverse: crate::reverse_serve::ReverseServer,
+    /// The address sockets bind (`--bind`); the peer publishes `--public-addr` when given.
+    pub bind_ip: std::net::IpAddr,
 }
 
 /// The owner task's working state around [`Owner`].
@@ -569,9 +571,7 @@ impl Running {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::ReverseConnect { to, via, hello, .. } => {
-                self.o
-                    .reverse
-                    .connect(to, via, hello, self.o.peer.addr().ip);
+                self.o.reverse.connect(to, via, hello, self.o.bind_ip);
             }
             Event::GatekeeperJoin => {
                 let call = self.gatekeeper_call();
@@ -605,7 +605,7 @@ impl Running {
                 bump(&self.o.counters.outbound_started);
                 self.early.insert(my_link_id, Vec::new());
                 let dial = Dial {
-                    local_ip: self.o.peer.addr().ip,
+                    local_ip: self.o.bind_ip,
                     my_link_id,
                     addr,
                     expected,

@@ -107,6 +107,9 @@ pub(crate) struct RelayHub {
     config: RelayConfig,
     /// Where holders connect back to: our published IP and TCP port.
     me: SocketAddr,
+    /// The address we bind (the published one unless `--public-addr` names another):
+    /// where our own downloader connects from, and what our outgoing sockets bind.
+    local_ip: IpAddr,
     owner: mpsc::Sender<Msg>,
     pub counters: Arc<RelayCounters>,
     pending: Mutex<HashMap<[u8; 16], Pending>>,
@@ -132,10 +135,12 @@ impl RelayHub {
     pub fn new(
         config: RelayConfig,
         me: SocketAddr,
+        local_ip: IpAddr,
         owner: mpsc::Sender<Msg>,
         counters: Arc<RelayCounters>,
     ) -> Self {
         Self {
+            local_ip,
             circuits: Arc::new(Semaphore::new(config.max_circuits.max(1))),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES)),
             rate: config.limit.map(RateLimit::new),
@@ -281,7 +286,7 @@ impl RelayHub {
         head: &Head,
     ) -> Result<(), Refusal> {
         // Only this node's own downloader may make us ask relays for pushes.
-        if !is_local(from.ip(), self.me.ip()) {
+        if !is_local(from.ip(), self.local_ip) && from.ip() != self.me.ip() {
             bump(&self.counters.bad_requests);
             return Err((
                 403,
@@ -293,7 +298,7 @@ impl RelayHub {
             return Err((503, "busy", "too many pushes waiting; retry later".into()));
         };
         let (token, rx) = self.register(holder)?;
-        if let Err(refusal) = ask_push(relay, holder, token, self.me).await {
+        if let Err(refusal) = ask_push(relay, holder, token, self.me, self.local_ip).await {
             self.forget(&token);
             return Err(refusal);
         }
@@ -459,6 +464,7 @@ async fn ask_push(
     holder: NodeId,
     token: [u8; 16],
     me: SocketAddr,
+    local_ip: IpAddr,
 ) -> Result<(), Refusal> {
     let unreachable = |e: &dyn std::fmt::Display| {
         (
@@ -473,10 +479,11 @@ async fn ask_push(
         TcpSocket::new_v6()
     }
     .map_err(|e| unreachable(&e))?;
-    // From the address we publish: the relay checks the push names the asker.
-    if me.ip().is_ipv4() == relay.is_ipv4() {
+    // From the address we bind, which the relay sees as the one we publish (ours, or our
+    // router's under --public-addr): it checks that the push names the asker.
+    if local_ip.is_ipv4() == relay.is_ipv4() && !local_ip.is_unspecified() {
         socket
-            .bind(SocketAddr::new(me.ip(), 0))
+            .bind(SocketAddr::new(local_ip, 0))
             .map_err(|e| unreachable(&e))?;
     }
     let exchange = async {

@@ -104,6 +104,9 @@ pub(crate) struct Sharing {
     server: ServerConfig,
     /// The current file server's router, for reverse connections (behind a NAT).
     router: crate::reverse_serve::RouterSlot,
+    /// The file server's address as hits name it: `server_addr`, or its port on
+    /// `--public-addr`.
+    advertised: SocketAddr,
 }
 
 impl std::fmt::Debug for Sharing {
@@ -123,6 +126,7 @@ impl Sharing {
         owner: mpsc::Sender<Msg>,
         server: ServerConfig,
         router: crate::reverse_serve::RouterSlot,
+        advertised: SocketAddr,
     ) -> Self {
         let options = if fast {
             ShareOptions::test()
@@ -138,6 +142,7 @@ impl Sharing {
             server,
             active: Mutex::new(None),
             router,
+            advertised,
         }
     }
 
@@ -182,7 +187,7 @@ impl Sharing {
             .owner
             .send(Msg::SetCatalog {
                 catalog: Some(catalog),
-                server: Some(self.server_addr),
+                server: Some(self.advertised),
             })
             .await;
         let publisher = tokio::spawn(publish_summaries(share.clone(), self.owner.clone()));
