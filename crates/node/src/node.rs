@@ -224,7 +224,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let router_slot = crate::reverse_serve::RouterSlot::default();
     let sharing = Sharing::new(
         http_listener,
-        file_server,
+        crate::sharing::ServerAt {
+            bind: file_server,
+            advertised: SocketAddr::new(published_ip, file_server.port()),
+        },
         config.data_dir.clone(),
         config.fast_share,
         owner_tx.clone(),
@@ -238,7 +241,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             ..ServerConfig::new(PathBuf::new())
         },
         router_slot.clone(),
-        SocketAddr::new(published_ip, file_server.port()),
     );
     let downloads = Downloads::new(
         owner_tx.clone(),

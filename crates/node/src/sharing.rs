@@ -117,17 +117,25 @@ impl std::fmt::Debug for Sharing {
     }
 }
 
+/// Where the file server listens, and the address hits name for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerAt {
+    pub bind: SocketAddr,
+    /// `bind`, or its port on `--public-addr`.
+    pub advertised: SocketAddr,
+}
+
 impl Sharing {
     pub fn new(
         listener: TcpListener,
-        server_addr: SocketAddr,
+        at: ServerAt,
         data_dir: PathBuf,
         fast: bool,
         owner: mpsc::Sender<Msg>,
         server: ServerConfig,
         router: crate::reverse_serve::RouterSlot,
-        advertised: SocketAddr,
     ) -> Self {
+        let (server_addr, advertised) = (at.bind, at.advertised);
         let options = if fast {
             ShareOptions::test()
         } else {
