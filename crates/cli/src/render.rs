@@ -314,8 +314,12 @@ pub fn neighbors_table(list: &[NeighbourJson]) -> String {
         } else {
             n.path.clone()
         };
-        // Behind a NAT the datagrams come from the mapping, not the published address.
-        if let Some(udp) = n.udp_path.filter(|p| *p != n.addr.udp_addr()) {
+        // Behind a NAT the datagrams come from the mapping, not the published address (a
+        // TCP-carried link's address is its connection's, not a mapping: not shown).
+        if let Some(udp) = n
+            .udp_path
+            .filter(|p| *p != n.addr.udp_addr() && path == "direct")
+        {
             path.push_str(&format!(" (NAT mapping {udp})"));
         }
         out.push_str(&format!(
