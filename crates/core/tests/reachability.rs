@@ -406,3 +406,97 @@ fn links_that_never_hear_a_datagram_switch_a_peer_to_tcp_carried_links() {
         "the next link asks to travel over its TCP connection"
     );
 }
+
+/// A link that never carried a datagram is useless even when witnesses vouch that the peer
+/// lives (it may, over other links): it is dropped as silent at the detector's deadline.
+/// Found with real processes: a UDP-blocked peer's UDP link stayed "okay" on witnesses'
+/// word, and every search waited for the branch behind it.
+#[test]
+fn a_link_that_never_spoke_is_dropped_even_when_witnesses_vouch_for_the_peer() {
+    let now = Instant::now();
+    let config = Config::test();
+    let mut peer = solo(config.clone(), 1, now);
+    let mut witness = harness::Fake::link(&mut peer, now, 50);
+    let silent = harness::id_of(60);
+    let target = NeighbourEntry::dialable(silent, harness::addr(60));
+    peer.handle_command(now, Command::Candidates(vec![target]));
+    let my_link_id = drain_events(&mut peer)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Connect { my_link_id, .. } => Some(my_link_id),
+            _ => None,
+        })
+        .expect("it dials");
+    peer.handle_command(
+        now,
+        Command::LinkUp(LinkUp {
+            my_link_id,
+            their_link_id: 9,
+            peer: silent,
+            addr: harness::addr(60),
+            keys: LinkKeys {
+                send: [1; 32],
+                recv: [2; 32],
+            },
+            their_neighbours: Vec::new(),
+            inbound: false,
+            dialable: true,
+            stream: None,
+        }),
+    );
+    let mut t = now;
+    let mut vouched = 0;
+    let deadline = now + config.suspect_timeout + config.probe_timeout;
+    while t < deadline + config.heartbeat_interval {
+        t += config.heartbeat_interval / 4;
+        // The witness keeps its own link alive and vouches for the silent peer whenever
+        // asked.
+        let hb = witness.seal(&PeerMsg::Heartbeat(Heartbeat {
+            seq: 1,
+            incarnation: 0,
+            summary_version: 0,
+            neighbours: Vec::new(),
+        }));
+        peer.handle_datagram(t, witness.udp(), &hb);
+        peer.handle_timeout(t);
+        for out in drain_transmits(&mut peer) {
+            if let Some(PeerMsg::PingReq {
+                probe_id, target, ..
+            }) = witness.open(&out.bytes)
+            {
+                let ack = witness.seal(&PeerMsg::PingReqAck {
+                    probe_id,
+                    target,
+                    alive: true,
+                });
+                peer.handle_datagram(t, witness.udp(), &ack);
+                vouched += 1;
+            }
+        }
+        if t < deadline {
+            assert!(
+                peer.neighbours(t).iter().any(|n| n.id == silent),
+                "dropped before its deadline"
+            );
+        }
+    }
+    assert!(vouched >= 1, "the witness was asked and vouched");
+    assert!(
+        !peer.neighbours(t).iter().any(|n| n.id == silent),
+        "a link that never spoke outlived its deadline on a witness's word"
+    );
+    let events = drain_events(&mut peer);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::NeighbourDown {
+            reason: highway_core::DownReason::Silent,
+            ..
+        }
+    )));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ReportFailed { .. }))
+    );
+    assert_eq!(peer.degree(), 1, "the witness's own link stays");
+}
