@@ -28,5 +28,5 @@ pub use link::{LinkState, ReplayWindow};
 pub use overlay::InboundAnswer;
 pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};
 pub use reachability::{NatClass, Observation, Reachability, classify};
-pub use reverse::{ReverseError, reachable_hit};
+pub use reverse::ReverseError;
 pub use search::{Catalog, LocalFile, SearchError, SearchRequest};

@@ -521,7 +521,7 @@ impl Peer {
 
     pub(crate) fn drop_link(&mut self, peer: &NodeId, reason: DownReason) -> Option<Link> {
         let link = self.links.remove(peer)?;
-        if !link.heard && matches!(reason, DownReason::Failed | DownReason::Silent) {
+        if reason == DownReason::Silent {
             self.stats.links_lost_unheard += 1;
             // Link after link came up over TCP and never carried a datagram: UDP does not
             // get through from here. Later links ask to travel over their TCP connection.
@@ -545,24 +545,13 @@ impl Peer {
         self.maintain(now);
     }
 
+    /// Only links that spoke get here: one that never did is dropped as silent first
+    /// (`check_neighbours`), so a peer whose UDP is blocked accuses and shuns no one.
     pub(crate) fn fail(&mut self, now: Instant, peer: &NodeId) {
-        if self.links.get(peer).is_some_and(|l| l.path.is_none()) {
-            // It never spoke: nothing says it is dead, only that this link never worked.
-            self.drop_link(peer, DownReason::Silent);
-            self.maintain(now);
-            return;
-        }
         let Some(link) = self.drop_link(peer, DownReason::Failed) else {
             return;
         };
         self.stats.failures += 1;
-        // A peer that never heard a datagram on any link more likely has a problem of its
-        // own (UDP blocked) than a dead neighbour: it accuses no one and shuns no one (its
-        // next links, over TCP, may well be with the same peers).
-        if !self.heard_on_a_link {
-            self.repair_from(now, link);
-            return;
-        }
         self.emit(Event::ReportFailed { id: *peer });
         if self.overlay.quarantine.len() >= MAX_QUARANTINE {
             self.overlay.quarantine.pop_front();

@@ -66,15 +66,12 @@ pub struct Reachability {
     pub observations: Vec<Observation>,
 }
 
-/// Classifies from the observations; `local` is the bound UDP address.
-pub fn classify(
-    local: SocketAddr,
-    observations: &[Observation],
-    heard_on_a_link: bool,
-    links_lost_unheard: u64,
-) -> NatClass {
+/// Classifies from the observations; `local` is the bound UDP address, `udp_blocked` the
+/// peer's conclusion that UDP does not get through (links that never carried a datagram;
+/// see [`UNHEARD_LINKS_FOR_BLOCKED`]).
+pub fn classify(local: SocketAddr, observations: &[Observation], udp_blocked: bool) -> NatClass {
     if observations.is_empty() {
-        return if !heard_on_a_link && links_lost_unheard >= UNHEARD_LINKS_FOR_BLOCKED {
+        return if udp_blocked {
             NatClass::UdpBlocked
         } else {
             NatClass::Unknown
@@ -116,16 +113,7 @@ impl Peer {
             })
             .collect();
         observations.sort_by_key(|o| o.observer);
-        let class = if self.udp_blocked && observations.is_empty() {
-            NatClass::UdpBlocked
-        } else {
-            classify(
-                self.addr.udp_addr(),
-                &observations,
-                self.heard_on_a_link,
-                self.stats.links_lost_unheard,
-            )
-        };
+        let class = classify(self.addr.udp_addr(), &observations, self.udp_blocked);
         Reachability {
             class,
             dialable: self.dialable,
@@ -153,7 +141,7 @@ mod tests {
         let local: SocketAddr = "192.0.2.10:4000".parse().unwrap();
         let a = |o: &str| obs(1, "203.0.113.1:5000", o);
         let b = |o: &str| obs(2, "203.0.113.2:5000", o);
-        let class = |list: &[Observation]| classify(local, list, true, 0);
+        let class = |list: &[Observation]| classify(local, list, false);
         assert_eq!(
             class(&[a("192.0.2.10:4000"), b("192.0.2.10:4000")]),
             NatClass::Public
@@ -175,19 +163,16 @@ mod tests {
             classify(
                 any,
                 &[a("198.51.100.4:4000"), b("198.51.100.4:4000")],
-                true,
-                0
+                false
             ),
             NatClass::Public
         );
     }
 
     #[test]
-    fn silence_on_every_link_means_udp_is_blocked() {
+    fn with_no_observer_only_blocked_udp_decides() {
         let local: SocketAddr = "192.0.2.10:4000".parse().unwrap();
-        assert_eq!(classify(local, &[], false, 0), NatClass::Unknown);
-        assert_eq!(classify(local, &[], false, 1), NatClass::Unknown);
-        assert_eq!(classify(local, &[], false, 2), NatClass::UdpBlocked);
-        assert_eq!(classify(local, &[], true, 5), NatClass::Unknown);
+        assert_eq!(classify(local, &[], false), NatClass::Unknown);
+        assert_eq!(classify(local, &[], true), NatClass::UdpBlocked);
     }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use highway_wire::NodeId;
 use highway_wire::peer::reverse::ReverseHello;
-use highway_wire::peer::{Hit, PeerMsg, Relay};
+use highway_wire::peer::{PeerMsg, Relay};
 
 use crate::api::Event;
 use crate::peer::Peer;
@@ -95,9 +95,4 @@ impl Peer {
         relays.truncate(highway_wire::peer::search::MAX_HIT_RELAYS);
         relays
     }
-}
-
-/// True when `hit` can be fetched: directly, or through one of its relays.
-pub fn reachable_hit(hit: &Hit) -> bool {
-    hit.dialable || !hit.relays.is_empty()
 }

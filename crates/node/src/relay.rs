@@ -204,6 +204,19 @@ impl RelayHub {
         let _ = stream.shutdown().await;
     }
 
+    /// Refuses (and counts) when relaying is off (`--no-relay`).
+    fn relaying(&self) -> Result<(), Refusal> {
+        if self.config.enabled {
+            return Ok(());
+        }
+        bump(&self.counters.refused_off);
+        Err((
+            403,
+            "relay_off",
+            "this peer does not relay (--no-relay); try another relay".to_string(),
+        ))
+    }
+
     /// As a relay: fetches `target` from neighbour `holder` for the client on `stream`.
     async fn relay(
         &self,
@@ -212,14 +225,7 @@ impl RelayHub {
         target: String,
         head: &Head,
     ) -> Result<(), Refusal> {
-        if !self.config.enabled {
-            bump(&self.counters.refused_off);
-            return Err((
-                403,
-                "relay_off",
-                "this peer does not relay (--no-relay); try another relay".to_string(),
-            ));
-        }
+        self.relaying()?;
         let Ok(_circuit) = self.circuits.clone().try_acquire_owned() else {
             bump(&self.counters.refused_full);
             return Err((
@@ -245,14 +251,7 @@ impl RelayHub {
         holder: NodeId,
         head: &Head,
     ) -> Result<(), Refusal> {
-        if !self.config.enabled {
-            bump(&self.counters.refused_off);
-            return Err((
-                403,
-                "relay_off",
-                "this peer does not relay (--no-relay)".into(),
-            ));
-        }
+        self.relaying()?;
         let (token, to) = head.push_body()?;
         // The holder will connect where this names: only to the asker itself, never to a
         // third party.
