@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use highway_wire::peer::NeighbourEntry;
-use highway_wire::peer::handshake::{Initiator, LinkKeys};
+use highway_wire::peer::handshake::LinkKeys;
 use highway_wire::{NodeId, PeerAddr};
 
 /// Inputs besides datagrams and time: what the runtime was asked to do, and how it went.
@@ -16,22 +16,13 @@ pub enum Command {
     Candidates(Vec<NeighbourEntry>),
     /// The Gatekeeper could not be asked; try again after a backoff.
     GatekeeperFailed,
-    /// A handshake finished and the link is verified. For an inbound link the runtime
-    /// sends the final "established" frame after this returns.
-    LinkUp(LinkUp),
-    /// An outbound handshake ([`Event::Connect`]) ended without a link.
-    ConnectFailed {
-        my_link_id: u64,
-        outcome: ConnectOutcome,
-    },
-    /// An inbound handshake this peer answered with "accept" did not complete.
-    HandshakeAborted { my_link_id: u64 },
     /// Leave the overlay: neighbours and the Gatekeeper are told.
     Leave,
 }
 
+/// A verified link, for the overlay to install.
 #[derive(Debug, Clone)]
-pub struct LinkUp {
+pub(crate) struct LinkUp {
     pub my_link_id: u64,
     pub their_link_id: u64,
     pub peer: NodeId,
@@ -43,14 +34,14 @@ pub struct LinkUp {
     /// The other peer can be dialled at `addr` (its hello said so; true for peers we
     /// dialled ourselves). Undialable peers are never handed on as dialable.
     pub dialable: bool,
-    /// The link's datagrams travel over the handshake's TCP connection, kept open by the
-    /// runtime, which hands them in and takes them out as if from and to this address
-    /// (the connection's remote address); `None`: over UDP.
-    pub stream: Option<SocketAddr>,
+    /// The handshake's connection (and its remote address) stays open and carries the
+    /// link's datagrams; `None`: they travel over UDP.
+    pub carrier: Option<(crate::ConnId, SocketAddr)>,
 }
 
+/// How one of our dials ended without a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectOutcome {
+pub(crate) enum ConnectOutcome {
     /// No TCP connection, a timeout, or a broken handshake.
     Unreachable,
     /// The peer has no free slot; its neighbours are where to look next.
@@ -58,9 +49,6 @@ pub enum ConnectOutcome {
     /// The peer declined (already linked, leaving, or it was ourselves), or accepted
     /// and then had no room left when we confirmed.
     Rejected { neighbours: Vec<NeighbourEntry> },
-    /// The runtime did not start the dial (too many running): nothing was learnt about
-    /// the address, so it does not back off.
-    NotStarted,
 }
 
 /// Outputs besides datagrams: work for the runtime, and news for whoever watches.
@@ -69,18 +57,6 @@ pub enum Event {
     /// Ask the Gatekeeper for candidates; answer with [`Command::Candidates`] or
     /// [`Command::GatekeeperFailed`].
     GatekeeperJoin,
-    /// Open TCP to `addr`, send `hello`, read the welcome, finish with `initiator`, and
-    /// report [`Command::LinkUp`] or [`Command::ConnectFailed`] with `my_link_id`.
-    Connect {
-        my_link_id: u64,
-        addr: PeerAddr,
-        expected: Option<NodeId>,
-        initiator: Box<Initiator>,
-        hello: Vec<u8>,
-        /// The hello asks to keep the connection for the link's datagrams (UDP seems
-        /// blocked here): keep it, and report it in [`LinkUp::stream`].
-        stream: bool,
-    },
     NeighbourUp {
         id: NodeId,
         addr: PeerAddr,
@@ -196,7 +172,8 @@ pub struct Stats {
     pub bad_tags: u64,
     pub replays: u64,
     pub unknown_links: u64,
-    /// Datagrams on a link we dialled, arriving before our side installed it.
+    /// Datagrams on a link we dialled, arriving before our side installed it (held, and
+    /// read once it is).
     pub early_link_datagrams: u64,
     pub stranger_replies: u64,
     pub stranger_dropped: u64,
@@ -277,4 +254,30 @@ pub struct Stats {
     pub reverse_requests_received: u64,
     pub reverse_refused_budget: u64,
     pub reverse_refused_address: u64,
+    /// Our dials: started, linked, answered "full", refused (also: accepted, then closed
+    /// without "established"), and welcomes that failed verification (a different or no
+    /// peer at the address). Unanswered ones are `dials_unanswered`.
+    pub dials_started: u64,
+    pub dials_linked: u64,
+    pub dials_full: u64,
+    pub dials_rejected: u64,
+    pub dial_bad_welcomes: u64,
+    /// Inbound handshake connections: linked, failed (broken, closed, bad frames or
+    /// signatures), refused at once (too many in progress, in total or from one source),
+    /// and closed for sending no hello in time.
+    pub inbound_linked: u64,
+    pub inbound_failed: u64,
+    pub inbound_refused_busy: u64,
+    pub inbound_refused_per_ip: u64,
+    pub inbound_hello_timeouts: u64,
+    /// Reverse hellos handed to the runtime, and refused (bytes followed the frame).
+    pub reverse_hellos: u64,
+    pub reverse_hellos_refused: u64,
+    /// Connections closed for a frame over the size limit.
+    pub conn_frame_errors: u64,
+    /// Link datagrams carried over TCP, each way.
+    pub carried_datagrams_in: u64,
+    pub carried_datagrams_out: u64,
+    /// Early link datagrams dropped: more than [`crate::MAX_EARLY_DATAGRAMS`] for one dial.
+    pub early_link_dropped: u64,
 }

@@ -101,6 +101,15 @@ pub struct Config {
     /// with each further failure up to `dial_backoff_max`.
     pub dial_backoff_min: Duration,
     pub dial_backoff_max: Duration,
+    /// Inbound handshake connections (hello or confirm still to come) at once; further
+    /// connections are refused at once.
+    pub max_inbound_handshakes: usize,
+    /// Of those, from one source address (an IPv6 /64 counts as one): idle connections
+    /// from one address cannot take the slots a handshake from another needs.
+    pub max_inbound_handshakes_per_ip: usize,
+    /// How long a new connection has to deliver its hello. An initiator writes it as
+    /// soon as it is connected, so only an idle (or trickling) connection takes longer.
+    pub hello_timeout: Duration,
 }
 
 impl Default for Config {
@@ -143,6 +152,9 @@ impl Default for Config {
             reverse_per_interval: 64,
             dial_backoff_min: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(300),
+            max_inbound_handshakes: 64,
+            max_inbound_handshakes_per_ip: 4,
+            hello_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -234,6 +246,12 @@ impl Config {
             ),
             ("max dial failures", self.max_dial_failures == 0),
             ("dial backoff", self.dial_backoff_min.is_zero()),
+            ("max inbound handshakes", self.max_inbound_handshakes == 0),
+            (
+                "max inbound handshakes per ip",
+                self.max_inbound_handshakes_per_ip == 0,
+            ),
+            ("hello timeout", self.hello_timeout.is_zero()),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));

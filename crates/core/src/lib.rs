@@ -12,6 +12,7 @@
 
 mod api;
 mod config;
+mod conns;
 mod detector;
 mod dials;
 mod link;
@@ -21,11 +22,11 @@ mod reachability;
 mod reverse;
 mod search;
 
-pub use api::{Command, ConnectOutcome, DownReason, Event, LinkUp, NeighbourView, Stats, Transmit};
+pub use api::{Command, DownReason, Event, NeighbourView, Stats, Transmit};
 pub use config::{Config, ConfigError};
+pub use conns::{ConnId, ConnIo, MAX_CONN_IO, MAX_EARLY_DATAGRAMS};
 pub use dials::source_bucket;
 pub use link::{LinkState, ReplayWindow};
-pub use overlay::InboundAnswer;
 pub use peer::{MAX_EVENTS, MAX_TRANSMITS, Peer, Phase};
 pub use reachability::{NatClass, Observation, Reachability, classify};
 pub use reverse::ReverseError;

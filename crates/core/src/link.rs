@@ -71,8 +71,9 @@ pub struct Link {
     pub path: Option<SocketAddr>,
     /// An authenticated datagram arrived on this link.
     pub heard: bool,
-    /// Its datagrams travel over a TCP connection the runtime keeps (`path` names it).
-    pub stream: bool,
+    /// The TCP connection its datagrams travel over (`path` is its remote address);
+    /// `None`: over UDP.
+    pub conn: Option<crate::ConnId>,
     /// How the neighbour sees our UDP socket (echoed in its heartbeat acks).
     pub observed_me: Option<SocketAddr>,
     /// Reverse requests it may still make this heartbeat interval.

@@ -30,6 +30,9 @@ pub(crate) struct PendingOut {
     /// Where we dialled: backs off if the dial goes unanswered.
     pub addr: PeerAddr,
     pub since: Instant,
+    /// Link datagrams that arrived before "established" (source, bytes), read once the
+    /// link is installed; at most [`crate::MAX_EARLY_DATAGRAMS`].
+    pub early: Vec<(std::net::SocketAddr, Vec<u8>)>,
 }
 
 /// An inbound handshake we accepted, waiting for the initiator's confirm.
@@ -112,15 +115,14 @@ impl Overlay {
     }
 }
 
-/// What the runtime sends back to a peer that opened a handshake with us.
+/// How we answer a peer that opened a handshake with us.
 #[derive(Debug)]
-pub struct InboundAnswer {
+pub(crate) struct InboundAnswer {
     /// Present when a link was accepted: finish it with the initiator's confirm.
     pub responder: Option<Responder>,
     /// The framed welcome to write.
     pub welcome: Vec<u8>,
     pub my_link_id: u64,
-    pub initiator: NodeId,
     pub initiator_addr: PeerAddr,
     /// The initiator said it can be dialled and connected from the address it names
     /// (pass on in [`crate::LinkUp::dialable`]).
@@ -294,22 +296,23 @@ impl Peer {
             Purpose::Link,
             seed,
         );
+        let dialing = crate::conns::Dialing {
+            my_link_id,
+            initiator,
+            expected,
+            addr,
+            stream,
+        };
+        self.open_conn(now, addr.tcp_addr(), dialing, hello);
         self.overlay.pending_out.insert(
             my_link_id,
             PendingOut {
                 expected,
                 addr,
                 since: now,
+                early: Vec::new(),
             },
         );
-        self.emit(Event::Connect {
-            my_link_id,
-            addr,
-            expected,
-            initiator: Box::new(initiator),
-            hello,
-            stream,
-        });
     }
 
     /// Decides on an inbound handshake that arrived from `from` (the connection's source
@@ -322,7 +325,7 @@ impl Peer {
     /// past either the hello is answered "full" too.
     ///
     /// [`Command::LinkUp`]: crate::Command::LinkUp
-    pub fn answer_hello(
+    pub(crate) fn answer_hello(
         &mut self,
         now: Instant,
         from: IpAddr,
@@ -389,7 +392,6 @@ impl Peer {
             responder,
             welcome,
             my_link_id,
-            initiator: hello.initiator,
             initiator_addr: hello.initiator_addr,
             initiator_dialable,
             stream: hello.stream,
@@ -442,9 +444,10 @@ impl Peer {
             // speaks: its first heartbeat follows our "established" at once, from its
             // mapping.
             path: up
-                .stream
+                .carrier
+                .map(|(_, remote)| remote)
                 .or_else(|| (!up.inbound || up.dialable).then(|| up.addr.udp_addr())),
-            stream: up.stream.is_some(),
+            conn: up.carrier.map(|(conn, _)| conn),
             heard: false,
             observed_me: None,
             reverse_budget: self.config.reverse_per_interval,
@@ -504,7 +507,6 @@ impl Peer {
                 self.stats.dials_unanswered += 1;
                 self.overlay.dial_backoff.failed(now, tcp);
             }
-            ConnectOutcome::NotStarted => {}
         }
         self.maintain(now);
     }
@@ -532,6 +534,9 @@ impl Peer {
             }
         }
         self.by_link_id.remove(&link.my_link_id);
+        if let Some(conn) = link.conn {
+            self.close_conn(conn);
+        }
         self.emit(Event::NeighbourDown { id: *peer, reason });
         self.search_link_down(peer);
         Some(link)
@@ -600,6 +605,7 @@ impl Peer {
         self.overlay.frontier.clear();
         self.overlay.pending_out.clear();
         self.overlay.pending_in.clear();
+        self.close_all_conns();
         if self.phase == Phase::Running {
             self.emit(Event::GatekeeperLeave);
         }

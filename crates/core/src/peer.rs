@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::api::{Command, Event, NeighbourView, Stats, Transmit};
 use crate::config::Config;
+use crate::conns::{Conns, MAX_EARLY_DATAGRAMS};
 use crate::detector::WitnessRequest;
 use crate::link::Link;
 use crate::overlay::Overlay;
@@ -64,6 +65,7 @@ pub struct Peer {
     pub(crate) stranger_budget: u32,
     pub(crate) last_refute: Option<Instant>,
     pub(crate) search: SearchState,
+    pub(crate) conns: Conns,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -102,6 +104,7 @@ impl Peer {
             stranger_budget,
             last_refute: None,
             search: SearchState::default(),
+            conns: Conns::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -157,7 +160,7 @@ impl Peer {
                 addr: l.addr,
                 udp_path: l.path,
                 dialable: l.dialable,
-                over_tcp: l.stream,
+                over_tcp: l.conn.is_some(),
                 observed_me: l.observed_me,
                 state: l.state.name(),
                 inbound: !l.initiated_by_me,
@@ -172,6 +175,15 @@ impl Peer {
             .collect();
         out.sort_by_key(|n| n.id);
         out
+    }
+
+    /// Our id for the link with `peer` and its keys: for tests and tools that read a
+    /// link's traffic. Running a peer never needs them.
+    pub fn link_keys(
+        &self,
+        peer: &NodeId,
+    ) -> Option<(u64, &highway_wire::peer::handshake::LinkKeys)> {
+        self.links.get(peer).map(|l| (l.my_link_id, &l.keys))
     }
 
     /// Feeds one received datagram. Anything malformed, forged or replayed is counted
@@ -191,10 +203,16 @@ impl Peer {
         match frame {
             Datagram::Link(frame) => {
                 let Some(&peer) = self.by_link_id.get(&frame.link_id) else {
-                    if self.overlay.pending_out.contains_key(&frame.link_id) {
+                    if let Some(pending) = self.overlay.pending_out.get_mut(&frame.link_id) {
                         // Our dial's link is up on the other side already; ours follows
-                        // in a moment. Not a stranger: no "not your neighbour".
-                        self.stats.early_link_datagrams += 1;
+                        // in a moment (with "established"): held until then. Not a
+                        // stranger: no "not your neighbour".
+                        if pending.early.len() < MAX_EARLY_DATAGRAMS {
+                            self.stats.early_link_datagrams += 1;
+                            pending.early.push((from, bytes.to_vec()));
+                        } else {
+                            self.stats.early_link_dropped += 1;
+                        }
                         return;
                     }
                     self.unknown_link(from, frame.link_id, bytes.len());
@@ -254,6 +272,7 @@ impl Peer {
         self.expire_routes(now);
         self.check_neighbours(now);
         self.expire_witness_requests(now);
+        self.expire_conns(now);
         self.expire_handshakes(now);
         self.maintain(now);
     }
@@ -269,14 +288,6 @@ impl Peer {
             }
             Command::Candidates(candidates) => self.on_candidates(now, candidates),
             Command::GatekeeperFailed => self.on_gatekeeper_failed(now),
-            Command::LinkUp(up) => self.on_link_up(now, up),
-            Command::ConnectFailed {
-                my_link_id,
-                outcome,
-            } => self.on_connect_failed(now, my_link_id, outcome),
-            Command::HandshakeAborted { my_link_id } => {
-                self.overlay.pending_in.remove(&my_link_id);
-            }
             Command::Leave => self.leave(),
         }
     }
@@ -318,6 +329,9 @@ impl Peer {
         if let Some(at) = self.next_route_deadline() {
             next = next.min(at);
         }
+        if let Some(at) = self.conns.next_deadline() {
+            next = next.min(at);
+        }
         Some(next)
     }
 
@@ -347,7 +361,10 @@ impl Peer {
             return;
         };
         let bytes = link.seal(msg);
-        self.transmit(to, bytes);
+        match link.conn {
+            Some(conn) => self.write_carried(conn, &bytes),
+            None => self.transmit(to, bytes),
+        }
     }
 
     /// Spends one unit of the per-interval budget for answering strangers.

@@ -103,7 +103,7 @@ impl Peer {
             .links
             .values()
             // Over a TCP connection the echo is the TCP mapping: nothing about UDP.
-            .filter(|l| !l.stream)
+            .filter(|l| l.conn.is_none())
             .filter_map(|l| {
                 Some(Observation {
                     observer: l.id,

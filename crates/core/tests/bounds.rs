@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use harness::{Fake, drain_events, drain_transmits, solo};
-use highway_core::{Command, Config, LinkUp, MAX_EVENTS, MAX_TRANSMITS};
-use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, Purpose, split_frame};
+use highway_core::{Config, MAX_EVENTS, MAX_TRANSMITS};
+use highway_wire::peer::handshake::{
+    Initiator, InitiatorOutcome, Purpose, is_established, split_frame,
+};
 use highway_wire::peer::{Datagram, Heartbeat, PeerMsg, Probe, decode};
 
 fn payload(framed: &[u8]) -> &[u8] {
@@ -41,56 +43,31 @@ fn confirmations_beyond_max_degree_are_refused() {
         let key = harness::key(seed);
         let (initiator, hello) =
             Initiator::start(&key, harness::addr(seed), Purpose::Link, [seed; 32]);
-        let answer = hub
-            .answer_hello(now, harness::addr(seed).ip, payload(&hello))
-            .unwrap();
-        assert!(answer.responder.is_some(), "hello {seed} accepted");
-        accepted.push((seed, initiator, answer));
+        let from = harness::addr(seed).tcp_addr();
+        let (conn, reply) = harness::send_hello(&mut hub, now, from, &hello);
+        assert!(!reply.closed, "hello {seed} accepted");
+        accepted.push((seed, initiator, conn, reply.written));
     }
 
     // One handshake breaks off: the others still confirm.
-    let (_, _, aborted) = accepted.pop().unwrap();
-    hub.handle_command(
-        now,
-        Command::HandshakeAborted {
-            my_link_id: aborted.my_link_id,
-        },
-    );
+    let (_, _, aborted, _) = accepted.pop().unwrap();
+    hub.handle_conn_closed(now, aborted);
 
     let mut installed = 0;
-    for (seed, initiator, answer) in accepted {
+    for (seed, initiator, conn, welcome) in accepted {
         let InitiatorOutcome::Linked {
             keys: _, confirm, ..
         } = initiator
-            .on_welcome(
-                payload(&answer.welcome),
-                Some(hub.id()),
-                1000 + u64::from(seed),
-            )
+            .on_welcome(payload(&welcome), Some(hub.id()), 1000 + u64::from(seed))
             .unwrap()
         else {
             panic!("accepted");
         };
-        let done = answer
-            .responder
-            .unwrap()
-            .on_confirm(payload(&confirm))
-            .unwrap();
-        hub.handle_command(
-            now,
-            Command::LinkUp(LinkUp {
-                my_link_id: answer.my_link_id,
-                their_link_id: done.initiator_link_id,
-                peer: done.initiator,
-                addr: answer.initiator_addr,
-                keys: done.keys,
-                their_neighbours: Vec::new(),
-                inbound: true,
-                dialable: true,
-                stream: None,
-            }),
-        );
-        installed += usize::from(hub.has_link(answer.my_link_id));
+        hub.handle_conn_bytes(now, conn, &confirm);
+        let reply = harness::reply(&mut hub, conn);
+        assert!(reply.closed, "the link lives on UDP: the connection closes");
+        installed +=
+            usize::from(!reply.written.is_empty() && is_established(payload(&reply.written)));
     }
     assert_eq!(installed, max);
     assert_eq!(hub.degree(), max);
@@ -102,12 +79,10 @@ fn confirmations_beyond_max_degree_are_refused() {
         Purpose::Link,
         [40; 32],
     );
-    let answer = hub
-        .answer_hello(now, harness::addr(40).ip, payload(&hello))
-        .unwrap();
-    assert!(answer.responder.is_none());
+    let (_, reply) = harness::send_hello(&mut hub, now, harness::addr(40).tcp_addr(), &hello);
+    assert!(reply.closed, "answered and closed");
     match initiator
-        .on_welcome(payload(&answer.welcome), Some(hub.id()), 1)
+        .on_welcome(payload(&reply.written), Some(hub.id()), 1)
         .unwrap()
     {
         InitiatorOutcome::NotLinked { neighbours, .. } => assert_eq!(neighbours.len(), max),

@@ -6,9 +6,12 @@ mod harness;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use harness::Reply;
 use harness::{Fake, drain_events, drain_transmits, ms, solo};
-use highway_core::{Command, Config, ConnectOutcome, Event, InboundAnswer, Peer, SearchRequest};
-use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, Purpose, split_frame};
+use highway_core::{Command, Config, ConnId, ConnIo, Event, Peer, SearchRequest};
+use highway_wire::peer::handshake::{
+    Decision, Hello, Initiator, InitiatorOutcome, Purpose, Responder, is_established, split_frame,
+};
 use highway_wire::peer::{Hit, NeighbourEntry, PeerMsg, QueryTarget};
 use highway_wire::{ContentId, NodeId, PeerAddr};
 
@@ -21,41 +24,31 @@ fn ip(text: &str) -> IpAddr {
 }
 
 /// A hello from the peer with key seed `seed`, naming (and sent from) `at`.
-fn hello(peer: &mut Peer, now: Instant, seed: u8, at: IpAddr) -> (Initiator, InboundAnswer) {
+fn hello(peer: &mut Peer, now: Instant, seed: u8, at: IpAddr) -> (Initiator, ConnId, Reply) {
     let addr = PeerAddr::new(at, 7000, 7001);
     let (initiator, hello) = Initiator::start(&harness::key(seed), addr, Purpose::Link, [seed; 32]);
-    let answer = peer.answer_hello(now, at, payload(&hello)).unwrap();
-    (initiator, answer)
+    let (conn, reply) = harness::send_hello(peer, now, addr.tcp_addr(), &hello);
+    (initiator, conn, reply)
 }
 
-/// Finishes an accepted handshake: the initiator confirms and the peer gets the link.
-fn confirm(peer: &mut Peer, now: Instant, initiator: Initiator, answer: InboundAnswer) -> bool {
+/// Finishes an accepted handshake: the initiator confirms and the peer installs the
+/// link (says "established").
+fn confirm(
+    peer: &mut Peer,
+    now: Instant,
+    initiator: Initiator,
+    conn: ConnId,
+    welcome: &Reply,
+) -> bool {
     let InitiatorOutcome::Linked { confirm, .. } = initiator
-        .on_welcome(payload(&answer.welcome), Some(peer.id()), 77)
+        .on_welcome(payload(&welcome.written), Some(peer.id()), 77)
         .unwrap()
     else {
         panic!("not accepted");
     };
-    let done = answer
-        .responder
-        .expect("accepted")
-        .on_confirm(payload(&confirm))
-        .unwrap();
-    peer.handle_command(
-        now,
-        Command::LinkUp(highway_core::LinkUp {
-            my_link_id: answer.my_link_id,
-            their_link_id: done.initiator_link_id,
-            peer: done.initiator,
-            addr: answer.initiator_addr,
-            keys: done.keys,
-            their_neighbours: Vec::new(),
-            inbound: true,
-            dialable: true,
-            stream: None,
-        }),
-    );
-    peer.has_link(answer.my_link_id)
+    peer.handle_conn_bytes(now, conn, &confirm);
+    let reply = harness::reply(peer, conn);
+    !reply.written.is_empty() && is_established(payload(&reply.written))
 }
 
 /// Finding 4 of issue 10: three accepted-but-never-confirmed hellos made a peer with two
@@ -69,18 +62,18 @@ fn hellos_that_never_confirm_do_not_make_a_peer_full() {
     Fake::link(&mut peer, now, 51);
     assert_eq!(peer.config().max_degree, 5);
     for seed in 60..63u8 {
-        let (_, answer) = hello(&mut peer, now, seed, ip(&format!("192.0.2.{seed}")));
-        assert!(
-            answer.responder.is_some(),
-            "the attacker's hello is accepted"
-        );
+        let (_, _, reply) = hello(&mut peer, now, seed, ip(&format!("192.0.2.{seed}")));
+        assert!(!reply.closed, "the attacker's hello is accepted");
     }
-    let (initiator, answer) = hello(&mut peer, now, 70, ip("198.51.100.7"));
+    let (initiator, conn, reply) = hello(&mut peer, now, 70, ip("198.51.100.7"));
     assert!(
-        answer.responder.is_some(),
+        !reply.closed,
         "a legitimate hello is accepted while three others never confirm"
     );
-    assert!(confirm(&mut peer, now, initiator, answer), "and it links");
+    assert!(
+        confirm(&mut peer, now, initiator, conn, &reply),
+        "and it links"
+    );
     assert_eq!(peer.degree(), 3);
 }
 
@@ -99,7 +92,7 @@ fn pending_handshakes_are_capped_per_source_and_overall() {
     let mut seed = 10;
     let mut next = |peer: &mut Peer, at: IpAddr| {
         seed += 1;
-        hello(peer, now, seed, at).1.responder.is_some()
+        !hello(peer, now, seed, at).2.closed
     };
     assert!(next(&mut peer, attacker));
     assert!(next(&mut peer, ip("2001:db8:7:7::2")), "same /64, second");
@@ -117,9 +110,9 @@ fn pending_handshakes_are_capped_per_source_and_overall() {
     // The handshake timeout releases them.
     let later = now + peer.config().handshake_timeout;
     peer.handle_timeout(later);
-    let (initiator, answer) = hello(&mut peer, later, 99, attacker);
-    assert!(answer.responder.is_some());
-    assert!(confirm(&mut peer, later, initiator, answer));
+    let (initiator, conn, reply) = hello(&mut peer, later, 99, attacker);
+    assert!(!reply.closed);
+    assert!(confirm(&mut peer, later, initiator, conn, &reply));
 }
 
 /// A hello naming an address no peer could have is rejected: we would send heartbeats
@@ -132,21 +125,31 @@ fn hellos_naming_undialable_addresses_are_rejected() {
         .iter()
         .enumerate()
     {
-        let (_, answer) = hello(&mut peer, now, 20 + n as u8, ip(bad));
-        assert!(answer.responder.is_none(), "{bad}");
+        let (_, _, reply) = hello(&mut peer, now, 20 + n as u8, ip(bad));
+        assert!(reply.closed, "{bad}");
     }
     assert_eq!(peer.stats().hellos_refused_address, 4);
 }
 
+/// How a dialled address answers in [`drive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Nothing answers: the connection fails.
+    Unreachable,
+    /// The candidate answers "full" (with no neighbours to try).
+    Full,
+}
+
 /// What a runtime does for a peer that keeps searching: every `GatekeeperJoin` is
-/// answered with `candidates`, every dial ends as `answer` says for its address. Returns
-/// the addresses dialled, in order, over `span` of virtual time in 10 ms steps.
+/// answered with `candidates`, every dial ends as `answer` says for its address (a
+/// "full" welcome signed by the candidate's key). Returns the addresses dialled, in
+/// order, over `span` of virtual time in 10 ms steps.
 fn drive(
     peer: &mut Peer,
     start: Instant,
     span: Duration,
     candidates: &[NeighbourEntry],
-    answer: impl Fn(&PeerAddr) -> ConnectOutcome,
+    answer: impl Fn(&PeerAddr) -> Answer,
 ) -> Vec<(Duration, PeerAddr)> {
     let mut dialled = Vec::new();
     let mut now = start;
@@ -157,22 +160,42 @@ fn drive(
             peer.handle_timeout(now);
         }
         while let Some(event) = peer.poll_event() {
-            match event {
-                Event::GatekeeperJoin => {
-                    peer.handle_command(now, Command::Candidates(candidates.to_vec()));
-                }
-                Event::Connect {
-                    my_link_id, addr, ..
-                } => {
+            if let Event::GatekeeperJoin = event {
+                peer.handle_command(now, Command::Candidates(candidates.to_vec()));
+            }
+        }
+        let mut opened = Vec::new();
+        let work: Vec<ConnIo> = std::iter::from_fn(|| peer.poll_conn()).collect();
+        for io in work {
+            match io {
+                ConnIo::Open { conn, to } => {
+                    let addr = PeerAddr::new(to.ip(), to.port(), to.port());
                     dialled.push((now - start, addr));
-                    let outcome = answer(&addr);
-                    peer.handle_command(
-                        now,
-                        Command::ConnectFailed {
-                            my_link_id,
-                            outcome,
-                        },
+                    match answer(&addr) {
+                        Answer::Unreachable => peer.handle_conn_closed(now, conn),
+                        Answer::Full => opened.push((conn, addr)),
+                    }
+                }
+                ConnIo::Write { conn, bytes } => {
+                    let Some(&(_, addr)) = opened.iter().find(|(c, _)| *c == conn) else {
+                        continue;
+                    };
+                    let candidate = candidates.iter().find(|e| e.addr == addr).unwrap();
+                    let seed = (0..=255u8)
+                        .find(|s| harness::id_of(*s) == candidate.id)
+                        .unwrap();
+                    let hello = payload(&bytes);
+                    let decoded = Hello::decode(hello).unwrap();
+                    let (_, welcome) = Responder::answer(
+                        &harness::key(seed),
+                        hello,
+                        &decoded,
+                        Decision::Full,
+                        1,
+                        Vec::new(),
+                        [seed; 32],
                     );
+                    peer.handle_conn_bytes(now, conn, &welcome);
                 }
                 _ => {}
             }
@@ -216,11 +239,9 @@ fn an_address_that_never_answers_is_dialled_with_exponential_backoff() {
         &[bystander, full],
         |addr| {
             if *addr == bystander.addr {
-                ConnectOutcome::Unreachable
+                Answer::Unreachable
             } else {
-                ConnectOutcome::Full {
-                    neighbours: Vec::new(),
-                }
+                Answer::Full
             }
         },
     );
@@ -257,9 +278,7 @@ fn an_address_that_never_answers_is_dialled_with_exponential_backoff() {
         later,
         Duration::from_secs(5),
         std::slice::from_ref(&bystander),
-        |_| ConnectOutcome::Full {
-            neighbours: Vec::new(),
-        },
+        |_| Answer::Full,
     );
     assert!(dialled.len() > 20, "{}", dialled.len());
 }
@@ -279,7 +298,7 @@ fn undialable_candidates_are_never_dialled() {
         entry(7, "192.0.2.1:0"),
     ];
     let dialled = drive(&mut peer, start, Duration::from_secs(2), &bad, |_| {
-        ConnectOutcome::Unreachable
+        Answer::Unreachable
     });
     assert!(dialled.is_empty(), "{dialled:?}");
     assert!(peer.stats().dials_refused_address >= bad.len() as u64);
@@ -343,28 +362,4 @@ fn forged_hits_with_undialable_servers_never_reach_the_searcher() {
         .map(|h| h.server)
         .collect();
     assert_eq!(seen, vec!["192.0.2.6:8080".parse::<SocketAddr>().unwrap()]);
-}
-
-/// A dial the runtime could not start (too many running) says nothing about the address:
-/// it does not back off.
-#[test]
-fn a_dial_not_started_does_not_back_off() {
-    let config = Config {
-        join_backoff_min: ms(100),
-        join_backoff_max: ms(100),
-        ..Config::test()
-    };
-    let start = Instant::now();
-    let mut peer = solo(config, 1, start);
-    let candidate = entry(2, "192.0.2.80:7001");
-    let dialled = drive(
-        &mut peer,
-        start,
-        Duration::from_secs(5),
-        std::slice::from_ref(&candidate),
-        |_| ConnectOutcome::NotStarted,
-    );
-    assert!(dialled.len() > 20, "{}", dialled.len());
-    assert_eq!(peer.stats().dials_unanswered, 0);
-    assert_eq!(peer.stats().dials_skipped_backoff, 0);
 }

@@ -189,7 +189,8 @@ fn simultaneous_dials_converge_on_one_link() {
 #[test]
 fn handshake_slower_than_the_gatekeeper_backoff_does_not_spin() {
     let mut net = Net::new(2, Config::test());
-    net.handshake_rtt = ms(1000);
+    // Four one-way trips of 350 ms: longer than the first backoffs, within the timeout.
+    net.handshake_rtt = ms(700);
     net.join(0);
     net.join(1);
     net.advance(ms(1500));

@@ -9,9 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use harness::{drain_events, drain_transmits, solo};
-use highway_core::{Command, Config, Event, LinkUp, NatClass, Peer};
+use highway_core::{Command, Config, ConnId, ConnIo, Event, NatClass, Peer};
 use highway_wire::peer::datagram::{Datagram, decode};
-use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, LinkKeys, Purpose, split_frame};
+use highway_wire::peer::handshake::{
+    Decision, Hello, Initiator, InitiatorOutcome, LinkKeys, Purpose, Responder, established_frame,
+    is_established, split_frame,
+};
 use highway_wire::peer::{Heartbeat, NeighbourEntry, PeerMsg, seal};
 use highway_wire::{NodeId, PeerAddr};
 
@@ -69,8 +72,7 @@ fn dial_in(
     let key = harness::key(seed);
     let (initiator, hello) =
         Initiator::start_from(&key, named, dialable, Purpose::Link, [seed; 32]);
-    let answer = peer.answer_hello(now, source, payload(&hello)).unwrap();
-    assert_eq!(answer.initiator_dialable, dialable);
+    let (conn, welcome) = harness::send_hello(peer, now, SocketAddr::new(source, 50_000), &hello);
     let my_link_id = 0xAB00 + u64::from(seed);
     let InitiatorOutcome::Linked {
         responder_link_id,
@@ -78,29 +80,22 @@ fn dial_in(
         confirm,
         ..
     } = initiator
-        .on_welcome(payload(&answer.welcome), Some(peer.id()), my_link_id)
+        .on_welcome(payload(&welcome.written), Some(peer.id()), my_link_id)
         .unwrap()
     else {
         return None;
     };
-    let done = answer.responder?.on_confirm(payload(&confirm)).unwrap();
-    peer.handle_command(
-        now,
-        Command::LinkUp(LinkUp {
-            my_link_id: answer.my_link_id,
-            their_link_id: done.initiator_link_id,
-            peer: done.initiator,
-            addr: answer.initiator_addr,
-            keys: done.keys,
-            their_neighbours: Vec::new(),
-            inbound: true,
-            dialable: answer.initiator_dialable,
-            stream: None,
-        }),
-    );
-    assert!(peer.has_link(answer.my_link_id));
+    peer.handle_conn_bytes(now, conn, &confirm);
+    let established = harness::reply(peer, conn);
+    if established.written.is_empty() || !is_established(payload(&established.written)) {
+        return None;
+    }
+    let id = NodeId::from_key(&key.verifying_key());
+    let view = peer.neighbours(now);
+    let linked = view.iter().find(|n| n.id == id).expect("installed");
+    assert_eq!(linked.dialable, dialable, "handed on as dialable or not");
     Some(Remote {
-        id: NodeId::from_key(&key.verifying_key()),
+        id,
         keys,
         my_link_id,
         their_link_id: responder_link_id,
@@ -108,41 +103,50 @@ fn dial_in(
     })
 }
 
-/// Has `peer` dial the dialable peer `seed`: our link id, and whether the hello asks for
-/// a TCP-carried link.
-fn dial_out(peer: &mut Peer, t: Instant, seed: u8) -> (u64, bool) {
+/// Has `peer` dial the dialable peer `seed`: the connection, and the framed hello it
+/// wrote (which says whether it asks for a TCP-carried link).
+fn dial_out(peer: &mut Peer, t: Instant, seed: u8) -> (ConnId, Vec<u8>) {
     let target = NeighbourEntry::dialable(harness::id_of(seed), harness::addr(seed));
     peer.handle_command(t, Command::Candidates(vec![target]));
-    drain_events(peer)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Connect {
-                my_link_id, stream, ..
-            } => Some((my_link_id, stream)),
-            _ => None,
-        })
-        .expect("it dials")
+    let mut opened = None;
+    let mut hello = None;
+    while let Some(io) = peer.poll_conn() {
+        match io {
+            ConnIo::Open { conn, .. } => opened = Some(conn),
+            ConnIo::Write { conn, bytes } if Some(conn) == opened => hello = Some(bytes),
+            _ => {}
+        }
+    }
+    (opened.expect("it dials"), hello.expect("it wrote a hello"))
 }
 
-/// Reports that dial up, as if the handshake over TCP worked; the keys are made up, so
-/// the link never carries a datagram either way.
-fn link_up_over_tcp_only(peer: &mut Peer, t: Instant, my_link_id: u64, seed: u8) {
-    peer.handle_command(
-        t,
-        Command::LinkUp(LinkUp {
-            my_link_id,
-            their_link_id: 7,
-            peer: harness::id_of(seed),
-            addr: harness::addr(seed),
-            keys: LinkKeys {
-                send: [1; 32],
-                recv: [2; 32],
-            },
-            their_neighbours: Vec::new(),
-            inbound: false,
-            dialable: true,
-            stream: None,
-        }),
+fn asks_stream(hello: &[u8]) -> bool {
+    Hello::decode(payload(hello)).unwrap().stream
+}
+
+/// Peer `seed` accepts that dial over TCP; the link never carries a datagram.
+fn link_up_over_tcp_only(peer: &mut Peer, t: Instant, conn: ConnId, hello: &[u8], seed: u8) {
+    let decoded = Hello::decode(payload(hello)).unwrap();
+    let (responder, welcome) = Responder::answer(
+        &harness::key(seed),
+        payload(hello),
+        &decoded,
+        Decision::Accept,
+        7,
+        Vec::new(),
+        [seed; 32],
+    );
+    peer.handle_conn_bytes(t, conn, &welcome);
+    let confirm = harness::reply(peer, conn).written;
+    responder
+        .expect("accepted")
+        .on_confirm(payload(&confirm))
+        .expect("a genuine confirm");
+    peer.handle_conn_bytes(t, conn, &established_frame());
+    assert!(
+        peer.neighbours(t)
+            .iter()
+            .any(|n| n.id == harness::id_of(seed))
     );
 }
 
@@ -284,14 +288,13 @@ fn undialable_candidates_are_never_dialled() {
         now,
         Command::Candidates(vec![entry(30, false), entry(31, false), entry(32, true)]),
     );
-    let dialled: Vec<PeerAddr> = drain_events(&mut peer)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Connect { addr, .. } => Some(addr),
+    let dialled: Vec<SocketAddr> = std::iter::from_fn(|| peer.poll_conn())
+        .filter_map(|io| match io {
+            ConnIo::Open { to, .. } => Some(to),
             _ => None,
         })
         .collect();
-    assert_eq!(dialled, [harness::addr(32)]);
+    assert_eq!(dialled, [harness::addr(32).tcp_addr()]);
     assert_eq!(peer.stats().dials_skipped_undialable, 2);
 }
 
@@ -303,13 +306,7 @@ fn hellos_carry_the_peers_own_dialability() {
     peer.set_dialable(false);
     let target = NeighbourEntry::dialable(harness::id_of(33), harness::addr(33));
     peer.handle_command(now, Command::Candidates(vec![target]));
-    let hello = drain_events(&mut peer)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Connect { hello, .. } => Some(hello),
-            _ => None,
-        })
-        .expect("it dials out");
+    let hello = harness::written(&mut peer).concat();
     let decoded = highway_wire::peer::handshake::Hello::decode(payload(&hello)).unwrap();
     assert!(!decoded.initiator_dialable);
 }
@@ -390,9 +387,9 @@ fn links_that_never_hear_a_datagram_switch_a_peer_to_tcp_carried_links() {
     let mut peer = solo(config.clone(), 1, now);
     let mut t = now;
     for seed in [40u8, 41] {
-        let (my_link_id, stream) = dial_out(&mut peer, t, seed);
-        assert!(!stream, "UDP is tried first");
-        link_up_over_tcp_only(&mut peer, t, my_link_id, seed);
+        let (conn, hello) = dial_out(&mut peer, t, seed);
+        assert!(!asks_stream(&hello), "UDP is tried first");
+        link_up_over_tcp_only(&mut peer, t, conn, &hello, seed);
         // Our heartbeats go out; nothing ever comes back.
         let end = t + (config.suspect_timeout + config.probe_timeout) * 2;
         while t < end {
@@ -409,9 +406,9 @@ fn links_that_never_hear_a_datagram_switch_a_peer_to_tcp_carried_links() {
     assert_eq!(peer.stats().links_lost_unheard, 2);
     assert_eq!(peer.reachability().class, NatClass::UdpBlocked);
     t += config.failed_quarantine;
-    let (_, stream) = dial_out(&mut peer, t, 42);
+    let (_, hello) = dial_out(&mut peer, t, 42);
     assert!(
-        stream,
+        asks_stream(&hello),
         "the next link asks to travel over its TCP connection"
     );
 }
@@ -427,8 +424,8 @@ fn a_link_that_never_spoke_is_dropped_even_when_witnesses_vouch_for_the_peer() {
     let mut peer = solo(config.clone(), 1, now);
     let mut witness = harness::Fake::link(&mut peer, now, 50);
     let silent = harness::id_of(60);
-    let (my_link_id, _) = dial_out(&mut peer, now, 60);
-    link_up_over_tcp_only(&mut peer, now, my_link_id, 60);
+    let (conn, hello) = dial_out(&mut peer, now, 60);
+    link_up_over_tcp_only(&mut peer, now, conn, &hello, 60);
     let mut t = now;
     let mut vouched = 0;
     let deadline = now + config.suspect_timeout + config.probe_timeout;

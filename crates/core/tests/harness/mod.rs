@@ -4,8 +4,9 @@
 //! The [`Net`] plays the runtime for every peer. It routes each datagram from
 //! `poll_transmit` to the peer whose UDP address it names (unless a cut, random loss or a
 //! dead peer swallows it), answers `GatekeeperJoin` from a script or from a registry of
-//! the running peers, performs `Connect` handshakes in memory with the real handshake
-//! crypto, and records every event and datagram for assertions. Time moves only through
+//! the running peers, carries their TCP connections in memory (so handshakes run exactly
+//! as the core drives them for the node), and records every event and datagram for
+//! assertions. Time moves only through
 //! [`Net::run_until`], which wakes each peer at its own `poll_timeout()` in index order.
 //!
 //! After every step it checks invariants that hold in any scenario: a peer never exceeds
@@ -18,13 +19,17 @@
 
 #![allow(dead_code)]
 
+mod pipes;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use highway_core::{Command, Config, ConnectOutcome, DownReason, Event, LinkUp, Peer, Phase};
-use highway_wire::peer::handshake::{Initiator, InitiatorOutcome, LinkKeys, Purpose, split_frame};
+use highway_core::{Command, Config, ConnIo, DownReason, Event, Peer, Phase};
+use highway_wire::peer::handshake::{
+    Initiator, InitiatorOutcome, LinkKeys, Purpose, is_established, split_frame,
+};
 use highway_wire::peer::{Datagram, Hit, NeighbourEntry, PeerMsg, QueryId, decode, seal};
 use highway_wire::{NodeId, PeerAddr};
 use rand::rngs::SmallRng;
@@ -78,12 +83,11 @@ pub enum Gatekeeper {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rec {
     GatekeeperJoin,
-    /// The peer asked to dial `addr`.
+    /// The peer opened a connection to dial `addr`.
     Connect {
         addr: PeerAddr,
-        expected: Option<NodeId>,
     },
-    /// How a dial ended, as the harness reported it back (`ConnectFailed` or `LinkUp`).
+    /// How a dial ended, as its connection showed it.
     Dialled {
         addr: PeerAddr,
         outcome: Outcome,
@@ -167,29 +171,6 @@ pub struct Node {
 }
 
 #[derive(Debug)]
-enum Stage {
-    /// The hello reaches the target at `at`.
-    Hello,
-    /// The welcome reaches the initiator at `at`; the target answered with `answer`.
-    Welcome {
-        target: usize,
-        answer: Box<highway_core::InboundAnswer>,
-    },
-}
-
-#[derive(Debug)]
-struct Handshake {
-    at: Instant,
-    from: usize,
-    my_link_id: u64,
-    addr: PeerAddr,
-    expected: Option<NodeId>,
-    initiator: Box<Initiator>,
-    hello: Vec<u8>,
-    stage: Stage,
-}
-
-#[derive(Debug)]
 pub struct Net {
     pub base: Instant,
     pub now: Instant,
@@ -201,7 +182,7 @@ pub struct Net {
     /// Round-trip time of a TCP handshake (hello out, welcome back).
     pub handshake_rtt: Duration,
     wire: VecDeque<(usize, SocketAddr, Vec<u8>)>,
-    handshakes: Vec<Handshake>,
+    pipes: pipes::Pipes,
     /// Link keys by (receiving node, its link id), to read any link datagram.
     keys: HashMap<(usize, u64), LinkKeys>,
     pub sent: Vec<Sent>,
@@ -242,7 +223,7 @@ impl Net {
             loss: None,
             handshake_rtt: Duration::ZERO,
             wire: VecDeque::new(),
-            handshakes: Vec::new(),
+            pipes: pipes::Pipes::default(),
             keys: HashMap::new(),
             sent: Vec::new(),
             log: Vec::new(),
@@ -544,8 +525,7 @@ impl Net {
             .iter()
             .filter(|n| n.alive)
             .filter_map(|n| n.peer.poll_timeout());
-        let handshakes = self.handshakes.iter().map(|h| h.at);
-        peers.chain(handshakes).min()
+        peers.chain(self.next_segment()).min()
     }
 
     fn wake_due(&mut self) {
@@ -581,11 +561,7 @@ impl Net {
                 self.deliver(from, to, bytes);
                 busy = true;
             }
-            if let Some(pos) = self.handshakes.iter().position(|h| h.at <= self.now) {
-                let h = self.handshakes.remove(pos);
-                self.step_handshake(h);
-                busy = true;
-            }
+            busy |= self.deliver_segment();
             if !busy {
                 break;
             }
@@ -596,6 +572,7 @@ impl Net {
     }
 
     fn drain(&mut self, i: usize) -> bool {
+        // Events first: those a step emitted come before the connections it opened.
         let mut busy = false;
         while let Some(ev) = self.nodes[i].peer.poll_event() {
             busy = true;
@@ -631,6 +608,7 @@ impl Net {
                 self.wire.push_back((i, t.to, t.bytes));
             }
         }
+        busy |= self.drain_conns(i);
         busy
     }
 
@@ -682,32 +660,16 @@ impl Net {
                 self.record(i, Rec::GatekeeperJoin);
                 self.answer_gatekeeper(i);
             }
-            Event::Connect {
-                my_link_id,
-                addr,
-                expected,
-                initiator,
-                hello,
-                stream: _,
-            } => {
-                self.record(i, Rec::Connect { addr, expected });
-                self.handshakes.push(Handshake {
-                    at: self.now + self.handshake_rtt / 2,
-                    from: i,
-                    my_link_id,
-                    addr,
-                    expected,
-                    initiator,
-                    hello,
-                    stage: Stage::Hello,
-                });
-            }
             Event::NeighbourUp { id, addr } => {
                 assert!(
                     self.nodes[i].up.insert(id),
                     "peer {i}: NeighbourUp for {:?}, which was already up",
                     self.index_of(&id)
                 );
+                // Kept past the link's end, to read what was sent on it.
+                if let Some((my_link_id, keys)) = self.nodes[i].peer.link_keys(&id) {
+                    self.keys.insert((i, my_link_id), keys.clone());
+                }
                 self.record(i, Rec::Up { peer: id, addr });
             }
             Event::NeighbourDown { id, reason } => {
@@ -755,164 +717,11 @@ impl Net {
         self.nodes[i].peer.handle_command(now, cmd);
     }
 
-    /// Tells initiator `i` how its dial ended.
-    fn dial_failed(&mut self, i: usize, my_link_id: u64, addr: PeerAddr, outcome: ConnectOutcome) {
-        let rec = match &outcome {
-            ConnectOutcome::Unreachable | ConnectOutcome::NotStarted => Outcome::Unreachable,
-            ConnectOutcome::Full { .. } => Outcome::Full,
-            ConnectOutcome::Rejected { .. } => Outcome::Rejected,
-        };
-        if !self.nodes[i].alive {
-            return;
-        }
-        self.record(i, Rec::Dialled { addr, outcome: rec });
-        let now = self.now;
-        self.nodes[i].peer.handle_command(
-            now,
-            Command::ConnectFailed {
-                my_link_id,
-                outcome,
-            },
-        );
-    }
-
     fn reachable(&self, a: usize, b: usize) -> bool {
         self.nodes[a].alive
             && self.nodes[b].alive
             && !self.cuts.contains(&(a, b))
             && !self.cuts.contains(&(b, a))
-    }
-
-    fn step_handshake(&mut self, mut h: Handshake) {
-        let now = self.now;
-        match h.stage {
-            Stage::Hello => {
-                let target = self.node_at_tcp(h.addr.tcp_addr());
-                let Some(target) = target.filter(|&t| self.reachable(h.from, t)) else {
-                    self.dial_failed(h.from, h.my_link_id, h.addr, ConnectOutcome::Unreachable);
-                    return;
-                };
-                let source = self.nodes[h.from].peer.addr().ip;
-                match self.nodes[target]
-                    .peer
-                    .answer_hello(now, source, payload(&h.hello))
-                {
-                    Ok(answer) => {
-                        h.at = now + self.handshake_rtt / 2;
-                        h.stage = Stage::Welcome {
-                            target,
-                            answer: Box::new(answer),
-                        };
-                        self.handshakes.push(h);
-                    }
-                    Err(e) => panic!("peer {target} refused a genuine hello: {e}"),
-                }
-            }
-            Stage::Welcome { target, answer } => {
-                let abort = |net: &mut Net, answer: &highway_core::InboundAnswer| {
-                    if answer.responder.is_some() && net.nodes[target].alive {
-                        net.nodes[target].peer.handle_command(
-                            now,
-                            Command::HandshakeAborted {
-                                my_link_id: answer.my_link_id,
-                            },
-                        );
-                    }
-                };
-                if !self.reachable(h.from, target) {
-                    abort(self, &answer);
-                    self.dial_failed(h.from, h.my_link_id, h.addr, ConnectOutcome::Unreachable);
-                    return;
-                }
-                let result =
-                    h.initiator
-                        .on_welcome(payload(&answer.welcome), h.expected, h.my_link_id);
-                let outcome = match result {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        abort(self, &answer);
-                        self.dial_failed(h.from, h.my_link_id, h.addr, ConnectOutcome::Unreachable);
-                        return;
-                    }
-                };
-                match outcome {
-                    InitiatorOutcome::NotLinked {
-                        decision,
-                        neighbours,
-                        ..
-                    } => {
-                        use highway_wire::peer::handshake::Decision;
-                        let outcome = match decision {
-                            Decision::Full => ConnectOutcome::Full { neighbours },
-                            Decision::Reject => ConnectOutcome::Rejected { neighbours },
-                            Decision::Accept => ConnectOutcome::Unreachable,
-                        };
-                        self.dial_failed(h.from, h.my_link_id, h.addr, outcome);
-                    }
-                    InitiatorOutcome::Linked {
-                        responder,
-                        responder_link_id,
-                        keys,
-                        neighbours,
-                        confirm,
-                    } => {
-                        let responder_state = answer.responder.expect("accepted");
-                        let accepted = responder_state
-                            .on_confirm(payload(&confirm))
-                            .expect("genuine confirm");
-                        self.keys
-                            .insert((target, answer.my_link_id), accepted.keys.clone());
-                        self.keys.insert((h.from, h.my_link_id), keys.clone());
-                        self.nodes[target].peer.handle_command(
-                            now,
-                            Command::LinkUp(LinkUp {
-                                my_link_id: answer.my_link_id,
-                                their_link_id: accepted.initiator_link_id,
-                                peer: answer.initiator,
-                                addr: answer.initiator_addr,
-                                keys: accepted.keys,
-                                their_neighbours: Vec::new(),
-                                inbound: true,
-                                dialable: true,
-                                stream: None,
-                            }),
-                        );
-                        if !self.nodes[target].peer.has_link(answer.my_link_id) {
-                            // The responder closed without "established": it answered, so
-                            // the runtime reports a refusal with the welcome's neighbours.
-                            self.dial_failed(
-                                h.from,
-                                h.my_link_id,
-                                h.addr,
-                                ConnectOutcome::Rejected { neighbours },
-                            );
-                            return;
-                        }
-                        self.record(
-                            h.from,
-                            Rec::Dialled {
-                                addr: h.addr,
-                                outcome: Outcome::Linked,
-                            },
-                        );
-                        self.nodes[h.from].peer.handle_command(
-                            now,
-                            Command::LinkUp(LinkUp {
-                                my_link_id: h.my_link_id,
-                                their_link_id: responder_link_id,
-                                peer: responder,
-                                addr: h.addr,
-                                keys,
-                                their_neighbours: neighbours,
-                                inbound: false,
-                                dialable: true,
-                                stream: None,
-                            }),
-                        );
-                    }
-                }
-            }
-        }
     }
 
     // ---- Invariants -------------------------------------------------------------------
@@ -960,41 +769,26 @@ impl Fake {
         let addr = addr(seed);
         let my_link_id = 0xF00D_0000 + u64::from(seed);
         let (initiator, hello) = Initiator::start(&key, addr, Purpose::Link, [seed; 32]);
-        let answer = peer
-            .answer_hello(now, addr.ip, payload(&hello))
-            .expect("genuine hello");
+        let conn = peer
+            .handle_accept(now, addr.tcp_addr())
+            .expect("a free handshake slot");
+        peer.handle_conn_bytes(now, conn, &hello);
+        let welcome = written(peer).concat();
         let InitiatorOutcome::Linked {
             responder_link_id,
             keys,
             confirm,
             ..
         } = initiator
-            .on_welcome(payload(&answer.welcome), Some(peer.id()), my_link_id)
+            .on_welcome(payload(&welcome), Some(peer.id()), my_link_id)
             .expect("genuine welcome")
         else {
             panic!("the peer did not accept the fake neighbour");
         };
-        let accepted = answer
-            .responder
-            .expect("accepted")
-            .on_confirm(payload(&confirm))
-            .expect("genuine confirm");
-        peer.handle_command(
-            now,
-            Command::LinkUp(LinkUp {
-                my_link_id: answer.my_link_id,
-                their_link_id: accepted.initiator_link_id,
-                peer: id,
-                addr,
-                keys: accepted.keys,
-                their_neighbours: Vec::new(),
-                inbound: true,
-                dialable: true,
-                stream: None,
-            }),
-        );
+        peer.handle_conn_bytes(now, conn, &confirm);
+        let established = written(peer).concat();
         assert!(
-            peer.has_link(answer.my_link_id),
+            is_established(payload(&established)),
             "the peer installed the link"
         );
         let mut fake = Self {
@@ -1046,6 +840,52 @@ pub fn solo(config: Config, seed: u8, now: Instant) -> Peer {
     peer.handle_command(now, Command::Join);
     drain_events(&mut peer);
     peer
+}
+
+/// What a peer did with one connection: the bytes it wrote, and whether it closed it.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub written: Vec<u8>,
+    pub closed: bool,
+}
+
+/// Drains `peer`'s connection work, keeping what concerns `conn`.
+pub fn reply(peer: &mut Peer, conn: highway_core::ConnId) -> Reply {
+    let mut out = Reply::default();
+    while let Some(io) = peer.poll_conn() {
+        match io {
+            ConnIo::Write { conn: c, bytes } if c == conn => out.written.extend(bytes),
+            ConnIo::Close { conn: c } if c == conn => out.closed = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A connection from `from` (a TCP address) that writes `hello`: the peer's connection
+/// id and its reply.
+pub fn send_hello(
+    peer: &mut Peer,
+    now: Instant,
+    from: SocketAddr,
+    hello: &[u8],
+) -> (highway_core::ConnId, Reply) {
+    let conn = peer
+        .handle_accept(now, from)
+        .expect("a free handshake slot");
+    peer.handle_conn_bytes(now, conn, hello);
+    (conn, reply(peer, conn))
+}
+
+/// The bytes `peer` wrote to its connections since this was last asked (opens and
+/// closes dropped).
+pub fn written(peer: &mut Peer) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| peer.poll_conn())
+        .filter_map(|io| match io {
+            ConnIo::Write { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn drain_events(peer: &mut Peer) -> Vec<Event> {
