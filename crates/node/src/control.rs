@@ -124,7 +124,8 @@ pub struct RuntimeStats {
     pub outbound_full: u64,
     pub outbound_rejected: u64,
     pub outbound_unreachable: u64,
-    /// Dials refused because too many were running.
+    /// Dials refused because too many were running. Always 0 since the core caps its
+    /// own dials (kept for scripts that read it).
     pub outbound_refused_busy: u64,
     /// Inbound handshakes that ended with a link installed, or failed part-way.
     pub inbound_linked: u64,
@@ -187,22 +188,24 @@ pub struct RuntimeStats {
     pub reverse_failed: u64,
 }
 
-impl From<&Counters> for RuntimeStats {
-    fn from(c: &Counters) -> Self {
+impl RuntimeStats {
+    /// The runtime's counters, with the handshake ones the core keeps (`core`): they
+    /// stay here, where scripts have always read them.
+    pub(crate) fn new(c: &Counters, core: &Stats) -> Self {
         let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         Self {
-            outbound_started: get(&c.outbound_started),
-            outbound_linked: get(&c.outbound_linked),
-            outbound_full: get(&c.outbound_full),
-            outbound_rejected: get(&c.outbound_rejected),
-            outbound_unreachable: get(&c.outbound_unreachable),
-            outbound_refused_busy: get(&c.outbound_refused_busy),
-            inbound_linked: get(&c.inbound_linked),
-            inbound_failed: get(&c.inbound_failed),
-            inbound_refused_busy: get(&c.inbound_refused_busy),
-            inbound_refused_per_ip: get(&c.inbound_refused_per_ip),
-            inbound_hello_timeouts: get(&c.inbound_hello_timeouts),
-            early_datagrams: get(&c.early_datagrams),
+            outbound_started: core.dials_started,
+            outbound_linked: core.dials_linked,
+            outbound_full: core.dials_full,
+            outbound_rejected: core.dials_rejected + core.dial_bad_welcomes,
+            outbound_unreachable: core.dials_unanswered,
+            outbound_refused_busy: 0,
+            inbound_linked: core.inbound_linked,
+            inbound_failed: core.inbound_failed,
+            inbound_refused_busy: core.inbound_refused_busy,
+            inbound_refused_per_ip: core.inbound_refused_per_ip,
+            inbound_hello_timeouts: core.inbound_hello_timeouts,
+            early_datagrams: core.early_link_datagrams,
             loss_dropped_in: get(&c.loss_dropped_in),
             loss_dropped_out: get(&c.loss_dropped_out),
             udp_send_errors: get(&c.udp_send_errors),
@@ -429,7 +432,7 @@ fn is_local_host(host: &str) -> bool {
 async fn status(State(state): State<ControlState>) -> Response {
     match state.snapshot().await {
         Some(snap) => {
-            let runtime = RuntimeStats::from(state.counters.as_ref());
+            let runtime = RuntimeStats::new(state.counters.as_ref(), &snap.stats);
             axum::Json(status_view(
                 &snap,
                 &state.gatekeeper,

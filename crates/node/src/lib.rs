@@ -21,12 +21,12 @@
 
 pub mod config;
 pub mod confine;
+mod conns;
 pub mod control;
 mod control_auth;
 mod control_share;
 mod downloads;
 mod gatekeeper;
-mod handshake;
 pub mod identity;
 pub mod metrics;
 mod node;
@@ -38,7 +38,6 @@ mod reverse_serve;
 mod searches;
 mod sharing;
 mod sources;
-mod stream_link;
 pub mod token;
 pub mod views;
 

@@ -42,7 +42,7 @@ pub(crate) async fn serve(State(state): State<ControlState>) -> Response {
     let Some(snap) = state.snapshot().await else {
         return stopped();
     };
-    let runtime = RuntimeStats::from(state.counters.as_ref());
+    let runtime = RuntimeStats::new(state.counters.as_ref(), &snap.stats);
     let status = status_view(&snap, &state.gatekeeper, runtime, &state.counters);
     let neighbours: Vec<NeighbourJson> = snap.neighbours.iter().map(NeighbourJson::from).collect();
     (

@@ -22,7 +22,7 @@ use crate::owner::{Counters, Msg, OWNER_QUEUE, Owner};
 use crate::searches::Searches;
 use crate::sharing::Sharing;
 use crate::token::{self, ControlToken};
-use crate::{gatekeeper, handshake, identity};
+use crate::{conns, gatekeeper, identity};
 
 /// Events kept for slow [`NodeHandle::events`] subscribers before the oldest are lost.
 const EVENT_BUFFER: usize = 256;
@@ -268,7 +268,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     if let Some(root) = &config.share {
         app.sharing.start(root).await?;
     }
-    let handshake_timeout = config.core.handshake_timeout;
+    let hello_timeout = config.core.hello_timeout;
     let owner = Owner {
         peer,
         socket,
@@ -294,11 +294,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         owner_tx.clone(),
         counters.relay.clone(),
     ));
-    let accept = tokio::spawn(handshake::accept_loop(
+    let accept = tokio::spawn(conns::accept_loop(
         listener,
         owner_tx.clone(),
-        handshake_timeout,
-        counters.clone(),
+        hello_timeout,
         hub,
     ));
     let state = ControlState {
@@ -406,7 +405,7 @@ impl NodeHandle {
     /// What `GET /v1/status` would answer; `None` once the node stopped.
     pub async fn status(&self) -> Option<StatusView> {
         let snap = self.state().snapshot().await?;
-        let runtime = RuntimeStats::from(self.counters.as_ref());
+        let runtime = RuntimeStats::new(self.counters.as_ref(), &snap.stats);
         Some(control::status_view(
             &snap,
             &self.gatekeeper,

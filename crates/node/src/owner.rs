@@ -13,50 +13,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use highway_core::{
-    Catalog, Command, ConnectOutcome, DownReason, Event, InboundAnswer, LinkUp, NeighbourView,
-    Peer, Phase, SearchError, SearchRequest, Stats,
+    Catalog, Command, ConnId, ConnIo, DownReason, Event, NeighbourView, Peer, Phase, SearchError,
+    SearchRequest, Stats,
 };
 use highway_gatekeeper::GatekeeperClient;
+use highway_wire::peer::NeighbourEntry;
 use highway_wire::peer::QueryId;
-use highway_wire::peer::datagram::{self, Datagram};
-use highway_wire::peer::handshake::HandshakeError;
-use highway_wire::peer::{MAX_DATAGRAM, NeighbourEntry};
 use highway_wire::summary::Summary;
 use highway_wire::{NodeId, PeerAddr};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::NodeEvent;
+use crate::conns::{self, ConnCmd, Dial};
 use crate::gatekeeper::{self, GatekeeperCall};
-use crate::handshake::{self, Dial};
 use crate::searches::Searches;
 
 /// Capacity of the channel into the owner task.
 pub const OWNER_QUEUE: usize = 1024;
-/// Outbound handshakes running at once (the core asks for fewer; this is a backstop).
-pub const MAX_DIALS: usize = 16;
 /// Receive buffer: larger than any valid datagram, so an oversized one reaches the core
 /// whole and is refused there rather than silently truncated into something valid.
 const RECV_BUFFER: usize = 2048;
-/// Datagrams kept for an outbound link whose handshake has not reported back yet.
-const MAX_EARLY_DATAGRAMS: usize = 8;
 /// Shortest gap between two timer wake-ups, so a deadline the core leaves in the past
 /// cannot spin the task.
 const MIN_TIMER_GAP: Duration = Duration::from_millis(5);
 /// How long a leaving node waits for the Gatekeeper to acknowledge.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
-/// TCP-carried links at once (each is a link, so a few times `max_degree` is plenty).
-const MAX_STREAMS: usize = 64;
-/// A kept connection younger than this stays even when no link uses it yet.
-const STREAM_GRACE: Duration = Duration::from_secs(10);
-
 /// What other tasks tell the owner task.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// A result of work the core asked for (handshakes, Gatekeeper answers).
+    /// A result of work the core asked for (the Gatekeeper could not be asked).
     Command(Command),
     /// A joined Gatekeeper answered with candidates; the status loop may start.
     Joined {
@@ -66,19 +55,6 @@ pub(crate) enum Msg {
     },
     /// What the Gatekeeper said of our addresses in a status answer.
     Verdict(GatekeeperVerdict),
-    /// An inbound handshake's hello: the core decides and builds the welcome.
-    Hello {
-        /// The connection's source address.
-        from: std::net::IpAddr,
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<InboundAnswer, HandshakeError>>,
-    },
-    /// An inbound handshake verified the confirm; the reply says whether the core
-    /// installed the link (only then is "established" written).
-    InboundLinkUp {
-        up: LinkUp,
-        reply: oneshot::Sender<bool>,
-    },
     /// A copy of the state, for the control API and the Gatekeeper status.
     Snapshot { reply: oneshot::Sender<Snapshot> },
     /// Leave gracefully and stop; the reply comes once neighbours and the Gatekeeper
@@ -98,16 +74,17 @@ pub(crate) enum Msg {
         to: SocketAddr,
         reply: oneshot::Sender<Result<(), highway_core::ReverseError>>,
     },
-    /// A link's TCP connection is kept to carry its datagrams (UDP blocked): sends to
-    /// `addr` go to `tx` from now on.
-    StreamOpened {
-        addr: SocketAddr,
-        tx: mpsc::Sender<Vec<u8>>,
+    /// A TCP connection arrived on the handshake port: the core admits it (and names it)
+    /// or refuses it; `tx` takes what the core wants done with it.
+    Accepted {
+        from: SocketAddr,
+        tx: mpsc::Sender<ConnCmd>,
+        reply: oneshot::Sender<Option<ConnId>>,
     },
-    /// A datagram that came over such a connection.
-    StreamDatagram { from: SocketAddr, bytes: Vec<u8> },
-    /// That connection closed.
-    StreamClosed { addr: SocketAddr },
+    /// Bytes read from a connection.
+    ConnBytes { conn: ConnId, bytes: Vec<u8> },
+    /// A connection closed (or could not be opened, or went to the relay hub).
+    ConnClosed { conn: ConnId },
     /// Start a search; its hits go to the search book.
     Search {
         request: SearchRequest,
@@ -141,18 +118,6 @@ pub(crate) struct Snapshot {
 /// Counters of what the runtime (not the core) did, shared with the handshake tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub outbound_started: AtomicU64,
-    pub outbound_linked: AtomicU64,
-    pub outbound_full: AtomicU64,
-    pub outbound_rejected: AtomicU64,
-    pub outbound_unreachable: AtomicU64,
-    pub outbound_refused_busy: AtomicU64,
-    pub inbound_linked: AtomicU64,
-    pub inbound_failed: AtomicU64,
-    pub inbound_refused_busy: AtomicU64,
-    pub inbound_refused_per_ip: AtomicU64,
-    pub inbound_hello_timeouts: AtomicU64,
-    pub early_datagrams: AtomicU64,
     pub loss_dropped_in: AtomicU64,
     pub loss_dropped_out: AtomicU64,
     pub udp_send_errors: AtomicU64,
@@ -173,7 +138,8 @@ pub(crate) struct Counters {
     pub last_gatekeeper_error: std::sync::Mutex<Option<String>>,
     /// Relaying and reverse connections.
     pub relay: Arc<crate::relay::RelayCounters>,
-    /// Datagrams dropped because a TCP-carried link's queue was full.
+    /// Writes dropped because a connection's queue was full (datagrams of a TCP-carried
+    /// link the connection could not keep up with).
     pub stream_dropped: AtomicU64,
     /// Others can dial this node (the Gatekeeper's last verdict; false until it speaks):
     /// downloads then ask holders behind NATs to push instead of relaying.
@@ -222,20 +188,16 @@ struct Running {
     o: Owner,
     /// Handshakes and Gatekeeper calls; dropping it (when the task ends) aborts them.
     tasks: JoinSet<()>,
-    dial_permits: Arc<Semaphore>,
     join_task: Option<AbortHandle>,
     status_task: Option<AbortHandle>,
-    /// Datagrams that arrived for an outbound link before its handshake task reported
-    /// the link up, by our link id (see [`Running::on_datagram`]).
-    early: HashMap<u64, Vec<(SocketAddr, Vec<u8>)>>,
     leave_gatekeeper: bool,
     rng: SmallRng,
     last_timer: Option<Instant>,
     /// The Gatekeeper's last word on our addresses.
     verdict: Option<GatekeeperVerdict>,
-    /// Links carried over TCP, by the address the core knows them as, with when each
-    /// connection was kept.
-    streams: HashMap<SocketAddr, (mpsc::Sender<Vec<u8>>, Instant)>,
+    /// The core's TCP connections: where to pass what it wants done with each. Bounded
+    /// by the core's caps on connections.
+    conns: HashMap<ConnId, mpsc::Sender<ConnCmd>>,
 }
 
 enum Input {
@@ -261,15 +223,13 @@ impl Owner {
         let mut state = Running {
             o: self,
             tasks: JoinSet::new(),
-            dial_permits: Arc::new(Semaphore::new(MAX_DIALS)),
             join_task: None,
             status_task: None,
-            early: HashMap::new(),
             leave_gatekeeper: false,
             rng: SmallRng::from_rng(&mut rand::rng()),
             last_timer: None,
             verdict: None,
-            streams: HashMap::new(),
+            conns: HashMap::new(),
         };
         state.flush().await;
         state.run().await;
@@ -341,21 +301,6 @@ impl Running {
             bump(&self.o.counters.loss_dropped_in);
             return;
         }
-        // The responder installs its link, and heartbeats on it, before writing the
-        // "established" frame; that heartbeat can beat our handshake task's report to
-        // this task. Handed to the core now, it would be an unknown link and provoke a
-        // "not your neighbour" that tears the new link down, so hold it until then.
-        if !self.early.is_empty()
-            && bytes.len() <= MAX_DATAGRAM
-            && let Ok(Datagram::Link(frame)) = datagram::decode(bytes)
-            && let Some(held) = self.early.get_mut(&frame.link_id)
-        {
-            bump(&self.o.counters.early_datagrams);
-            if held.len() < MAX_EARLY_DATAGRAMS {
-                held.push((from, bytes.to_vec()));
-            }
-            return;
-        }
         self.o.peer.handle_datagram(Instant::now(), from, bytes);
     }
 
@@ -363,17 +308,25 @@ impl Running {
     fn on_msg(&mut self, msg: Msg) -> Option<Option<oneshot::Sender<()>>> {
         let now = Instant::now();
         match msg {
-            Msg::Command(cmd) => self.on_result(now, cmd),
+            Msg::Command(cmd) => self.o.peer.handle_command(now, cmd),
             Msg::Verdict(verdict) => self.on_verdict(verdict),
-            Msg::StreamOpened { addr, tx } => {
-                // Bounded like links: a stream exists only for a link being set up or up.
-                if self.streams.len() < MAX_STREAMS {
-                    self.streams.insert(addr, (tx, now));
+            Msg::Accepted { from, tx, reply } => {
+                let admitted = self.o.peer.handle_accept(now, from);
+                if let Some(conn) = admitted {
+                    self.conns.insert(conn, tx);
+                }
+                if reply.send(admitted).is_err()
+                    && let Some(conn) = admitted
+                {
+                    // The accept loop is gone (stopping): forget the connection.
+                    self.conns.remove(&conn);
+                    self.o.peer.handle_conn_closed(now, conn);
                 }
             }
-            Msg::StreamDatagram { from, bytes } => self.on_datagram(from, &bytes),
-            Msg::StreamClosed { addr } => {
-                self.streams.remove(&addr);
+            Msg::ConnBytes { conn, bytes } => self.o.peer.handle_conn_bytes(now, conn, &bytes),
+            Msg::ConnClosed { conn } => {
+                self.conns.remove(&conn);
+                self.o.peer.handle_conn_closed(now, conn);
             }
             Msg::Joined {
                 candidates,
@@ -394,29 +347,6 @@ impl Running {
                 self.o
                     .peer
                     .handle_command(now, Command::Candidates(candidates));
-            }
-            Msg::Hello {
-                from,
-                payload,
-                reply,
-            } => {
-                let answer = self.o.peer.answer_hello(now, from, &payload);
-                if let Err(Ok(answer)) = reply.send(answer)
-                    && answer.responder.is_some()
-                {
-                    // The connection gave up while we decided: release the slot.
-                    self.o.peer.handle_command(
-                        now,
-                        Command::HandshakeAborted {
-                            my_link_id: answer.my_link_id,
-                        },
-                    );
-                }
-            }
-            Msg::InboundLinkUp { up, reply } => {
-                let my_link_id = up.my_link_id;
-                self.o.peer.handle_command(now, Command::LinkUp(up));
-                let _ = reply.send(self.o.peer.has_link(my_link_id));
             }
             Msg::Snapshot { reply } => {
                 let peer = &self.o.peer;
@@ -456,27 +386,6 @@ impl Running {
         None
     }
 
-    /// A handshake's or the Gatekeeper's result, for the core.
-    /// Drops the TCP connections no link travels over any more (the carrying task then
-    /// closes its connection), sparing ones kept in the last few seconds whose link may
-    /// still be on its way up.
-    fn close_unused_streams(&mut self) {
-        if self.streams.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let used: std::collections::HashSet<SocketAddr> = self
-            .o
-            .peer
-            .neighbours(now)
-            .into_iter()
-            .filter_map(|n| n.udp_path)
-            .collect();
-        self.streams.retain(|addr, (_, since)| {
-            used.contains(addr) || now.duration_since(*since) < STREAM_GRACE
-        });
-    }
-
     fn on_verdict(&mut self, verdict: GatekeeperVerdict) {
         if self.verdict.is_none_or(|v| v.dialable != verdict.dialable) {
             if verdict.dialable {
@@ -498,37 +407,6 @@ impl Running {
             .store(verdict.dialable, Ordering::Relaxed);
     }
 
-    fn on_result(&mut self, now: Instant, cmd: Command) {
-        let counters = &self.o.counters;
-        let finished = match &cmd {
-            Command::LinkUp(up) if !up.inbound => {
-                bump(&counters.outbound_linked);
-                Some(up.my_link_id)
-            }
-            Command::ConnectFailed {
-                my_link_id,
-                outcome,
-            } => {
-                bump(match outcome {
-                    ConnectOutcome::Unreachable => &counters.outbound_unreachable,
-                    // Reported from `on_event` directly, never through here.
-                    ConnectOutcome::NotStarted => &counters.outbound_refused_busy,
-                    ConnectOutcome::Full { .. } => &counters.outbound_full,
-                    ConnectOutcome::Rejected { .. } => &counters.outbound_rejected,
-                });
-                Some(*my_link_id)
-            }
-            _ => None,
-        };
-        let held = finished
-            .and_then(|id| self.early.remove(&id))
-            .unwrap_or_default();
-        self.o.peer.handle_command(now, cmd);
-        for (from, bytes) in held {
-            self.o.peer.handle_datagram(now, from, &bytes);
-        }
-    }
-
     fn gatekeeper_call(&self) -> GatekeeperCall {
         GatekeeperCall {
             client: self.o.gatekeeper.clone(),
@@ -547,16 +425,14 @@ impl Running {
                     bump(&self.o.counters.loss_dropped_out);
                     continue;
                 }
-                if let Some((stream, _)) = self.streams.get(&t.to) {
-                    if stream.try_send(t.bytes).is_err() {
-                        bump(&self.o.counters.stream_dropped);
-                    }
-                    continue;
-                }
                 if let Err(e) = self.o.socket.send_to(&t.bytes, t.to).await {
                     bump(&self.o.counters.udp_send_errors);
                     tracing::debug!(to = %t.to, error = %e, "UDP send failed");
                 }
+            }
+            while let Some(io) = self.o.peer.poll_conn() {
+                progressed = true;
+                self.on_conn_io(io);
             }
             while let Some(event) = self.o.peer.poll_event() {
                 progressed = true;
@@ -564,6 +440,43 @@ impl Running {
             }
             if !progressed {
                 return;
+            }
+        }
+    }
+
+    /// Passes what the core wants done with a connection to the connection's task.
+    fn on_conn_io(&mut self, io: ConnIo) {
+        match io {
+            ConnIo::Open { conn, to } => {
+                let (tx, rx) = mpsc::channel(conns::CONN_QUEUE);
+                self.conns.insert(conn, tx);
+                let dial = Dial {
+                    conn,
+                    to,
+                    local_ip: self.o.bind_ip,
+                    timeout: self.o.peer.config().handshake_timeout,
+                };
+                let owner = self.o.tx.clone();
+                let counters = self.o.counters.clone();
+                self.tasks.spawn(conns::dial(dial, owner, rx, counters));
+            }
+            ConnIo::Write { conn, bytes } => {
+                if let Some(tx) = self.conns.get(&conn)
+                    && tx.try_send(ConnCmd::Write(bytes)).is_err()
+                {
+                    bump(&self.o.counters.stream_dropped);
+                }
+            }
+            // Dropping the sender ends the task too, should the queue be full.
+            ConnIo::Close { conn } => {
+                if let Some(tx) = self.conns.remove(&conn) {
+                    let _ = tx.try_send(ConnCmd::Close);
+                }
+            }
+            ConnIo::Reverse { conn, hello } => {
+                if let Some(tx) = self.conns.remove(&conn) {
+                    let _ = tx.try_send(ConnCmd::Reverse(hello));
+                }
             }
         }
     }
@@ -583,51 +496,11 @@ impl Running {
                     let _ = tx.send(msg).await;
                 }));
             }
-            Event::Connect {
-                my_link_id,
-                addr,
-                expected,
-                initiator,
-                hello,
-                stream,
-            } => {
-                let Ok(permit) = self.dial_permits.clone().try_acquire_owned() else {
-                    bump(&self.o.counters.outbound_refused_busy);
-                    self.o.peer.handle_command(
-                        Instant::now(),
-                        Command::ConnectFailed {
-                            my_link_id,
-                            outcome: ConnectOutcome::NotStarted,
-                        },
-                    );
-                    return;
-                };
-                bump(&self.o.counters.outbound_started);
-                self.early.insert(my_link_id, Vec::new());
-                let dial = Dial {
-                    local_ip: self.o.bind_ip,
-                    my_link_id,
-                    addr,
-                    expected,
-                    initiator,
-                    hello,
-                    stream: stream.then(|| self.o.tx.clone()),
-                };
-                let timeout = self.o.peer.config().handshake_timeout;
-                let tx = self.o.tx.clone();
-                let counters = self.o.counters.clone();
-                self.tasks.spawn(async move {
-                    let cmd = handshake::dial(dial, timeout, &counters).await;
-                    drop(permit);
-                    let _ = tx.send(Msg::Command(cmd)).await;
-                });
-            }
             Event::NeighbourUp { id, addr } => {
                 tracing::info!(peer = %id.short(), %addr, "neighbour up");
                 let _ = self.o.events.send(NodeEvent::NeighbourUp { id, addr });
             }
             Event::NeighbourDown { id, reason } => {
-                self.close_unused_streams();
                 if reason == DownReason::Failed {
                     tracing::warn!(peer = %id.short(), reason = reason.name(), "neighbour down");
                 } else {

@@ -1,16 +1,11 @@
 //! One simulated machine: the core `Peer` and the runtime state a node keeps around it
-//! (timer, held datagrams, handshakes in flight, the Gatekeeper client's lease).
-
-use std::net::SocketAddr;
+//! (timer, TCP connections, the Gatekeeper client's lease).
 
 use highway_wire::NodeId;
 
 use crate::HostId;
 use crate::clock::SimTime;
 use crate::gatekeeper::HeldLease;
-
-/// A datagram held for a link whose handshake has not reported yet: (from, bytes).
-pub(crate) type HeldDatagram = (SocketAddr, Vec<u8>);
 
 /// Whether the peer's process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +41,8 @@ pub(crate) struct Host {
     pub last_wake: Option<SimTime>,
     /// Neighbours as the peer's NeighbourUp/NeighbourDown events describe them.
     pub links: Vec<(NodeId, HostId)>,
-    /// Link datagrams held per outbound handshake (our link id) until it reports.
-    pub early: Vec<(u64, Vec<HeldDatagram>)>,
-    /// Outbound and inbound handshakes in flight.
-    pub dials: usize,
-    pub inbound: usize,
+    /// The core's TCP connections (handshakes, TCP-carried links).
+    pub conns: std::collections::HashMap<highway_core::ConnId, crate::sim::conns::SimConn>,
     pub session: Session,
     /// When this process started (joined or restarted).
     pub started: SimTime,

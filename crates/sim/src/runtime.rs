@@ -5,18 +5,6 @@ use std::time::Duration;
 
 /// Candidates asked for in a join (`node/src/gatekeeper.rs`, `WANT_CANDIDATES`).
 pub const WANT_CANDIDATES: u16 = 8;
-/// Outbound handshakes running at once; past it a dial fails at once
-/// (`node/src/owner.rs`, `MAX_DIALS`).
-pub const MAX_DIALS: usize = 16;
-/// Inbound handshakes served at once; past it a connection is closed at once
-/// (`node/src/handshake.rs`, `MAX_INBOUND_HANDSHAKES`).
-pub const MAX_INBOUND_HANDSHAKES: usize = 64;
-/// How long an accepted connection has to deliver its hello before the responder closes
-/// it (`node/src/handshake.rs`, `HELLO_TIMEOUT`).
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Datagrams held for an outbound link whose handshake has not reported yet
-/// (`node/src/owner.rs`, `MAX_EARLY_DATAGRAMS`).
-pub const MAX_EARLY_DATAGRAMS: usize = 8;
 /// Shortest gap between two timer wake-ups (`node/src/owner.rs`, `MIN_TIMER_GAP`).
 pub const MIN_TIMER_GAP: Duration = Duration::from_millis(5);
 /// A Gatekeeper call that gets no answer fails after the client's 2 s timeout, a 100 ms

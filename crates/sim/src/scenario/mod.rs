@@ -415,8 +415,8 @@ pub(crate) fn counters(report: &mut Report, s: &SimStats, g: &GatekeeperStats) {
             ),
         ]),
         row(&[
-            "dials refused: initiator busy / responder busy",
-            &format!("{} / {}", s.dials_refused_busy, s.inbound_refused_busy),
+            "connections refused: responder busy",
+            &s.inbound_refused_busy.to_string(),
         ]),
         row(&["inbound handshakes aborted", &s.inbound_aborted.to_string()]),
         row(&[

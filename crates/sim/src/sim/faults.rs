@@ -22,11 +22,12 @@ impl Shard {
         host.timer = None;
         host.last_wake = None;
         host.links.clear();
-        host.early.clear();
-        host.dials = 0;
-        host.inbound = 0;
+        host.conns.clear();
         host.session = Session::default();
         self.up -= 1;
+        // Its core's counters end with it: kept in the shard's.
+        let core = self.host(h).peer.stats().clone();
+        self.stats.absorb(&core);
     }
 
     /// The machine dies at once: no goodbye, no TCP reset; what is in flight to it is

@@ -12,8 +12,8 @@
 
 mod calls;
 mod churn;
+pub(crate) mod conns;
 mod faults;
-mod handshake;
 mod nat;
 mod shard;
 mod windows;
@@ -116,6 +116,8 @@ pub struct SimStats {
     pub nat_filtered: u64,
     pub sent_to_dead_hosts: u64,
     pub unroutable: u64,
+    /// Link datagrams the cores held for a dial not yet established (they read them
+    /// once it is).
     pub held_early: u64,
     pub wakeups: u64,
     pub dials: u64,
@@ -123,7 +125,6 @@ pub struct SimStats {
     pub dials_full: u64,
     pub dials_rejected: u64,
     pub dials_unreachable: u64,
-    pub dials_refused_busy: u64,
     pub inbound_refused_busy: u64,
     pub inbound_aborted: u64,
     pub inbound_hello_timeouts: u64,
@@ -135,6 +136,19 @@ pub struct SimStats {
 }
 
 impl SimStats {
+    /// Adds the connection counters of one core (they live there, as in a node).
+    pub(crate) fn absorb(&mut self, core: &highway_core::Stats) {
+        self.held_early += core.early_link_datagrams;
+        self.dials += core.dials_started;
+        self.dials_linked += core.dials_linked;
+        self.dials_full += core.dials_full;
+        self.dials_rejected += core.dials_rejected + core.dial_bad_welcomes;
+        self.dials_unreachable += core.dials_unanswered;
+        self.inbound_refused_busy += core.inbound_refused_busy + core.inbound_refused_per_ip;
+        self.inbound_aborted += core.inbound_failed;
+        self.inbound_hello_timeouts += core.inbound_hello_timeouts;
+    }
+
     fn add(&mut self, o: &SimStats) {
         let pairs = [
             (&mut self.datagrams_sent, o.datagrams_sent),
@@ -151,7 +165,6 @@ impl SimStats {
             (&mut self.dials_full, o.dials_full),
             (&mut self.dials_rejected, o.dials_rejected),
             (&mut self.dials_unreachable, o.dials_unreachable),
-            (&mut self.dials_refused_busy, o.dials_refused_busy),
             (&mut self.inbound_refused_busy, o.inbound_refused_busy),
             (&mut self.inbound_aborted, o.inbound_aborted),
             (&mut self.inbound_hello_timeouts, o.inbound_hello_timeouts),
@@ -273,9 +286,7 @@ impl Coordinator {
             timer: None,
             last_wake: None,
             links: Vec::new(),
-            early: Vec::new(),
-            dials: 0,
-            inbound: 0,
+            conns: std::collections::HashMap::new(),
             session: Session::default(),
             started: at,
             nat: behind_nat.then(Mappings::default),
@@ -417,6 +428,10 @@ impl Sim {
         let mut total = SimStats::default();
         for s in &self.shards {
             total.add(&s.stats);
+            // Processes still running: their counters are still in their cores.
+            for host in s.hosts.iter().filter(|h| h.is_up()) {
+                total.absorb(host.peer.stats());
+            }
         }
         total
     }

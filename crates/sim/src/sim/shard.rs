@@ -8,16 +8,13 @@
 //! network (lost, cut, or delivered after a delay), events turned into work (handshakes,
 //! Gatekeeper calls) — and put its next deadline on the agenda if it moved earlier.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use highway_core::{Command, Event, Peer};
 use highway_wire::NodeId;
-use highway_wire::peer::MAX_DATAGRAM;
-use highway_wire::peer::datagram::{self, Datagram};
 use rand_chacha::ChaCha8Rng;
 
-use super::handshake::{Frame, Inbound, Outbound};
+use super::conns::{End, Segment};
 use super::world::World;
 use super::{AppEvent, Change, Membership, SHARDS, SimStats};
 use crate::HostId;
@@ -26,7 +23,7 @@ use crate::clock::SimTime;
 use crate::gatekeeper::{Request, Response};
 use crate::host::Host;
 use crate::network::{self, UDP_PORT};
-use crate::runtime::{MAX_EARLY_DATAGRAMS, MIN_TIMER_GAP};
+use crate::runtime::MIN_TIMER_GAP;
 
 /// Most unhandled (application) events a shard keeps for the scenario.
 const MAX_APP_EVENTS: usize = 1 << 19;
@@ -47,17 +44,11 @@ pub(crate) enum Action {
         host: HostId,
         epoch: u32,
     },
-    /// A handshake frame (or a close) reaches one end of dial `dial`.
-    Frame {
+    /// A TCP segment reaches host `to`: end `dest` of its connection (none for a SYN).
+    Segment {
         to: HostId,
-        dial: u64,
-        frame: Frame,
-    },
-    InitiatorTimeout {
-        dial: u64,
-    },
-    ResponderTimeout {
-        dial: u64,
+        dest: Option<End>,
+        segment: Segment,
     },
     GatekeeperAnswers {
         host: HostId,
@@ -94,9 +85,6 @@ pub(crate) struct Shard {
     pub agenda: Agenda<Action>,
     /// Host `h` of this shard is `hosts[h / SHARDS]`.
     pub hosts: Vec<Host>,
-    pub outbound: HashMap<u64, Outbound>,
-    pub inbound: HashMap<u64, Inbound>,
-    pub next_dial: u64,
     pub stats: SimStats,
     pub up: usize,
     pub outbox: Vec<(SimTime, Outgoing)>,
@@ -117,9 +105,6 @@ impl Shard {
             rng,
             agenda: Agenda::new(),
             hosts: Vec::new(),
-            outbound: HashMap::new(),
-            inbound: HashMap::new(),
-            next_dial: 0,
             stats: SimStats::default(),
             up: 0,
             outbox: Vec::new(),
@@ -173,9 +158,7 @@ impl Shard {
                     self.command(world, host, Command::Join);
                 }
             }
-            Action::Frame { to, dial, frame } => self.on_frame(world, to, dial, frame),
-            Action::InitiatorTimeout { dial } => self.initiator_timeout(world, dial),
-            Action::ResponderTimeout { dial } => self.responder_timeout(world, dial),
+            Action::Segment { to, dest, segment } => self.on_segment(world, to, dest, segment),
             Action::GatekeeperAnswers { host, epoch, resp } => {
                 self.gatekeeper_answers(world, host, epoch, *resp);
             }
@@ -270,6 +253,10 @@ impl Shard {
                 progressed = true;
                 self.send_datagram(world, h, t.to, t.bytes);
             }
+            while let Some(io) = self.host_mut(h).peer.poll_conn() {
+                progressed = true;
+                self.on_conn_io(world, h, io);
+            }
             while let Some(event) = self.host_mut(h).peer.poll_event() {
                 progressed = true;
                 self.on_event(world, h, event);
@@ -347,19 +334,6 @@ impl Shard {
             self.stats.sent_to_dead_hosts += 1;
             return;
         }
-        // As the runtime does: link traffic for a handshake we dialled that has not
-        // reported yet is held, or the core would answer "not your neighbour".
-        if !host.early.is_empty()
-            && bytes.len() <= MAX_DATAGRAM
-            && let Ok(Datagram::Link(frame)) = datagram::decode(&bytes)
-            && let Some((_, held)) = host.early.iter_mut().find(|(id, _)| *id == frame.link_id)
-        {
-            self.stats.held_early += 1;
-            if held.len() < MAX_EARLY_DATAGRAMS {
-                held.push((from, bytes));
-            }
-            return;
-        }
         self.stats.datagrams_delivered += 1;
         host.peer.handle_datagram(now, from, &bytes);
         self.flush_after_datagram(world, to);
@@ -379,15 +353,6 @@ impl Shard {
     fn on_event(&mut self, world: &World, h: HostId, event: Event) {
         match event {
             Event::GatekeeperJoin => self.gatekeeper_join(world, h),
-            Event::Connect {
-                my_link_id,
-                addr,
-                expected,
-                initiator,
-                hello,
-                // Simulated UDP always gets through: no link asks for a TCP-carried path.
-                stream: _,
-            } => self.start_dial(world, h, my_link_id, addr, expected, initiator, hello),
             Event::NeighbourUp { id, addr } => {
                 if let Some(n) = network::host_at(addr.udp_addr(), UDP_PORT) {
                     self.host_mut(h).links.push((id, n));
