@@ -238,7 +238,8 @@ pub struct Stats {
     /// Candidates not dialled because they said they cannot be dialled (behind a NAT).
     pub dials_skipped_undialable: u64,
     /// Hellos from undialable peers answered "full" because the slots kept for
-    /// dialable peers were all that was left ([`crate::Config::dialable_reserve`]).
+    /// dialable peers were all that was left ([`crate::Config::dialable_reserve`]), or
+    /// refused when they confirmed because hellos accepted together had filled up to it.
     pub hellos_refused_undialable: u64,
     /// Datagrams not sent because the link has no known path yet (an inbound link whose
     /// peer has not spoken).

@@ -398,6 +398,16 @@ impl Peer {
         })
     }
 
+    /// True when an undialable peer's link would take one of the slots kept for dialable
+    /// peers. Checked on the hello and again on the confirm: hellos accepted together
+    /// could otherwise all confirm into the reserve.
+    fn reserve_taken(&self, up: &LinkUp) -> bool {
+        up.inbound
+            && !up.dialable
+            && self.links.values().filter(|l| !l.dialable).count() + self.config.dialable_reserve
+                >= self.config.max_degree
+    }
+
     /// True when our link id `my_link_id` belongs to an installed link.
     pub fn has_link(&self, my_link_id: u64) -> bool {
         self.by_link_id.contains_key(&my_link_id)
@@ -422,14 +432,16 @@ impl Peer {
                 return;
             }
             self.drop_link(&up.peer, DownReason::Replaced);
-        } else if self.links.len() >= self.config.max_degree {
+        } else if self.links.len() >= self.config.max_degree || self.reserve_taken(&up) {
             // Accepted handshakes hold no slot, so more may confirm than fit: the late
             // one is refused (no "established"). Our own dials in flight are not held
             // back for: refusing inbound links for them starved repair in the simulator
             // (dials to crashed peers hold their slot for the whole handshake timeout).
             // The rare dial of ours that completes into a full peer leaves a half-link
             // on the other side, which our "not your neighbour" clears.
-            if up.inbound {
+            if self.links.len() < self.config.max_degree {
+                self.stats.hellos_refused_undialable += 1;
+            } else if up.inbound {
                 self.stats.links_refused_full += 1;
             }
             self.maintain(now);

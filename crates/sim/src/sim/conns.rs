@@ -185,26 +185,26 @@ impl Shard {
         match (segment, dest) {
             (Segment::Syn { from }, _) => self.on_syn(world, to, from),
             (Segment::SynAck { far }, Some(me)) => self.on_syn_ack(world, me, far),
-            (Segment::Data(bytes), Some(me)) => {
+            (Segment::Data(bytes), Some(me))
                 if self.current(me.host, me.epoch)
-                    && self.host(me.host).conns.contains_key(&me.conn)
-                {
-                    let now = world.clock.instant(self.now);
-                    self.host_mut(me.host)
-                        .peer
-                        .handle_conn_bytes(now, me.conn, &bytes);
-                    self.flush(world, me.host);
-                }
+                    && self.host(me.host).conns.contains_key(&me.conn) =>
+            {
+                let now = world.clock.instant(self.now);
+                self.host_mut(me.host)
+                    .peer
+                    .handle_conn_bytes(now, me.conn, &bytes);
+                self.flush(world, me.host);
             }
-            (Segment::Closed, Some(me)) => {
+            (Segment::Closed, Some(me))
                 if self.current(me.host, me.epoch)
-                    && self.host_mut(me.host).conns.remove(&me.conn).is_some()
-                {
-                    let now = world.clock.instant(self.now);
-                    self.host_mut(me.host).peer.handle_conn_closed(now, me.conn);
-                    self.flush(world, me.host);
-                }
+                    && self.host(me.host).conns.contains_key(&me.conn) =>
+            {
+                self.host_mut(me.host).conns.remove(&me.conn);
+                let now = world.clock.instant(self.now);
+                self.host_mut(me.host).peer.handle_conn_closed(now, me.conn);
+                self.flush(world, me.host);
             }
+            // Stale: for a process or a connection that is gone.
             _ => {}
         }
     }
