@@ -153,6 +153,58 @@ proptest! {
     }
 }
 
+/// A hello whose frames arrive cut into the given pieces (sizes taken modulo what is
+/// left), from a fresh connection to `peer`.
+fn feed_in_pieces(peer: &mut Peer, now: Instant, bytes: &[u8], cuts: &[usize]) {
+    let conn = peer
+        .handle_accept(now, harness::addr(77).tcp_addr())
+        .expect("a free handshake slot");
+    let mut rest = bytes;
+    for cut in cuts {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, after) = rest.split_at(1 + cut % rest.len());
+        peer.handle_conn_bytes(now, conn, piece);
+        rest = after;
+    }
+    peer.handle_conn_bytes(now, conn, rest);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever arrives on a handshake connection, in whatever pieces — garbage, or a
+    /// valid hello and confirm with bytes flipped, cut or added — the peer never panics,
+    /// never installs a link it did not verify, and at its deadline the connection is
+    /// gone.
+    #[test]
+    fn hostile_connection_bytes_never_panic_or_link(
+        garbage in prop::collection::vec(any::<u8>(), 0..5000),
+        mutations in prop::collection::vec(mutation(), 1..4),
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let now = Instant::now();
+        let mut peer = solo(Config::test(), 1, now);
+        feed_in_pieces(&mut peer, now, &garbage, &cuts);
+        let (_, hello) = highway_wire::peer::handshake::Initiator::start(
+            &harness::key(77),
+            harness::addr(77),
+            highway_wire::peer::handshake::Purpose::Link,
+            [77; 32],
+        );
+        feed_in_pieces(&mut peer, now, &mutate(&hello, &mutations), &cuts);
+        prop_assert_eq!(peer.degree(), 0);
+        let later = now + peer.config().handshake_timeout;
+        peer.handle_timeout(later);
+        let _ = std::iter::from_fn(|| peer.poll_conn()).count();
+        // Both connections are gone: the per-source cap has room for a full set again.
+        for _ in 0..peer.config().max_inbound_handshakes_per_ip {
+            prop_assert!(peer.handle_accept(later, harness::addr(77).tcp_addr()).is_some());
+        }
+    }
+}
+
 /// The property's control: the same datagrams intact do change the neighbour set (the
 /// Leave drops one fake neighbour, the NotNeighbour the other), so the property can fail.
 #[test]
