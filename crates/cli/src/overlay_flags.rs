@@ -8,9 +8,12 @@ pub struct OverlayFlags {
     /// Neighbours a peer looks for [default: 3].
     #[arg(long, value_name = "N")]
     target_degree: Option<usize>,
-    /// Most neighbours a peer accepts [default: 5].
+    /// Most neighbours that can be dialled a peer accepts [default: 5].
     #[arg(long, value_name = "N")]
     max_degree: Option<usize>,
+    /// Neighbours behind NATs a peer accepts on top of --max-degree (they dial in) [default: 8].
+    #[arg(long, value_name = "N")]
+    undialable_slots: Option<usize>,
     /// Heartbeat period [default: 1s].
     #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     heartbeat_interval: Option<Duration>,
@@ -30,6 +33,9 @@ impl OverlayFlags {
         }
         if let Some(n) = self.max_degree {
             core.max_degree = n;
+        }
+        if let Some(n) = self.undialable_slots {
+            core.undialable_slots = n;
         }
         if let Some(d) = self.heartbeat_interval {
             core.heartbeat_interval = d;

@@ -208,10 +208,13 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     );
     setup.params.nat = args.nat;
     if let Some(n) = args.public_max_degree {
+        let slots = setup.params.core.undialable_slots;
         anyhow::ensure!(
-            n >= setup.params.core.max_degree && n <= 16,
-            "--public-max-degree must be between --max-degree ({}) and 16 (what a heartbeat lists)",
-            setup.params.core.max_degree
+            n >= setup.params.core.max_degree && n + slots <= 16,
+            "--public-max-degree must be between --max-degree ({}) and {} (a heartbeat lists 16 \
+             neighbours, {slots} of them may be behind NATs: see --undialable-slots)",
+            setup.params.core.max_degree,
+            16usize.saturating_sub(slots)
         );
         setup.params.public_max_degree = Some(n);
     }

@@ -237,9 +237,9 @@ pub struct Stats {
     pub hits_refused_address: u64,
     /// Candidates not dialled because they said they cannot be dialled (behind a NAT).
     pub dials_skipped_undialable: u64,
-    /// Hellos from undialable peers answered "full" because the slots kept for
-    /// dialable peers were all that was left ([`crate::Config::dialable_reserve`]), or
-    /// refused when they confirmed because hellos accepted together had filled up to it.
+    /// Hellos from undialable peers answered "full" because their own slots
+    /// ([`crate::Config::undialable_slots`]) were taken, or refused when they confirmed
+    /// because hellos accepted together had taken them meanwhile.
     pub hellos_refused_undialable: u64,
     /// Datagrams not sent because the link has no known path yet (an inbound link whose
     /// peer has not spoken).

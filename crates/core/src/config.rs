@@ -89,11 +89,13 @@ pub struct Config {
     /// Addresses whose dial went unanswered, remembered to back off from (oldest waits
     /// dropped first past this).
     pub max_dial_failures: usize,
-    /// Slots kept for neighbours that can be dialled: hellos from peers behind a NAT are
-    /// answered "full" once only this many slots are left. Without it, a public peer
-    /// could fill up with peers it can never dial back, and the dialable peers that hold
-    /// the overlay together could not link with each other.
-    pub dialable_reserve: usize,
+    /// Slots for neighbours that cannot be dialled (behind NATs), on top of `max_degree`,
+    /// which stays for neighbours that can. Peers behind NATs link only by dialling out,
+    /// so with most peers behind NATs each dialable peer carries several of them: at 70%,
+    /// about 7 each for their 3 links apiece (docs/SCALE.md, "Peers behind NATs"). Their
+    /// own pool also means they can never take the slots dialable peers need to link with
+    /// each other and keep the overlay connected.
+    pub undialable_slots: usize,
     /// Reverse requests ([`highway_wire::peer::PeerMsg::Reverse`]) one neighbour may make
     /// per heartbeat interval; each makes us open a TCP connection.
     pub reverse_per_interval: u32,
@@ -148,7 +150,7 @@ impl Default for Config {
             max_pending_inbound: 32,
             max_pending_inbound_per_ip: 2,
             max_dial_failures: 256,
-            dialable_reserve: 1,
+            undialable_slots: 8,
             reverse_per_interval: 64,
             dial_backoff_min: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(300),
@@ -166,8 +168,11 @@ pub enum ConfigError {
     Ttl(u8),
     #[error("target degree {target} must be between 1 and the maximum degree {max}")]
     Degree { target: usize, max: usize },
-    #[error("maximum degree {0} exceeds the {MAX_HEARTBEAT_NEIGHBOURS} a heartbeat can list")]
-    MaxDegree(usize),
+    #[error(
+        "maximum degree {max} plus {undialable} slots for undialable peers exceeds the \
+         {MAX_HEARTBEAT_NEIGHBOURS} neighbours a heartbeat can list"
+    )]
+    MaxDegree { max: usize, undialable: usize },
     #[error("suspect timeout ({suspect:?}) must exceed the heartbeat interval ({interval:?})")]
     SuspectTimeout {
         suspect: Duration,
@@ -208,8 +213,11 @@ impl Config {
                 max: self.max_degree,
             });
         }
-        if self.max_degree > MAX_HEARTBEAT_NEIGHBOURS {
-            return Err(ConfigError::MaxDegree(self.max_degree));
+        if self.max_degree + self.undialable_slots > MAX_HEARTBEAT_NEIGHBOURS {
+            return Err(ConfigError::MaxDegree {
+                max: self.max_degree,
+                undialable: self.undialable_slots,
+            });
         }
         if !(1..=highway_wire::peer::search::MAX_TTL).contains(&self.default_ttl) {
             return Err(ConfigError::Ttl(self.default_ttl));

@@ -204,14 +204,16 @@ impl Peer {
         {
             self.overlay.quarantine.pop_front();
         }
+        // Neighbours behind NATs do not count: a dialable peer keeps linking with other
+        // dialable peers, which hold the overlay together.
         let target = self.config.target_degree;
-        if self.links.len() >= target {
+        if self.dialable_links() >= target {
             self.overlay.backoff = self.config.join_backoff_min;
             self.overlay.next_gatekeeper_at = None;
             self.refresh(now);
             return;
         }
-        while self.links.len() + self.overlay.pending_out.len() < target
+        while self.dialable_links() + self.overlay.pending_out.len() < target
             && self.overlay.pending_out.len() < self.config.max_pending_links
         {
             let Some(entry) = self.overlay.frontier.pop_front() else {
@@ -244,7 +246,8 @@ impl Peer {
             return;
         }
         self.overlay.next_refresh = Some(now + interval.mul_f64(self.rng.random_range(0.5..1.5)));
-        let room = self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree;
+        let room =
+            self.dialable_links() + self.overlay.pending_out.len() + 1 < self.config.max_degree;
         if room && !self.overlay.gatekeeper_pending {
             self.overlay.refreshing = true;
             self.overlay.gatekeeper_pending = true;
@@ -262,10 +265,10 @@ impl Peer {
         self.overlay.tried.clear();
         self.back_off(now);
         let refreshing = std::mem::take(&mut self.overlay.refreshing);
-        if refreshing && self.links.len() >= self.config.target_degree {
+        if refreshing && self.dialable_links() >= self.config.target_degree {
             // One more neighbour, the first the Gatekeeper offers (the least loaded,
             // random among equals): not necessarily one our neighbours know.
-            if self.links.len() + self.overlay.pending_out.len() + 1 < self.config.max_degree
+            if self.dialable_links() + self.overlay.pending_out.len() + 1 < self.config.max_degree
                 && let Some(entry) = candidates.into_iter().find(|e| {
                     e.dialable && self.worth_dialling(&e.id) && self.address_dialable(now, &e.addr)
                 })
@@ -345,14 +348,13 @@ impl Peer {
             // We would send heartbeats there: never to a broadcast or link-local address.
             self.stats.hellos_refused_address += 1;
             Decision::Reject
-        } else if self.links.len() + self.overlay.pending_out.len() >= self.config.max_degree {
+        } else if initiator_dialable
+            && self.dialable_links() + self.overlay.pending_out.len() >= self.config.max_degree
+        {
             // Our own dials in flight count: otherwise inbound links could fill every slot
             // and our dial's link would be refused here after the other side installed it.
             Decision::Full
-        } else if !initiator_dialable
-            && self.links.values().filter(|l| !l.dialable).count() + self.config.dialable_reserve
-                >= self.config.max_degree
-        {
+        } else if !initiator_dialable && self.undialable_links() >= self.config.undialable_slots {
             self.stats.hellos_refused_undialable += 1;
             Decision::Full
         } else if self.overlay.pending_in.len() >= self.config.max_pending_inbound {
@@ -398,14 +400,25 @@ impl Peer {
         })
     }
 
-    /// True when an undialable peer's link would take one of the slots kept for dialable
-    /// peers. Checked on the hello and again on the confirm: hellos accepted together
-    /// could otherwise all confirm into the reserve.
-    fn reserve_taken(&self, up: &LinkUp) -> bool {
-        up.inbound
-            && !up.dialable
-            && self.links.values().filter(|l| !l.dialable).count() + self.config.dialable_reserve
-                >= self.config.max_degree
+    /// Neighbours that can be dialled (all of them, for a peer behind a NAT), which
+    /// `max_degree` bounds.
+    pub(crate) fn dialable_links(&self) -> usize {
+        self.links.values().filter(|l| l.dialable).count()
+    }
+
+    /// Neighbours behind NATs (they dialled us), which `undialable_slots` bounds.
+    pub(crate) fn undialable_links(&self) -> usize {
+        self.links.len() - self.dialable_links()
+    }
+
+    /// True when link `up` finds its pool full. Checked on the hello and again on the
+    /// confirm: hellos accepted together could otherwise all confirm past it.
+    fn pool_full(&self, up: &LinkUp) -> bool {
+        if up.inbound && !up.dialable {
+            self.undialable_links() >= self.config.undialable_slots
+        } else {
+            self.dialable_links() >= self.config.max_degree
+        }
     }
 
     /// True when our link id `my_link_id` belongs to an installed link.
@@ -432,14 +445,14 @@ impl Peer {
                 return;
             }
             self.drop_link(&up.peer, DownReason::Replaced);
-        } else if self.links.len() >= self.config.max_degree || self.reserve_taken(&up) {
+        } else if self.pool_full(&up) {
             // Accepted handshakes hold no slot, so more may confirm than fit: the late
             // one is refused (no "established"). Our own dials in flight are not held
             // back for: refusing inbound links for them starved repair in the simulator
             // (dials to crashed peers hold their slot for the whole handshake timeout).
             // The rare dial of ours that completes into a full peer leaves a half-link
             // on the other side, which our "not your neighbour" clears.
-            if self.links.len() < self.config.max_degree {
+            if up.inbound && !up.dialable {
                 self.stats.hellos_refused_undialable += 1;
             } else if up.inbound {
                 self.stats.links_refused_full += 1;

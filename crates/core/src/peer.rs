@@ -145,6 +145,19 @@ impl Peer {
         self.links.len()
     }
 
+    /// Neighbours that can be dialled: what `max_degree` bounds, and what the peer
+    /// announces to the Gatekeeper (against `max_degree` as its capacity). Neighbours
+    /// behind NATs have `undialable_slots` of their own.
+    pub fn dialable_degree(&self) -> usize {
+        self.dialable_links()
+    }
+
+    /// The most neighbours this peer takes: `max_degree` that can be dialled, plus
+    /// `undialable_slots` behind NATs.
+    pub fn capacity(&self) -> usize {
+        self.config.max_degree + self.config.undialable_slots
+    }
+
     /// Sets the share summary version announced in heartbeats (0: no summary).
     pub fn set_summary_version(&mut self, version: u64) {
         self.summary_version = version;

@@ -248,30 +248,47 @@ fn a_replayed_datagram_cannot_redirect_a_link() {
     assert_eq!(peer.neighbours(now)[0].udp_path, Some(mapping));
 }
 
-/// Undialable peers do not fill a dialable peer: the last `dialable_reserve` slots wait
-/// for peers that can be dialled, which keep the overlay's dialable core connected.
+/// Peers behind NATs have their own slots, on top of `max_degree`: as many as
+/// `undialable_slots` link, the next is answered "full", and every one of the
+/// `max_degree` slots is still there for peers that can be dialled, which keep the
+/// overlay's dialable core connected. A peer with only undialable neighbours still looks
+/// for dialable ones.
 #[test]
-fn undialable_hellos_leave_slots_for_dialable_peers() {
+fn undialable_peers_have_their_own_slots() {
     let now = Instant::now();
     let mut peer = solo(Config::test(), 1, now);
     let max = peer.config().max_degree;
-    let reserve = peer.config().dialable_reserve;
-    assert!(reserve >= 1);
+    let pool = peer.config().undialable_slots;
+    assert!(pool >= 1);
     let mut linked = 0;
-    for seed in 20..(20 + max as u8) {
+    for seed in 20..(20 + pool as u8 + 2) {
         let lan = PeerAddr::new("192.0.2.20".parse().unwrap(), 4000, u16::from(seed));
         let source: IpAddr = format!("203.0.113.{seed}").parse().unwrap();
         if dial_in(&mut peer, now, seed, lan, source, false).is_some() {
             linked += 1;
         }
     }
-    assert_eq!(linked, max - reserve);
-    assert!(peer.stats().hellos_refused_undialable >= 1);
-    let public = PeerAddr::new("203.0.113.99".parse().unwrap(), 4000, 4001);
-    assert!(
-        dial_in(&mut peer, now, 99, public, public.ip, true).is_some(),
-        "a dialable peer still gets the reserved slot"
-    );
+    assert_eq!(linked, pool);
+    assert_eq!(peer.stats().hellos_refused_undialable, 2);
+    // Still short of dialable neighbours: it dials the next candidate (the dial then
+    // goes unanswered).
+    let candidate = NeighbourEntry::dialable(harness::id_of(90), harness::addr(90));
+    peer.handle_command(now, Command::Candidates(vec![candidate]));
+    let dial = std::iter::from_fn(|| peer.poll_conn()).find_map(|io| match io {
+        ConnIo::Open { conn, .. } => Some(conn),
+        _ => None,
+    });
+    let dial = dial.expect("undialable neighbours do not count toward the target degree");
+    peer.handle_conn_closed(now, dial);
+    for seed in 100..(100 + max as u8) {
+        let public = PeerAddr::new(format!("198.51.100.{seed}").parse().unwrap(), 4000, 4001);
+        assert!(
+            dial_in(&mut peer, now, seed, public, public.ip, true).is_some(),
+            "dialable peer {seed} still finds a slot"
+        );
+    }
+    assert_eq!(peer.degree(), max + pool);
+    assert_eq!(peer.degree(), peer.capacity());
 }
 
 /// Candidates and neighbour-list entries marked undialable are never dialled.

@@ -50,7 +50,10 @@ pub struct StatusView {
     /// Current number of neighbours.
     pub degree: usize,
     pub target_degree: usize,
+    /// Most neighbours that can be dialled; `undialable_slots` more behind NATs.
     pub max_degree: usize,
+    #[serde(default)]
+    pub undialable_slots: usize,
     /// The Gatekeeper's URL.
     pub gatekeeper: String,
     /// The protocol's counters (`highway_core::Stats`).
@@ -303,6 +306,7 @@ pub(crate) fn status_view(
         degree: snap.neighbours.len(),
         target_degree: snap.target_degree,
         max_degree: snap.max_degree,
+        undialable_slots: snap.undialable_slots,
         gatekeeper: gatekeeper.to_string(),
         stats: snap.stats.clone(),
         runtime,

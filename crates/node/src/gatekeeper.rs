@@ -133,7 +133,9 @@ pub(crate) async fn status_loop(call: GatekeeperCall, owner: mpsc::Sender<Msg>, 
             return;
         }
         let ids: Vec<NodeId> = snap.neighbours.iter().map(|n| n.id).collect();
-        let degree = degree16(ids.len());
+        // Against `max_degree`, which bounds neighbours that can be dialled: those behind
+        // NATs have slots of their own.
+        let degree = degree16(snap.neighbours.iter().filter(|n| n.dialable).count());
         let error = match call
             .client
             .status(&[snap.addr], degree, call.capacity, &ids)

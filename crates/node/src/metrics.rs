@@ -286,6 +286,7 @@ mod tests {
             degree: 2,
             target_degree: 3,
             max_degree: 5,
+            undialable_slots: 8,
             gatekeeper: "http://127.0.0.1:7700".into(),
             stats,
             runtime: RuntimeStats {

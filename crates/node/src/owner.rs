@@ -108,6 +108,7 @@ pub(crate) struct Snapshot {
     pub phase: Phase,
     pub target_degree: usize,
     pub max_degree: usize,
+    pub undialable_slots: usize,
     pub neighbours: Vec<NeighbourView>,
     pub stats: Stats,
     pub reachability: highway_core::Reachability,
@@ -356,6 +357,7 @@ impl Running {
                     phase: peer.phase(),
                     target_degree: peer.config().target_degree,
                     max_degree: peer.config().max_degree,
+                    undialable_slots: peer.config().undialable_slots,
                     neighbours: peer.neighbours(now),
                     stats: peer.stats().clone(),
                     reachability: peer.reachability(),
@@ -490,7 +492,7 @@ impl Running {
                 let call = self.gatekeeper_call();
                 let tx = self.o.tx.clone();
                 let addr = self.o.peer.addr();
-                let degree = self.o.peer.degree();
+                let degree = self.o.peer.dialable_degree();
                 self.join_task = Some(self.tasks.spawn(async move {
                     let msg = call.join_for_candidates(addr, degree).await;
                     let _ = tx.send(msg).await;

@@ -731,10 +731,16 @@ impl Net {
             return;
         }
         let peer = self.peer(i);
+        let dialable = peer
+            .neighbours(self.now)
+            .iter()
+            .filter(|n| n.dialable)
+            .count();
         assert!(
-            peer.degree() <= peer.config().max_degree,
-            "peer {i} has {} neighbours, above its maximum {}",
+            dialable <= peer.config().max_degree && peer.degree() <= peer.capacity(),
+            "peer {i} has {} neighbours ({dialable} dialable), above its maximum {} ({})",
             peer.degree(),
+            peer.capacity(),
             peer.config().max_degree
         );
         let actual: BTreeSet<NodeId> = peer.neighbours(self.now).iter().map(|n| n.id).collect();

@@ -169,6 +169,10 @@ impl Setup {
                     .unwrap_or(c.max_degree)
                     .to_string(),
             ]),
+            row(&[
+                "their slots for peers behind NATs",
+                &c.undialable_slots.to_string(),
+            ]),
         ];
         report.heading("Setup");
         report.table(&["setting", "value"], &rows);

@@ -44,7 +44,7 @@ impl Shard {
         PeerInfo {
             id: peer.id(),
             addrs: vec![peer.addr()],
-            neighbours: u16_of(peer.degree()),
+            neighbours: u16_of(peer.dialable_degree()),
             capacity: u16_of(peer.config().max_degree),
             reachable: peer.dialable(),
         }
