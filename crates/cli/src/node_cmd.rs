@@ -18,7 +18,8 @@ pub struct Args {
     /// of the certificates to trust (instead of the system's roots).
     #[arg(long, env = "HIGHWAY_GATEKEEPER_CA", value_name = "FILE")]
     gatekeeper_ca: Option<PathBuf>,
-    /// The address to bind and publish, e.g. 127.0.0.2 (not 0.0.0.0: peers dial it).
+    /// The address to bind and publish, e.g. 192.0.2.10; 0.0.0.0 (or ::) listens on every
+    /// address and publishes the one this host uses toward the Gatekeeper.
     #[arg(long, value_name = "IP")]
     bind: IpAddr,
     /// Where the identity key lives (created on first start). One per node.

@@ -186,6 +186,16 @@ impl GatekeeperClient {
         &self.base
     }
 
+    /// The Gatekeeper's host (a name or an address, IPv6 without brackets) and port.
+    pub fn host_and_port(&self) -> Option<(String, u16)> {
+        let url = reqwest::Url::parse(&self.base).ok()?;
+        let host = url
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        Some((host.to_string(), url.port_or_known_default()?))
+    }
+
     /// A timestamp newer than any this client used before, even if the clock stepped back.
     fn next_ts(&self) -> u64 {
         let now = now_ms();

@@ -12,8 +12,9 @@ use crate::NodeError;
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The address the UDP socket and the TCP listener bind, and the one published to
-    /// other peers: it must be dialable (not 0.0.0.0 or ::). Distinct loopback addresses
-    /// (127.0.0.2, 127.0.0.3, ...) let many peers share one machine.
+    /// other peers. Unspecified (0.0.0.0, ::): every address, publishing the one this host
+    /// uses toward the Gatekeeper. Distinct loopback addresses (127.0.0.2, 127.0.0.3, ...)
+    /// let many peers share one machine.
     pub bind: IpAddr,
     /// UDP port for datagrams; 0 lets the OS choose.
     pub udp_port: u16,
@@ -102,9 +103,6 @@ impl NodeConfig {
 
     /// Checks everything that can be checked without touching the network or the disk.
     pub fn validate(&self) -> Result<(), NodeError> {
-        if self.bind.is_unspecified() {
-            return Err(NodeError::UnspecifiedBind(self.bind));
-        }
         if self.bind.is_multicast() {
             return Err(NodeError::MulticastBind(self.bind));
         }
@@ -164,8 +162,8 @@ mod tests {
     }
 
     #[test]
-    fn undialable_bind_addresses_are_refused() {
-        for ip in ["0.0.0.0", "::", "224.0.0.1"] {
+    fn multicast_bind_addresses_are_refused() {
+        for ip in ["224.0.0.1", "ff02::1"] {
             let c = NodeConfig {
                 bind: ip.parse().unwrap(),
                 ..config()

@@ -32,8 +32,16 @@ const CONTROL_DRAIN: Duration = Duration::from_secs(2);
 /// Why a node did not start. Nothing is left running.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("--bind {0} is unspecified; give the address other peers should dial, e.g. 127.0.0.2")]
-    UnspecifiedBind(IpAddr),
+    #[error(
+        "--bind {bind} listens on every address, and the one to publish (the one this host \
+         uses toward the Gatekeeper {gatekeeper}) could not be found: {error}. Give the \
+         address other peers should dial with --bind (e.g. 192.0.2.10) or --public-addr"
+    )]
+    NoAddressToPublish {
+        bind: IpAddr,
+        gatekeeper: String,
+        error: std::io::Error,
+    },
     #[error("--bind {0} is a multicast address; give a unicast address peers can dial")]
     MulticastBind(IpAddr),
     #[error(
@@ -156,6 +164,25 @@ fn local_addr(
     r.map_err(|error| NodeError::Bind { what, addr, error })
 }
 
+/// The local address this host sends from toward the Gatekeeper, of `bind`'s family. No
+/// packet is sent: connecting a UDP socket only has the kernel pick the route.
+async fn route_toward(gatekeeper: &GatekeeperClient, bind: IpAddr) -> std::io::Result<IpAddr> {
+    let (host, port) = gatekeeper
+        .host_and_port()
+        .ok_or_else(|| std::io::Error::other("its URL names no host"))?;
+    let target = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .find(|a| a.is_ipv6() == bind.is_ipv6())
+        .ok_or_else(|| std::io::Error::other(format!("{host} has no address of that family")))?;
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0))?;
+    socket.connect(target)?;
+    let ip = socket.local_addr()?.ip();
+    if ip.is_unspecified() {
+        return Err(std::io::Error::other("no route"));
+    }
+    Ok(ip)
+}
+
 /// Starts a node: validates `config`, loads (or creates) the identity, binds the UDP
 /// socket, the TCP listener and the control API, and starts joining.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
@@ -167,10 +194,25 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
             path: config.data_dir.join(identity::IDENTITY_FILE),
             error: std::io::Error::other(e.to_string()),
         })??;
+    let probe =
+        GatekeeperClient::new(&config.gatekeeper, key.clone(), gatekeeper::client_config())?;
+    // Bound to every address: the node publishes (and speaks from) the one this host uses
+    // toward the Gatekeeper, as if it had been bound to it.
+    let local_ip = if config.bind.is_unspecified() {
+        route_toward(&probe, config.bind)
+            .await
+            .map_err(|error| NodeError::NoAddressToPublish {
+                bind: config.bind,
+                gatekeeper: config.gatekeeper.clone(),
+                error,
+            })?
+    } else {
+        config.bind
+    };
     let client_config = highway_gatekeeper::ClientConfig {
         ca_file: config.gatekeeper_ca.clone(),
         // The Gatekeeper checks published addresses against the request's source.
-        local_address: Some(config.bind),
+        local_address: Some(local_ip),
         ..gatekeeper::client_config()
     };
     let client = GatekeeperClient::new(&config.gatekeeper, key.clone(), client_config)?;
@@ -188,7 +230,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let control_addr = local_addr("control API", config.control, control_listener.local_addr())?;
     // Published: --public-addr when the node is reached at another address than it binds
     // (its router forwards the same ports), else the bound address.
-    let published_ip = config.public_ip.unwrap_or(config.bind);
+    let published_ip = config.public_ip.unwrap_or(local_ip);
     let addr = PeerAddr::new(published_ip, udp_addr.port(), tcp_addr.port());
     let share_roots = ShareRoots::new(config.share.as_deref(), &config.share_roots)
         .map_err(|(path, error)| NodeError::ShareRoot { path, error })?;
@@ -253,7 +295,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
                 .download_limit
                 .map(|rate| Arc::new(RateLimit::new(rate))),
             // Downloads come from the address this node publishes, as its other traffic.
-            local_address: Some(config.bind),
+            local_address: Some(local_ip),
             ..DownloadOptions::default()
         },
         tcp_addr,
@@ -279,7 +321,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         events: events.clone(),
         loss: config.loss,
         searches,
-        bind_ip: config.bind,
+        bind_ip: local_ip,
         reverse: crate::reverse_serve::ReverseServer::new(
             router_slot,
             counters.relay.clone(),
@@ -290,7 +332,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let hub = Arc::new(crate::relay::RelayHub::new(
         config.relay.clone(),
         SocketAddr::new(published_ip, tcp_addr.port()),
-        config.bind,
+        local_ip,
         owner_tx.clone(),
         counters.relay.clone(),
     ));

@@ -388,3 +388,45 @@ async fn a_hello_naming_someone_elses_address_aims_nothing_at_it() {
     node.shutdown().await;
     gatekeeper_task.abort();
 }
+
+/// `--bind 0.0.0.0`: the node listens on every address and publishes the one this host
+/// uses toward the Gatekeeper (here 127.0.0.1), which the Gatekeeper sees its requests
+/// come from: it is dialable, and it links with a node bound the usual way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_bound_to_every_address_publishes_its_route_to_the_gatekeeper() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_gatekeeper, stopped) = oneshot::channel::<()>();
+    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
+    let gatekeeper_task = tokio::spawn(highway_gatekeeper::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for (i, bind) in ["127.0.0.6", "0.0.0.0"].into_iter().enumerate() {
+        let mut config = NodeConfig::new(
+            bind.parse().unwrap(),
+            gatekeeper.clone(),
+            dir.path().join(format!("node-{i}")),
+        );
+        config.core = highway_core::Config::test();
+        nodes.push(highway_node::start(config).await.expect("node starts"));
+    }
+    assert_eq!(nodes[1].addr().ip.to_string(), "127.0.0.1");
+    wait_until(
+        Duration::from_secs(15),
+        "the two nodes link, and the Gatekeeper offers the one on 0.0.0.0 as dialable",
+        || async {
+            let Some(status) = nodes[1].status().await else {
+                return false;
+            };
+            status.degree == 1 && status.reachability.dialable
+        },
+    )
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = stop_gatekeeper.send(());
+    let _ = gatekeeper_task.await;
+}
