@@ -9,7 +9,7 @@
 //! that learns it is suspected refutes at once with a heartbeat under a higher
 //! incarnation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -20,8 +20,57 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use crate::api::Event;
+use crate::config::Config;
 use crate::link::{Link, LinkState};
 use crate::peer::Peer;
+
+/// The failure detector's own state; the links it watches live in the peer.
+#[derive(Debug)]
+pub(crate) struct Detector {
+    /// Raised to refute a suspicion: a heartbeat with a higher one clears it.
+    pub incarnation: u64,
+    pub next_heartbeat: Instant,
+    /// Probes this peer runs as a witness for its neighbours, by our probe id.
+    pub witness_requests: HashMap<u64, WitnessRequest>,
+    /// Answers to strangers (probe acks, not-your-neighbour) left this interval.
+    pub stranger_budget: u32,
+    pub last_refute: Option<Instant>,
+}
+
+impl Detector {
+    pub fn new(config: &Config, now: Instant) -> Self {
+        Self {
+            incarnation: 0,
+            next_heartbeat: now + config.heartbeat_interval,
+            witness_requests: HashMap::new(),
+            stranger_budget: config.stranger_replies_per_interval,
+            last_refute: None,
+        }
+    }
+
+    /// True when a heartbeat round is due; moves the next one on (woken late, it skips
+    /// the missed rounds: one catch-up round, not a burst) and refills the budgets.
+    pub fn round_due(&mut self, config: &Config, now: Instant) -> bool {
+        if now < self.next_heartbeat {
+            return false;
+        }
+        let interval = config.heartbeat_interval;
+        self.next_heartbeat += interval;
+        if self.next_heartbeat <= now {
+            self.next_heartbeat = now + interval;
+        }
+        self.stranger_budget = config.stranger_replies_per_interval;
+        true
+    }
+
+    /// The next instant the detector has work: a heartbeat round or a witness deadline.
+    pub fn next_wakeup(&self) -> Instant {
+        self.witness_requests
+            .values()
+            .map(|r| r.deadline)
+            .fold(self.next_heartbeat, Instant::min)
+    }
+}
 
 /// A probe this peer runs on behalf of a neighbour (as its witness).
 #[derive(Debug, Clone)]
@@ -48,7 +97,7 @@ impl Peer {
         link.sent_seq += 1;
         let msg = PeerMsg::Heartbeat(Heartbeat {
             seq: link.sent_seq,
-            incarnation: self.incarnation,
+            incarnation: self.detector.incarnation,
             summary_version: self.summary_version,
             neighbours,
         });
@@ -168,96 +217,84 @@ impl Peer {
         }
     }
 
-    pub(crate) fn on_link_message(&mut self, now: Instant, peer: NodeId, msg: PeerMsg) {
-        match msg {
-            PeerMsg::Heartbeat(hb) => {
-                self.stats.heartbeats_received += 1;
-                let me = self.id;
-                if let Some(link) = self.links.get_mut(&peer) {
-                    link.their_neighbours =
-                        hb.neighbours.into_iter().filter(|e| e.id != me).collect();
-                    link.their_summary_version = hb.summary_version;
-                    link.their_incarnation = link.their_incarnation.max(hb.incarnation);
-                }
-                self.on_summary_version(peer, hb.summary_version);
-                // The heartbeat's source was just made this link's path.
-                if let Some(observed) = self.links.get(&peer).and_then(|l| l.path) {
-                    self.send(
-                        &peer,
-                        &PeerMsg::HeartbeatAck {
-                            seq: hb.seq,
-                            observed,
-                        },
-                    );
-                }
-            }
-            PeerMsg::HeartbeatAck { seq, observed } => {
-                if let Some(link) = self.links.get_mut(&peer) {
-                    link.last_acked_seq = link.last_acked_seq.max(seq);
-                    link.last_acked_at = Some(now);
-                    link.observed_me = Some(observed);
-                }
-            }
-            PeerMsg::PingReq {
-                probe_id,
-                target,
-                target_addr,
-            } => {
-                self.act_as_witness(now, peer, probe_id, target, target_addr);
-            }
-            PeerMsg::PingReqAck {
-                probe_id,
-                target,
-                alive,
-            } => {
-                let vouched = self.links.get(&target).is_some_and(
-                    |l| matches!(l.state, LinkState::Warning { probe_id: p, .. } if p == probe_id),
-                );
-                if alive && vouched {
-                    self.heard_from(now, target);
-                }
-            }
-            PeerMsg::WitnessProbe {
-                probe_id,
-                suspecter,
-            } => {
-                self.send(&peer, &PeerMsg::WitnessProbeAck { probe_id });
-                if suspecter != peer && self.links.contains_key(&suspecter) {
-                    self.refute(now, Some(suspecter));
-                }
-            }
-            PeerMsg::WitnessProbeAck { probe_id } => {
-                if self
-                    .witness_requests
-                    .get(&probe_id)
-                    .is_some_and(|r| r.target == peer)
-                {
-                    self.answer_witness_request(probe_id, true);
-                }
-            }
-            PeerMsg::Leave => self.on_peer_left(now, &peer),
-            PeerMsg::SummaryRequest { version, chunk } => {
-                self.on_summary_request(peer, version, chunk);
-            }
-            PeerMsg::SummaryChunk {
-                version,
-                chunk,
-                chunks,
-                data,
-            } => self.on_summary_chunk(peer, version, chunk, chunks, &data),
-            PeerMsg::Query {
-                id,
-                ttl,
-                hops,
-                target,
-            } => self.on_query(now, peer, id, ttl, hops, target),
-            PeerMsg::QueryHits { id, hits } => self.on_query_hits(peer, id, hits),
-            PeerMsg::QueryDone { id } => self.on_query_done(now, peer, id),
-            PeerMsg::Reverse { token, to } => self.on_reverse(peer, token, to),
+    pub(crate) fn on_heartbeat(&mut self, peer: NodeId, hb: Heartbeat) {
+        self.stats.heartbeats_received += 1;
+        let me = self.id;
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.their_neighbours = hb.neighbours.into_iter().filter(|e| e.id != me).collect();
+            link.their_summary_version = hb.summary_version;
+            link.their_incarnation = link.their_incarnation.max(hb.incarnation);
+        }
+        self.on_summary_version(peer, hb.summary_version);
+        // The heartbeat's source was just made this link's path.
+        if let Some(observed) = self.links.get(&peer).and_then(|l| l.path) {
+            self.send(
+                &peer,
+                &PeerMsg::HeartbeatAck {
+                    seq: hb.seq,
+                    observed,
+                },
+            );
         }
     }
 
-    fn act_as_witness(
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        seq: u64,
+        observed: SocketAddr,
+    ) {
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.last_acked_seq = link.last_acked_seq.max(seq);
+            link.last_acked_at = Some(now);
+            link.observed_me = Some(observed);
+        }
+    }
+
+    /// A witness answers our ping-req about `target`.
+    pub(crate) fn on_ping_req_ack(
+        &mut self,
+        now: Instant,
+        probe_id: u64,
+        target: NodeId,
+        alive: bool,
+    ) {
+        let vouched = self.links.get(&target).is_some_and(
+            |l| matches!(l.state, LinkState::Warning { probe_id: p, .. } if p == probe_id),
+        );
+        if alive && vouched {
+            self.heard_from(now, target);
+        }
+    }
+
+    /// `peer` probes us for `suspecter` (or for itself): answer, and refute if a
+    /// neighbour suspects us.
+    pub(crate) fn on_witness_probe(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        probe_id: u64,
+        suspecter: NodeId,
+    ) {
+        self.send(&peer, &PeerMsg::WitnessProbeAck { probe_id });
+        if suspecter != peer && self.links.contains_key(&suspecter) {
+            self.refute(now, Some(suspecter));
+        }
+    }
+
+    pub(crate) fn on_witness_probe_ack(&mut self, peer: NodeId, probe_id: u64) {
+        if self
+            .detector
+            .witness_requests
+            .get(&probe_id)
+            .is_some_and(|r| r.target == peer)
+        {
+            self.answer_witness_request(probe_id, true);
+        }
+    }
+
+    pub(crate) fn act_as_witness(
         &mut self,
         now: Instant,
         requester: NodeId,
@@ -266,7 +303,9 @@ impl Peer {
         target_addr: PeerAddr,
     ) {
         self.stats.probes_as_witness += 1;
-        if target == self.id || self.witness_requests.len() >= self.config.max_witness_requests {
+        if target == self.id
+            || self.detector.witness_requests.len() >= self.config.max_witness_requests
+        {
             let alive = target == self.id;
             self.send(
                 &requester,
@@ -279,7 +318,7 @@ impl Peer {
             return;
         }
         let my_probe: u64 = self.rng.random();
-        self.witness_requests.insert(
+        self.detector.witness_requests.insert(
             my_probe,
             WitnessRequest {
                 requester,
@@ -307,7 +346,7 @@ impl Peer {
     }
 
     fn answer_witness_request(&mut self, my_probe: u64, alive: bool) {
-        let Some(req) = self.witness_requests.remove(&my_probe) else {
+        let Some(req) = self.detector.witness_requests.remove(&my_probe) else {
             return;
         };
         let msg = PeerMsg::PingReqAck {
@@ -320,6 +359,7 @@ impl Peer {
 
     pub(crate) fn expire_witness_requests(&mut self, now: Instant) {
         let mut expired: Vec<u64> = self
+            .detector
             .witness_requests
             .iter()
             .filter(|(_, r)| now >= r.deadline)
@@ -343,6 +383,7 @@ impl Peer {
 
     pub(crate) fn on_probe_ack(&mut self, ack: ProbeAck) {
         let matches = self
+            .detector
             .witness_requests
             .get(&ack.nonce)
             .is_some_and(|r| r.target == ack.responder);
@@ -351,17 +392,29 @@ impl Peer {
         }
     }
 
+    /// Spends one unit of the per-interval budget for answering strangers.
+    pub(crate) fn stranger_reply_allowed(&mut self) -> bool {
+        if self.detector.stranger_budget == 0 {
+            self.stats.stranger_dropped += 1;
+            return false;
+        }
+        self.detector.stranger_budget -= 1;
+        self.stats.stranger_replies += 1;
+        true
+    }
+
     /// Raises our incarnation and heartbeats at once, to `to` or to everyone; at most
     /// four times per heartbeat interval.
     fn refute(&mut self, now: Instant, to: Option<NodeId>) {
         if self
+            .detector
             .last_refute
             .is_some_and(|at| now < at + self.config.heartbeat_interval / 4)
         {
             return;
         }
-        self.last_refute = Some(now);
-        self.incarnation += 1;
+        self.detector.last_refute = Some(now);
+        self.detector.incarnation += 1;
         match to {
             Some(peer) => self.send_heartbeat(&peer),
             None => self.send_heartbeats(),

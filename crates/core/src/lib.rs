@@ -15,6 +15,7 @@ mod config;
 mod conns;
 mod detector;
 mod dials;
+mod dispatch;
 mod link;
 mod overlay;
 mod peer;

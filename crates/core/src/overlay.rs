@@ -290,7 +290,7 @@ impl Peer {
     fn connect(&mut self, now: Instant, addr: PeerAddr, expected: Option<NodeId>) {
         let my_link_id = self.fresh_id();
         let seed: [u8; 32] = self.rng.random();
-        let stream = self.udp_blocked;
+        let stream = self.reach.udp_blocked;
         let (initiator, hello) = Initiator::start_with(
             &self.key,
             self.addr,
@@ -552,10 +552,10 @@ impl Peer {
             self.stats.links_lost_unheard += 1;
             // Link after link came up over TCP and never carried a datagram: UDP does not
             // get through from here. Later links ask to travel over their TCP connection.
-            if !self.heard_on_a_link
+            if !self.reach.heard_on_a_link
                 && self.stats.links_lost_unheard >= crate::reachability::UNHEARD_LINKS_FOR_BLOCKED
             {
-                self.udp_blocked = true;
+                self.reach.udp_blocked = true;
             }
         }
         self.by_link_id.remove(&link.my_link_id);

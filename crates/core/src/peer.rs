@@ -5,18 +5,18 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
-use highway_wire::peer::datagram::{self, Datagram, MIN_LINK_LEN};
-use highway_wire::peer::{NeighbourEntry, NotNeighbour, PeerMsg};
+use highway_wire::peer::{NeighbourEntry, PeerMsg};
 use highway_wire::{NodeId, PeerAddr};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api::{Command, Event, NeighbourView, Stats, Transmit};
 use crate::config::Config;
-use crate::conns::{Conns, MAX_EARLY_DATAGRAMS};
-use crate::detector::WitnessRequest;
+use crate::conns::Conns;
+use crate::detector::Detector;
 use crate::link::Link;
 use crate::overlay::Overlay;
+use crate::reachability::Reach;
 use crate::search::SearchState;
 
 /// Most datagrams waiting in [`Peer::poll_transmit`]'s queue; past it new ones are dropped
@@ -37,6 +37,11 @@ pub enum Phase {
 
 /// A Highway peer's protocol logic. It never reads a clock, opens a socket or spawns a
 /// task: time comes in as `now`, randomness from the seed it was built with.
+///
+/// Its parts own their state — the overlay (joining, repair), the detector (heartbeats,
+/// suspicion, witnesses), search, the connections (dialing), and what the peer knows of
+/// its own reachability — and share the identity, the links, the counters and the output
+/// queues kept here. `dispatch.rs` hands each input to the part it concerns.
 #[derive(Debug)]
 pub struct Peer {
     pub(crate) config: Config,
@@ -45,27 +50,20 @@ pub struct Peer {
     pub(crate) addr: PeerAddr,
     /// Others can dial `addr` (the Gatekeeper's verdict; false behind a NAT).
     pub(crate) dialable: bool,
-    /// Some link ever carried an authenticated datagram to us.
-    pub(crate) heard_on_a_link: bool,
-    /// Links came up and never carried a datagram: from now on this peer's links travel
-    /// over their TCP connection (see [`crate::LinkUp::stream`]).
-    pub(crate) udp_blocked: bool,
     pub(crate) rng: SmallRng,
     pub(crate) phase: Phase,
     pub(crate) links: HashMap<NodeId, Link>,
     pub(crate) by_link_id: HashMap<u64, NodeId>,
-    pub(crate) overlay: Overlay,
-    pub(crate) incarnation: u64,
+    /// The share summary version announced in heartbeats.
     pub(crate) summary_version: u64,
     /// A timer was set earlier without any output to show for it (see
     /// [`Peer::take_quiet_timer`]).
     pub(crate) quiet_timer: bool,
-    pub(crate) next_heartbeat: Instant,
-    pub(crate) witness_requests: HashMap<u64, WitnessRequest>,
-    pub(crate) stranger_budget: u32,
-    pub(crate) last_refute: Option<Instant>,
+    pub(crate) overlay: Overlay,
+    pub(crate) detector: Detector,
     pub(crate) search: SearchState,
     pub(crate) conns: Conns,
+    pub(crate) reach: Reach,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) stats: Stats,
@@ -82,29 +80,23 @@ impl Peer {
         now: Instant,
     ) -> Self {
         let id = NodeId::from_key(&key.verifying_key());
-        let stranger_budget = config.stranger_replies_per_interval;
         Self {
             overlay: Overlay::new(&config),
-            next_heartbeat: now + config.heartbeat_interval,
+            detector: Detector::new(&config, now),
             config,
             key,
             id,
             addr,
             dialable: true,
-            heard_on_a_link: false,
-            udp_blocked: false,
             rng: SmallRng::seed_from_u64(rng_seed),
             phase: Phase::Idle,
             links: HashMap::new(),
             by_link_id: HashMap::new(),
-            incarnation: 0,
             summary_version: 0,
             quiet_timer: false,
-            witness_requests: HashMap::new(),
-            stranger_budget,
-            last_refute: None,
             search: SearchState::default(),
             conns: Conns::default(),
+            reach: Reach::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -199,85 +191,11 @@ impl Peer {
         self.links.get(peer).map(|l| (l.my_link_id, &l.keys))
     }
 
-    /// Feeds one received datagram. Anything malformed, forged or replayed is counted
-    /// and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        self.stats.datagrams_in += 1;
-        if self.phase == Phase::Left {
-            return;
-        }
-        let frame = match datagram::decode(bytes) {
-            Ok(frame) => frame,
-            Err(_) => {
-                self.stats.decode_errors += 1;
-                return;
-            }
-        };
-        match frame {
-            Datagram::Link(frame) => {
-                let Some(&peer) = self.by_link_id.get(&frame.link_id) else {
-                    if let Some(pending) = self.overlay.pending_out.get_mut(&frame.link_id) {
-                        // Our dial's link is up on the other side already; ours follows
-                        // in a moment (with "established"): held until then. Not a
-                        // stranger: no "not your neighbour".
-                        if pending.early.len() < MAX_EARLY_DATAGRAMS {
-                            self.stats.early_link_datagrams += 1;
-                            pending.early.push((from, bytes.to_vec()));
-                        } else {
-                            self.stats.early_link_dropped += 1;
-                        }
-                        return;
-                    }
-                    self.unknown_link(from, frame.link_id, bytes.len());
-                    return;
-                };
-                let Some(link) = self.links.get_mut(&peer) else {
-                    return;
-                };
-                let msg = match frame.open(&link.keys.recv) {
-                    Ok(msg) => msg,
-                    Err(highway_wire::peer::DecodeError::BadTag) => {
-                        self.stats.bad_tags += 1;
-                        return;
-                    }
-                    Err(_) => {
-                        self.stats.decode_errors += 1;
-                        return;
-                    }
-                };
-                if !link.window.accept(frame.counter) {
-                    self.stats.replays += 1;
-                    return;
-                }
-                // Authenticated and fresh: the neighbour is at `from`, whatever its hello
-                // said (behind a NAT this is its mapping). Replies go there from now on.
-                if link.path.is_some_and(|p| p != from) {
-                    self.stats.link_path_changes += 1;
-                }
-                link.path = Some(from);
-                link.heard = true;
-                self.heard_on_a_link = true;
-                self.heard_from(now, peer);
-                self.on_link_message(now, peer, msg);
-            }
-            Datagram::Probe(probe) => self.on_stranger_probe(now, from, probe),
-            Datagram::ProbeAck(ack) => self.on_probe_ack(ack),
-            Datagram::NotNeighbour(nn) => self.on_not_neighbour(now, nn),
-        }
-    }
-
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.phase != Phase::Running {
             return;
         }
-        if now >= self.next_heartbeat {
-            let interval = self.config.heartbeat_interval;
-            // Woken late, skip the missed rounds: one catch-up round, not a burst.
-            self.next_heartbeat += interval;
-            if self.next_heartbeat <= now {
-                self.next_heartbeat = now + interval;
-            }
-            self.stranger_budget = self.config.stranger_replies_per_interval;
+        if self.detector.round_due(&self.config, now) {
             self.refill_summary_budgets();
             self.refill_reverse_budgets();
             self.send_heartbeats();
@@ -295,7 +213,7 @@ impl Peer {
             Command::Join => {
                 if self.phase == Phase::Idle {
                     self.phase = Phase::Running;
-                    self.next_heartbeat = now + self.config.heartbeat_interval;
+                    self.detector.next_heartbeat = now + self.config.heartbeat_interval;
                     self.maintain(now);
                 }
             }
@@ -329,12 +247,9 @@ impl Peer {
         if self.phase != Phase::Running {
             return None;
         }
-        let mut next = self.next_heartbeat;
+        let mut next = self.detector.next_wakeup();
         for link in self.links.values() {
             next = next.min(self.link_deadline(link));
-        }
-        for req in self.witness_requests.values() {
-            next = next.min(req.deadline);
         }
         if let Some(at) = self.overlay.next_wakeup(&self.config) {
             next = next.min(at);
@@ -378,28 +293,6 @@ impl Peer {
             Some(conn) => self.write_carried(conn, &bytes),
             None => self.transmit(to, bytes),
         }
-    }
-
-    /// Spends one unit of the per-interval budget for answering strangers.
-    pub(crate) fn stranger_reply_allowed(&mut self) -> bool {
-        if self.stranger_budget == 0 {
-            self.stats.stranger_dropped += 1;
-            return false;
-        }
-        self.stranger_budget -= 1;
-        self.stats.stranger_replies += 1;
-        true
-    }
-
-    /// Link traffic for a link we do not have: tell the sender, signed, so it drops its
-    /// half — but only when the datagram is at least as large as the answer.
-    fn unknown_link(&mut self, from: SocketAddr, link_id: u64, len: usize) {
-        self.stats.unknown_links += 1;
-        if len < MIN_LINK_LEN || !self.stranger_reply_allowed() {
-            return;
-        }
-        let nn = NotNeighbour::sign(&self.key, link_id);
-        self.transmit(from, Datagram::NotNeighbour(nn).encode());
     }
 
     /// Our other neighbours, for a heartbeat to `except`.

@@ -66,6 +66,16 @@ pub struct Reachability {
     pub observations: Vec<Observation>,
 }
 
+/// What the peer learns of its own reachability from its links.
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    /// Some link ever carried an authenticated datagram to us.
+    pub heard_on_a_link: bool,
+    /// Links came up and never carried a datagram: from now on this peer's links travel
+    /// over their TCP connection (see [`crate::ConnIo`]).
+    pub udp_blocked: bool,
+}
+
 /// Classifies from the observations; `local` is the bound UDP address, `udp_blocked` the
 /// peer's conclusion that UDP does not get through (links that never carried a datagram;
 /// see [`UNHEARD_LINKS_FOR_BLOCKED`]).
@@ -113,7 +123,7 @@ impl Peer {
             })
             .collect();
         observations.sort_by_key(|o| o.observer);
-        let class = classify(self.addr.udp_addr(), &observations, self.udp_blocked);
+        let class = classify(self.addr.udp_addr(), &observations, self.reach.udp_blocked);
         Reachability {
             class,
             dialable: self.dialable,
