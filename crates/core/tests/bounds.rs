@@ -6,12 +6,12 @@ mod harness;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use harness::{Fake, drain_events, drain_transmits, solo};
+use harness::{Fake, drain_events, drain_transmits, heartbeat, solo};
 use highway_core::{Config, MAX_EVENTS, MAX_TRANSMITS};
 use highway_wire::peer::handshake::{
     Initiator, InitiatorOutcome, Purpose, is_established, split_frame,
 };
-use highway_wire::peer::{Datagram, Heartbeat, PeerMsg, Probe, decode};
+use highway_wire::peer::{Datagram, PeerMsg, Probe, decode};
 
 fn payload(framed: &[u8]) -> &[u8] {
     split_frame(framed).unwrap().unwrap().0
@@ -19,15 +19,6 @@ fn payload(framed: &[u8]) -> &[u8] {
 
 fn stranger(n: u8) -> SocketAddr {
     harness::addr(n).udp_addr()
-}
-
-fn heartbeat(seq: u64) -> PeerMsg {
-    PeerMsg::Heartbeat(Heartbeat {
-        seq,
-        incarnation: 0,
-        summary_version: 0,
-        neighbours: Vec::new(),
-    })
 }
 
 /// Hellos answered before any handshake completes hold no slot: all are accepted, but

@@ -7,26 +7,17 @@ mod harness;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use harness::{drain_transmits, ms, reply, send_hello, solo};
-use highway_core::{Command, Config, ConnId, ConnIo, Peer};
+use harness::{answer_dial, dial_out, drain_transmits, heartbeat, ms, reply, send_hello, solo};
+use highway_core::{Config, ConnIo};
 use highway_wire::peer::handshake::{
-    Decision, Hello, Initiator, InitiatorOutcome, Purpose, Responder, established_frame, frame,
-    is_established, split_frame,
+    Decision, Initiator, InitiatorOutcome, Purpose, established_frame, frame, is_established,
+    split_frame,
 };
 use highway_wire::peer::reverse::ReverseHello;
-use highway_wire::peer::{Heartbeat, NeighbourEntry, PeerMsg, seal};
+use highway_wire::peer::seal;
 
 fn payload(framed: &[u8]) -> &[u8] {
     split_frame(framed).unwrap().unwrap().0
-}
-
-fn heartbeat(seq: u64) -> PeerMsg {
-    PeerMsg::Heartbeat(Heartbeat {
-        seq,
-        incarnation: 0,
-        summary_version: 0,
-        neighbours: Vec::new(),
-    })
 }
 
 fn from(text: &str) -> SocketAddr {
@@ -152,26 +143,6 @@ fn a_reverse_hello_hands_the_connection_to_the_runtime() {
     assert_eq!(peer.stats().reverse_hellos_refused, 1);
 }
 
-/// What a dial looks like from the far end: the connection the peer opened and the
-/// hello it wrote.
-fn dial_out(peer: &mut Peer, now: Instant, seed: u8) -> (ConnId, Vec<u8>) {
-    let target = NeighbourEntry::dialable(harness::id_of(seed), harness::addr(seed));
-    peer.handle_command(now, Command::Candidates(vec![target]));
-    let mut conn = None;
-    let mut hello = None;
-    while let Some(io) = peer.poll_conn() {
-        match io {
-            ConnIo::Open { conn: c, to } => {
-                assert_eq!(to, harness::addr(seed).tcp_addr());
-                conn = Some(c);
-            }
-            ConnIo::Write { conn: c, bytes } if Some(c) == conn => hello = Some(bytes),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    (conn.expect("it dials"), hello.expect("it writes its hello"))
-}
-
 /// Finding of issue 11, item 6: the responder installs its link and speaks on it before
 /// "established" reaches the initiator. Both runtimes held those datagrams themselves;
 /// now the core holds them (bounded) and reads them once the link is up, instead of
@@ -181,17 +152,7 @@ fn datagrams_that_beat_established_are_held_and_read_once_linked() {
     let now = Instant::now();
     let mut peer = solo(Config::test(), 1, now);
     let (conn, hello) = dial_out(&mut peer, now, 20);
-    let decoded = Hello::decode(payload(&hello)).unwrap();
-    let (responder, welcome) = Responder::answer(
-        &harness::key(20),
-        payload(&hello),
-        &decoded,
-        Decision::Accept,
-        900,
-        Vec::new(),
-        [20; 32],
-    );
-    peer.handle_conn_bytes(now, conn, &welcome);
+    let responder = answer_dial(&mut peer, now, conn, &hello, 20, Decision::Accept, 900);
     let confirm = reply(&mut peer, conn).written;
     let accepted = responder
         .unwrap()
@@ -232,17 +193,7 @@ fn how_a_dial_ends_follows_from_where_its_connection_closed() {
 
     let later = now + ms(5000);
     let (conn, hello) = dial_out(&mut peer, later, 22);
-    let decoded = Hello::decode(payload(&hello)).unwrap();
-    let (_, welcome) = Responder::answer(
-        &harness::key(22),
-        payload(&hello),
-        &decoded,
-        Decision::Accept,
-        901,
-        Vec::new(),
-        [22; 32],
-    );
-    peer.handle_conn_bytes(later, conn, &welcome);
+    answer_dial(&mut peer, later, conn, &hello, 22, Decision::Accept, 901);
     peer.handle_conn_closed(later, conn);
     assert_eq!(peer.stats().dials_rejected, 1);
     assert_eq!(peer.stats().dials_unanswered, 1);

@@ -8,11 +8,11 @@ mod harness;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use harness::{drain_events, drain_transmits, solo};
+use harness::{dial_out, drain_events, drain_transmits, solo};
 use highway_core::{Command, Config, ConnId, ConnIo, Event, NatClass, Peer};
 use highway_wire::peer::datagram::{Datagram, decode};
 use highway_wire::peer::handshake::{
-    Decision, Hello, Initiator, InitiatorOutcome, LinkKeys, Purpose, Responder, established_frame,
+    Decision, Hello, Initiator, InitiatorOutcome, LinkKeys, Purpose, established_frame,
     is_established, split_frame,
 };
 use highway_wire::peer::{Heartbeat, NeighbourEntry, PeerMsg, seal};
@@ -103,40 +103,13 @@ fn dial_in(
     })
 }
 
-/// Has `peer` dial the dialable peer `seed`: the connection, and the framed hello it
-/// wrote (which says whether it asks for a TCP-carried link).
-fn dial_out(peer: &mut Peer, t: Instant, seed: u8) -> (ConnId, Vec<u8>) {
-    let target = NeighbourEntry::dialable(harness::id_of(seed), harness::addr(seed));
-    peer.handle_command(t, Command::Candidates(vec![target]));
-    let mut opened = None;
-    let mut hello = None;
-    while let Some(io) = peer.poll_conn() {
-        match io {
-            ConnIo::Open { conn, .. } => opened = Some(conn),
-            ConnIo::Write { conn, bytes } if Some(conn) == opened => hello = Some(bytes),
-            _ => {}
-        }
-    }
-    (opened.expect("it dials"), hello.expect("it wrote a hello"))
-}
-
 fn asks_stream(hello: &[u8]) -> bool {
     Hello::decode(payload(hello)).unwrap().stream
 }
 
 /// Peer `seed` accepts that dial over TCP; the link never carries a datagram.
 fn link_up_over_tcp_only(peer: &mut Peer, t: Instant, conn: ConnId, hello: &[u8], seed: u8) {
-    let decoded = Hello::decode(payload(hello)).unwrap();
-    let (responder, welcome) = Responder::answer(
-        &harness::key(seed),
-        payload(hello),
-        &decoded,
-        Decision::Accept,
-        7,
-        Vec::new(),
-        [seed; 32],
-    );
-    peer.handle_conn_bytes(t, conn, &welcome);
+    let responder = harness::answer_dial(peer, t, conn, hello, seed, Decision::Accept, 7);
     let confirm = harness::reply(peer, conn).written;
     responder
         .expect("accepted")

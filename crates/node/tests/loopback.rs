@@ -52,6 +52,31 @@ fn connected(graph: &BTreeMap<NodeId, BTreeSet<NodeId>>) -> bool {
     seen.len() == graph.len()
 }
 
+/// An in-process Gatekeeper on 127.0.0.1 (test timers), stopped by [`Running::stop`].
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a Gatekeeper: its URL, and how to stop it.
+async fn start_gatekeeper() -> (String, Running) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
+    let task = tokio::spawn(highway_gatekeeper::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+    (url, Running { stop, task })
+}
+
 /// Every event received so far, without waiting.
 fn drain(rx: &mut broadcast::Receiver<NodeEvent>, into: &mut Vec<NodeEvent>) {
     while let Ok(event) = rx.try_recv() {
@@ -61,13 +86,7 @@ fn drain(rx: &mut broadcast::Receiver<NodeEvent>, into: &mut Vec<NodeEvent>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_gatekeeper, stopped) = oneshot::channel::<()>();
-    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
-    let gatekeeper_task = tokio::spawn(highway_gatekeeper::run(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let (gatekeeper, stop_gatekeeper) = start_gatekeeper().await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
@@ -298,8 +317,7 @@ async fn four_nodes_link_up_and_a_graceful_leave_is_seen_as_left_not_failed() {
     for node in nodes {
         node.shutdown().await;
     }
-    let _ = stop_gatekeeper.send(());
-    let _ = gatekeeper_task.await;
+    stop_gatekeeper.stop().await;
 }
 
 /// A hello naming another address than the connection's source links (a peer behind a
@@ -394,13 +412,7 @@ async fn a_hello_naming_someone_elses_address_aims_nothing_at_it() {
 /// come from: it is dialable, and it links with a node bound the usual way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_bound_to_every_address_publishes_its_route_to_the_gatekeeper() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_gatekeeper, stopped) = oneshot::channel::<()>();
-    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
-    let gatekeeper_task = tokio::spawn(highway_gatekeeper::run(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let (gatekeeper, stop_gatekeeper) = start_gatekeeper().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for (i, bind) in ["127.0.0.6", "0.0.0.0"].into_iter().enumerate() {
@@ -427,6 +439,5 @@ async fn a_node_bound_to_every_address_publishes_its_route_to_the_gatekeeper() {
     for node in nodes {
         node.shutdown().await;
     }
-    let _ = stop_gatekeeper.send(());
-    let _ = gatekeeper_task.await;
+    stop_gatekeeper.stop().await;
 }

@@ -883,6 +883,62 @@ pub fn send_hello(
     (conn, reply(peer, conn))
 }
 
+/// A heartbeat with sequence number `seq` and nothing else in it.
+pub fn heartbeat(seq: u64) -> PeerMsg {
+    PeerMsg::Heartbeat(highway_wire::peer::Heartbeat {
+        seq,
+        incarnation: 0,
+        summary_version: 0,
+        neighbours: Vec::new(),
+    })
+}
+
+/// Has `peer` dial the dialable peer `seed` (its only candidate): the connection it
+/// opened, and the framed hello it wrote first.
+pub fn dial_out(peer: &mut Peer, now: Instant, seed: u8) -> (highway_core::ConnId, Vec<u8>) {
+    let target = NeighbourEntry::dialable(id_of(seed), addr(seed));
+    peer.handle_command(now, Command::Candidates(vec![target]));
+    let mut opened = None;
+    let mut hello = None;
+    while let Some(io) = peer.poll_conn() {
+        match io {
+            ConnIo::Open { conn, to } => {
+                assert_eq!(to, addr(seed).tcp_addr(), "it dials the candidate");
+                opened = Some(conn);
+            }
+            ConnIo::Write { conn, bytes } if Some(conn) == opened => hello = Some(bytes),
+            _ => {}
+        }
+    }
+    (opened.expect("it dials"), hello.expect("it wrote a hello"))
+}
+
+/// Peer `seed` answers that dial with `decision` (its link id `link_id`), as its
+/// responder would: the welcome goes to `peer`. Returns the responder's state when it
+/// accepted, to verify the confirm with.
+pub fn answer_dial(
+    peer: &mut Peer,
+    now: Instant,
+    conn: highway_core::ConnId,
+    hello: &[u8],
+    seed: u8,
+    decision: highway_wire::peer::handshake::Decision,
+    link_id: u64,
+) -> Option<highway_wire::peer::handshake::Responder> {
+    let decoded = highway_wire::peer::handshake::Hello::decode(payload(hello)).expect("a hello");
+    let (responder, welcome) = highway_wire::peer::handshake::Responder::answer(
+        &key(seed),
+        payload(hello),
+        &decoded,
+        decision,
+        link_id,
+        Vec::new(),
+        [seed; 32],
+    );
+    peer.handle_conn_bytes(now, conn, &welcome);
+    responder
+}
+
 /// The bytes `peer` wrote to its connections since this was last asked (opens and
 /// closes dropped).
 pub fn written(peer: &mut Peer) -> Vec<Vec<u8>> {
