@@ -379,6 +379,13 @@ impl ControlClient {
         self.typed(Method::GET, &path, None, REQUEST_TIMEOUT).await
     }
 
+    /// Cancels download `id` (its `.part` stays, to resume).
+    pub async fn cancel_download(&self, id: u64) -> Result<DownloadView, ControlError> {
+        let path = format!("/v1/downloads/{id}");
+        self.typed(Method::DELETE, &path, None, REQUEST_TIMEOUT)
+            .await
+    }
+
     pub async fn files(&self) -> Result<FilesView, ControlError> {
         self.typed(Method::GET, "/v1/files", None, REQUEST_TIMEOUT)
             .await

@@ -10,7 +10,7 @@ use crate::render;
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, value_name = "CONTROL_ADDR")]
+    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
     node: SocketAddr,
     #[command(flatten)]
     token: TokenArg,
@@ -22,7 +22,7 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub struct NeighborsArgs {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, value_name = "CONTROL_ADDR")]
+    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
     node: SocketAddr,
     #[command(flatten)]
     token: TokenArg,

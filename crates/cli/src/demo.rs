@@ -42,6 +42,8 @@ pub struct Args {
 const READY_LIMIT: Duration = Duration::from_secs(60);
 /// Searches tried before the demo gives up on finding the big file.
 const SEARCH_ATTEMPTS: u32 = 3;
+/// The search's TTL when the holder is that close or closer (the protocol's default).
+const DEFAULT_TTL: u8 = 5;
 
 /// The demo's folder: temporary (removed when dropped) or the user's.
 enum Workdir {
@@ -173,6 +175,12 @@ impl Network {
         // slack so a busy machine does not fail healthy peers.
         core.suspect_timeout = Duration::from_millis(1500);
         core.probe_timeout = Duration::from_secs(1);
+        // Peers start one right after another. With room for 5 neighbours the first ones
+        // fill up at once, and each later peer can only link with the few that joined
+        // just before it: the overlay grew into a chain, 9 to 11 hops from peer 1 to peer
+        // 40, past the longest search (issue 13). With room for 8 it stays a random
+        // graph a few hops across.
+        core.max_degree = 8;
         let config = NodeConfig {
             core,
             share: Some(share),
@@ -242,7 +250,8 @@ impl Network {
 async fn show(network: &Network, work: &Path) -> anyhow::Result<()> {
     println!("waiting until the peers form one overlay and index their shares...");
     let started = Instant::now();
-    let links = wait_until_ready(network).await?;
+    let graph = wait_until_ready(network).await?;
+    let links = graph.values().map(BTreeSet::len).sum::<usize>() / 2;
     println!(
         "ready after {}: {} peers, {links} links, every share indexed",
         short_duration(crate::units::millis(started.elapsed())),
@@ -261,7 +270,18 @@ async fn show(network: &Network, work: &Path) -> anyhow::Result<()> {
         "\npeer 1 searches for \"{BIG_FILE_QUERY}\" (only peer {} holds {BIG_FILE}):",
         last.number
     );
-    let (hits, first_hit_ms) = search_for(first, big_hash).await?;
+    // Far enough to reach the holder whatever shape the overlay took: at 17 peers and
+    // more the last peer is often more hops away than the default TTL (issue 13).
+    let hops = hops_between(&graph, first.node.id(), last.node.id())
+        .context("the overlay lost its connection to the last peer")?;
+    let ttl = u8::try_from(hops)
+        .unwrap_or(u8::MAX)
+        .clamp(DEFAULT_TTL, highway_wire::peer::search::MAX_TTL);
+    println!(
+        "(peer {} is {hops} hops away: the search travels {ttl})",
+        last.number
+    );
+    let (hits, first_hit_ms) = search_for(first, big_hash, ttl).await?;
     let holders: Vec<SocketAddr> = hits.iter().map(|h| h.addr).collect();
     let hit = &hits[0];
     let holder = network
@@ -314,9 +334,10 @@ async fn show(network: &Network, work: &Path) -> anyhow::Result<()> {
 
 /// Searches from `peer` until a hit for `hash` arrives; prints the hits as they come.
 /// Returns the hits for `hash` and when the first of them arrived (ms into the search).
-async fn search_for(peer: &Peer, hash: ContentId) -> anyhow::Result<(Vec<HitJson>, u64)> {
+async fn search_for(peer: &Peer, hash: ContentId, ttl: u8) -> anyhow::Result<(Vec<HitJson>, u64)> {
     for attempt in 1..=SEARCH_ATTEMPTS {
-        let request = crate::search_cmd::request(&[BIG_FILE_QUERY.to_string()], None, None, None);
+        let words = [BIG_FILE_QUERY.to_string()];
+        let request = crate::search_cmd::request(&words, None, Some(ttl), None);
         let id = peer.client.start_search(&request).await?;
         let outcome = crate::search_cmd::follow(&peer.client, &id, None, |number, hit| {
             if number == 1 {
@@ -347,12 +368,12 @@ async fn search_for(peer: &Peer, hash: ContentId) -> anyhow::Result<(Vec<HitJson
 
 /// Waits until the peers form one connected overlay, every share is indexed and every
 /// peer has its neighbours' keyword summaries (searches rely on them on the last hop).
-/// Returns the number of links.
-async fn wait_until_ready(network: &Network) -> anyhow::Result<usize> {
+/// Returns the overlay: each peer's neighbours.
+async fn wait_until_ready(network: &Network) -> anyhow::Result<Graph> {
     let deadline = Instant::now() + READY_LIMIT;
     loop {
         let why = match readiness(network).await {
-            Ok(links) => return Ok(links),
+            Ok(graph) => return Ok(graph),
             Err(reason) => reason,
         };
         if Instant::now() > deadline {
@@ -365,9 +386,9 @@ async fn wait_until_ready(network: &Network) -> anyhow::Result<usize> {
     }
 }
 
-/// `Ok(links)` when ready; otherwise what is still missing.
-async fn readiness(network: &Network) -> Result<usize, String> {
-    let mut graph: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
+/// The overlay when ready; otherwise what is still missing.
+async fn readiness(network: &Network) -> Result<Graph, String> {
+    let mut graph = Graph::new();
     for peer in &network.peers {
         let files = peer.client.files().await.map_err(|e| e.to_string())?;
         if files.scanning || files.total_files < peer.files.len() as u64 {
@@ -388,12 +409,37 @@ async fn readiness(network: &Network) -> Result<usize, String> {
     if !connected(&graph) {
         return Err("the peers form more than one overlay so far".to_string());
     }
-    let links = graph.values().map(BTreeSet::len).sum::<usize>() / 2;
-    Ok(links)
+    Ok(graph)
+}
+
+/// Each peer's neighbours.
+type Graph = BTreeMap<NodeId, BTreeSet<NodeId>>;
+
+/// The fewest hops from `from` to `to` (breadth-first), if `to` can be reached.
+fn hops_between(graph: &Graph, from: NodeId, to: NodeId) -> Option<usize> {
+    let mut seen = BTreeSet::from([from]);
+    let mut frontier = vec![from];
+    let mut hops = 0;
+    while !frontier.is_empty() {
+        if frontier.contains(&to) {
+            return Some(hops);
+        }
+        hops += 1;
+        let mut next = Vec::new();
+        for node in &frontier {
+            for n in graph.get(node).into_iter().flatten() {
+                if seen.insert(*n) {
+                    next.push(*n);
+                }
+            }
+        }
+        frontier = next;
+    }
+    None
 }
 
 /// True when every peer in `graph` reaches every other.
-fn connected(graph: &BTreeMap<NodeId, BTreeSet<NodeId>>) -> bool {
+fn connected(graph: &Graph) -> bool {
     let Some(&start) = graph.keys().next() else {
         return true;
     };
@@ -440,6 +486,22 @@ mod tests {
         assert!(!connected(&graph));
         graph.get_mut(&b).unwrap().insert(c);
         assert!(connected(&graph));
+    }
+
+    #[test]
+    fn hops_count_the_shortest_way_and_none_when_there_is_no_way() {
+        let ids: Vec<NodeId> = (1..=5).map(id).collect();
+        // A chain 0-1-2-3 with a shortcut 0-3; peer 4 alone.
+        let mut graph = Graph::new();
+        for (a, b) in [(0, 1), (1, 2), (2, 3), (0, 3)] {
+            graph.entry(ids[a]).or_default().insert(ids[b]);
+            graph.entry(ids[b]).or_default().insert(ids[a]);
+        }
+        graph.insert(ids[4], BTreeSet::new());
+        assert_eq!(hops_between(&graph, ids[0], ids[0]), Some(0));
+        assert_eq!(hops_between(&graph, ids[0], ids[2]), Some(2));
+        assert_eq!(hops_between(&graph, ids[0], ids[3]), Some(1));
+        assert_eq!(hops_between(&graph, ids[0], ids[4]), None);
     }
 
     #[test]

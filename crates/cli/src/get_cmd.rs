@@ -18,7 +18,7 @@ use crate::units::{human_rate, short_duration};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, value_name = "CONTROL_ADDR")]
+    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
     node: SocketAddr,
     #[command(flatten)]
     token: TokenArg,
@@ -146,10 +146,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         size: None,
     };
     let download = client.start_download(&request).await?;
-    let done = follow(&client, download).await?;
+    let id = download.id;
+    // Ctrl-C stops the download in the node too, not only this command (issue 13).
+    let done = tokio::select! {
+        done = follow(&client, download) => done?,
+        _ = tokio::signal::ctrl_c() => {
+            let cancelled = client.cancel_download(id).await?;
+            eprintln!(
+                "\ncancelled download {id} ({} fetched); run the same command again to resume",
+                crate::units::human_bytes(cancelled.done_bytes)
+            );
+            return Err(crate::ExitStatus(EXIT_INTERRUPTED).into());
+        }
+    };
     println!("{}", render::download_done(&done));
     Ok(())
 }
+
+/// The exit status after Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// Polls `download` until it ends, showing progress on stderr. Returns its final view
 /// when it is `done` (complete and verified); an error saying why otherwise.
@@ -168,6 +183,14 @@ pub async fn follow(
             "failed" => {
                 progress.finish();
                 bail!("{}", render::download_failed(&download));
+            }
+            "cancelled" => {
+                progress.finish();
+                bail!(
+                    "download {} was cancelled ({} fetched, kept to resume)",
+                    download.id,
+                    crate::units::human_bytes(download.done_bytes)
+                );
             }
             _ => {}
         }

@@ -4,6 +4,7 @@ mod bench;
 mod control_client;
 mod control_cmd;
 mod demo;
+mod downloads_cmd;
 mod gatekeeper_cmd;
 mod get_cmd;
 mod node_cmd;
@@ -46,8 +47,13 @@ enum Command {
     Sim(sim_cmd::Args),
     /// Search the network through a running node; hits print as they arrive.
     Search(search_cmd::Args),
-    /// Download a file by content hash through a running node, verified.
+    /// Download a file by content hash through a running node, verified (Ctrl-C cancels
+    /// it; the same command again resumes).
     Get(get_cmd::Args),
+    /// List a running node's downloads: state, progress, rate, destination.
+    Downloads(downloads_cmd::ListArgs),
+    /// Cancel one of a running node's downloads (what it fetched stays, to resume).
+    Cancel(downloads_cmd::CancelArgs),
     /// An interactive shell: share a folder, search, download (scriptable from stdin).
     Shell(shell::Args),
     /// A whole network on this machine: search, verified download, then a shell.
@@ -57,15 +63,34 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Logs go to stderr, filtered by `HIGHWAY_LOG` or `default`.
+/// Logs go to stderr, filtered by `HIGHWAY_LOG` or `default`; coloured only when stderr
+/// is a terminal (a log file gets no escape codes).
 fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("HIGHWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
+
+/// A command that ran to its end with an outcome scripts must tell apart from success
+/// (nothing more to print): its exit status.
+#[derive(Debug)]
+pub struct ExitStatus(pub u8);
+
+/// `highway search` found nothing.
+pub const EXIT_NO_HITS: u8 = 3;
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -92,6 +117,8 @@ fn main() -> std::process::ExitCode {
             Command::Neighbors(args) => control_cmd::neighbors(args).await,
             Command::Search(args) => search_cmd::run(args).await,
             Command::Get(args) => get_cmd::run(args).await,
+            Command::Downloads(args) => downloads_cmd::list(args).await,
+            Command::Cancel(args) => downloads_cmd::cancel(args).await,
             Command::Shell(args) => shell::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
@@ -100,6 +127,10 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ExitStatus>().is_some() => {
+            let code = e.downcast_ref::<ExitStatus>().map_or(1, |s| s.0);
+            std::process::ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -15,7 +15,7 @@ use crate::render;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, value_name = "CONTROL_ADDR")]
+    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
     node: SocketAddr,
     #[command(flatten)]
     token: TokenArg,
@@ -150,6 +150,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(why) = cut_off {
         eprintln!("not connected: {why}");
+    }
+    // Scripts tell "nothing found" from success and from an error by the exit status.
+    if outcome.hits.is_empty() {
+        return Err(crate::ExitStatus(crate::EXIT_NO_HITS).into());
     }
     Ok(())
 }

@@ -161,9 +161,20 @@ async fn serve(router: Router) -> SocketAddr {
 }
 
 async fn highway(args: &[&str], cwd: &std::path::Path) -> (Option<i32>, String, String) {
+    highway_with(args, cwd, &[]).await
+}
+
+/// [`highway`] with environment variables set (and `HIGHWAY_NODE` cleared otherwise).
+async fn highway_with(
+    args: &[&str],
+    cwd: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let output = tokio::process::Command::new(BIN)
         .args(args)
         .current_dir(cwd)
+        .env_remove("HIGHWAY_NODE")
+        .envs(env.iter().copied())
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), output)
         .await
@@ -320,4 +331,22 @@ async fn a_server_that_is_not_a_node_is_named_as_such() {
         )),
         "{err}"
     );
+}
+
+/// Issue 13: every command needed `--node`. `HIGHWAY_NODE` names the node once for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highway_node_in_the_environment_stands_for_the_node_flag() {
+    let router = Router::new().route("/v1/search", post(refuse));
+    let addr = serve(router).await.to_string();
+    let cwd = tempfile::tempdir().unwrap();
+    let (code, _, err) =
+        highway_with(&["search", "..."], cwd.path(), &[("HIGHWAY_NODE", &addr)]).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("the node at {addr} answered POST /v1/search")),
+        "{err}"
+    );
+    let (code, _, err) = highway(&["search", "..."], cwd.path()).await;
+    assert_eq!(code, Some(2), "without either, a usage error: {err}");
+    assert!(err.contains("--node"), "{err}");
 }

@@ -39,6 +39,28 @@ async fn the_demo_without_a_shell_finds_the_far_file_downloads_it_verified_and_e
     assert!(hit.contains("8.0 MiB"), "{hit}");
 }
 
+/// Issue 13: at 17 peers and more the last peer was often farther than the search's
+/// default TTL and the demo failed. It now searches as far as the holder is (up to the
+/// protocol's most), at the largest size it accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_works_at_the_largest_size_it_accepts() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = run(
+        &["demo", "--no-shell", "--peers", "40"],
+        "",
+        cwd.path(),
+        Duration::from_secs(240),
+    )
+    .await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("hops away: the search travels "), "{out}");
+    assert!(
+        out.contains("the download is verified and identical"),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_shell_reads_a_script_on_peer_one_and_keeps_the_demo_s_files_when_asked() {
     let cwd = tempfile::tempdir().unwrap();

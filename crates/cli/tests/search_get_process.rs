@@ -98,7 +98,7 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
     let hash = hit["hash"].as_str().unwrap().to_string();
     let holder = hit["addr"].as_str().unwrap().to_string();
 
-    // No hits is not an error.
+    // No hits is not an error, but scripts tell it apart: exit status 3 (issue 13).
     let output = run(
         &["search", "--node", &node, "xylophone"],
         "",
@@ -106,9 +106,10 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
         limit,
     )
     .await;
-    let (out, _) = texts(&output);
-    assert!(output.status.success());
+    let (out, err) = texts(&output);
+    assert_eq!(output.status.code(), Some(3), "{out}\n{err}");
     assert!(out.starts_with("no hits (the search ended after "), "{out}");
+    assert!(!err.contains("error"), "{err}");
 
     // The download, relative to this directory, verified.
     let output = run(

@@ -154,6 +154,8 @@ pub struct RuntimeStats {
     pub bytes_fetched: u64,
     pub downloads_done: u64,
     pub downloads_failed: u64,
+    /// Downloads cancelled (`DELETE /v1/downloads/{id}`, Ctrl-C on `highway get`).
+    pub downloads_cancelled: u64,
     /// The file server: responses with a file body (200 or 206), file bytes sent,
     /// outboards sent, requests for ids not shared, requests refused as busy (503).
     pub files_served: u64,
@@ -231,6 +233,7 @@ impl RuntimeStats {
             control_header_timeouts: get(&c.control_connections.header_timeouts),
             downloads_done: get(&c.downloads_done),
             downloads_failed: get(&c.downloads_failed),
+            downloads_cancelled: get(&c.downloads_cancelled),
             relay_circuits: get(&c.relay.circuits),
             relay_pushes: get(&c.relay.pushes),
             relay_bytes: get(&c.relay.bytes),

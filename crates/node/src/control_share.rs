@@ -46,7 +46,10 @@ pub(crate) fn routes() -> Router<ControlState> {
         .route("/v1/search/{id}", get(search_page))
         .route("/v1/searches", get(list_searches))
         .route("/v1/downloads", post(start_download).get(list_downloads))
-        .route("/v1/downloads/{id}", get(one_download))
+        .route(
+            "/v1/downloads/{id}",
+            get(one_download).delete(cancel_download),
+        )
         .route("/v1/files", get(files))
         .route("/v1/share", post(start_share).delete(stop_share))
         .route("/v1/rescan", post(rescan))
@@ -77,7 +80,12 @@ fn core_search(request: SearchRequest) -> Result<CoreSearch, String> {
             if highway_wire::tokenize::tokens(&text).is_empty() {
                 return Err("the query has no keywords (letters or digits)".into());
             }
-            QueryTarget::Keywords(text)
+            // A pasted content hash is a search for that file, not for a name holding
+            // those 64 characters (which no name does).
+            match text.trim().parse::<highway_wire::ContentId>() {
+                Ok(hash) => QueryTarget::Hash(hash),
+                Err(_) => QueryTarget::Keywords(text),
+            }
         }
         (None, Some(hash)) => QueryTarget::Hash(hash),
     };
@@ -199,6 +207,20 @@ async fn one_download(State(state): State<ControlState>, Path(id): Path<String>)
     }
 }
 
+/// `DELETE /v1/downloads/{id}`: cancels a download still searching or running.
+async fn cancel_download(State(state): State<ControlState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_request(format!("download id {id:?} is not a number"));
+    };
+    match state.app.downloads.cancel(id) {
+        Ok(view) => axum::Json(view).into_response(),
+        Err(e @ crate::downloads::CancelError::Unknown(_)) => not_found(e.to_string()),
+        Err(e @ crate::downloads::CancelError::Finished { .. }) => {
+            error(StatusCode::CONFLICT, "finished", e.to_string())
+        }
+    }
+}
+
 async fn files(State(state): State<ControlState>) -> Response {
     axum::Json(state.app.sharing.view().await).into_response()
 }
@@ -239,4 +261,28 @@ async fn rescan(State(state): State<ControlState>) -> Response {
         );
     }
     axum::Json(state.app.sharing.view().await).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: a pasted hash as the query found nothing (no name holds it).
+    #[test]
+    fn a_pasted_content_hash_searches_for_that_file() {
+        let hash = highway_wire::ContentId::of(b"a file");
+        let pasted = SearchRequest {
+            query: Some(format!(" {hash}\n")),
+            ..SearchRequest::default()
+        };
+        assert_eq!(core_search(pasted).unwrap().target, QueryTarget::Hash(hash));
+        let words = SearchRequest {
+            query: Some("blue monday".into()),
+            ..SearchRequest::default()
+        };
+        assert_eq!(
+            core_search(words).unwrap().target,
+            QueryTarget::Keywords("blue monday".into())
+        );
+    }
 }

@@ -46,11 +46,22 @@ pub enum DownloadError {
     SameDestination(PathBuf),
 }
 
+/// Why a download was not cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no download {0} (`highway downloads` lists them)")]
+    Unknown(u64),
+    #[error("download {id} is already {state}")]
+    Finished { id: u64, state: String },
+}
+
 #[derive(Debug)]
 struct Record {
     view: DownloadView,
     started: Instant,
     samples: VecDeque<(Instant, u64)>,
+    /// Set to true to stop the download (its task watches it).
+    cancel: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -155,20 +166,48 @@ impl Downloads {
                 error: None,
                 elapsed_ms: 0,
             };
+            let (cancel, cancelled) = watch::channel(false);
             book.records.insert(
                 id,
                 Record {
                     view: view.clone(),
                     started: Instant::now(),
                     samples: VecDeque::new(),
+                    cancel,
                 },
             );
             forget_old(&mut book);
-            view
+            (view, cancelled)
         };
+        let (view, cancelled) = view;
         let this = self.clone();
-        tokio::spawn(async move { this.run(view.id, request, out).await });
+        tokio::spawn(async move {
+            let id = view.id;
+            this.run(id, request, out, cancelled).await;
+        });
         Ok(view)
+    }
+
+    /// Stops a download that is still searching or running. What it fetched stays in
+    /// its `.part` file, so starting the same download again resumes it.
+    pub fn cancel(&self, id: u64) -> Result<DownloadView, CancelError> {
+        let mut book = self.book();
+        let r = book.records.get_mut(&id).ok_or(CancelError::Unknown(id))?;
+        if is_final(&r.view) {
+            return Err(CancelError::Finished {
+                id,
+                state: r.view.state.clone(),
+            });
+        }
+        r.view.state = "cancelled".into();
+        r.view.eta_ms = None;
+        r.view.rate_bps = 0;
+        r.view.elapsed_ms = millis(r.started.elapsed());
+        let _ = r.cancel.send(true);
+        self.counters
+            .downloads_cancelled
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(current(r))
     }
 
     pub fn list(&self) -> Vec<DownloadView> {
@@ -186,7 +225,13 @@ impl Downloads {
         }
     }
 
-    async fn run(self: Arc<Self>, id: u64, request: DownloadRequest, out: PathBuf) {
+    async fn run(
+        self: Arc<Self>,
+        id: u64,
+        request: DownloadRequest,
+        out: PathBuf,
+        mut cancelled: watch::Receiver<bool>,
+    ) {
         let mut holders = request.holders.clone();
         let mut sources: Vec<(Holder, crate::views::SourceJson)> = holders
             .iter()
@@ -195,7 +240,11 @@ impl Downloads {
         let mut size = request.size;
         if holders.is_empty() {
             let dialable = self.counters.dialable.load(Ordering::Relaxed);
-            for hit in self.find_holders(&request.hash).await {
+            let found = tokio::select! {
+                hits = self.find_holders(&request.hash) => hits,
+                () = until_cancelled(&mut cancelled) => return,
+            };
+            for hit in found {
                 let ways = crate::sources::sources_for(&hit, self.me, dialable);
                 if ways.is_empty() {
                     continue;
@@ -215,7 +264,10 @@ impl Downloads {
             }
             let views: Vec<_> = sources.iter().map(|(_, v)| v.clone()).collect();
             self.update(id, |r| {
-                r.view.state = "running".into();
+                // Unless cancelled meanwhile (the transfer then stops at once).
+                if r.view.state == "searching" {
+                    r.view.state = "running".into();
+                }
                 r.view.holders = holders.clone();
                 r.view.sources = views;
                 r.view.size = r.view.size.or(size);
@@ -239,6 +291,17 @@ impl Downloads {
                     }
                     let p = rx.borrow_and_update().clone();
                     self.update(id, |r| record_progress(r, &p));
+                }
+                () = until_cancelled(&mut cancelled) => {
+                    // The transfer stops at once; its `.part` file stays, to resume.
+                    task.abort();
+                    let p = rx.borrow().clone();
+                    self.update(id, |r| {
+                        r.view.done_bytes = p.verified;
+                        r.view.rate_bps = 0;
+                        r.view.eta_ms = None;
+                    });
+                    return;
                 }
             }
         };
@@ -350,8 +413,21 @@ impl Downloads {
     }
 }
 
+/// Resolves once the download is cancelled (never, should its record be gone).
+async fn until_cancelled(cancelled: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *cancelled.borrow_and_update();
+        if now {
+            return;
+        }
+        if cancelled.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 fn is_final(view: &DownloadView) -> bool {
-    view.state == "done" || view.state == "failed"
+    view.state == "done" || view.state == "failed" || view.state == "cancelled"
 }
 
 fn forget_old(book: &mut Book) {

@@ -13,6 +13,61 @@ use crate::NodeError;
 
 /// File name of the key inside the data directory.
 pub const IDENTITY_FILE: &str = "identity.key";
+/// File a running node holds locked inside its data directory (it names its process).
+pub const LOCK_FILE: &str = "lock";
+
+/// The data directory's lock, held while the node runs (released when dropped, or when
+/// the process ends however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Creates `data_dir` if needed, locks it for this process and reads (or creates) the
+/// key. Two nodes on one data directory would be one identity twice: the Gatekeeper
+/// would list one and the other would run unseen. Blocking: call it from
+/// `spawn_blocking`.
+pub fn open(data_dir: &Path) -> Result<(SigningKey, DataDirLock), NodeError> {
+    create_private_dir(data_dir).map_err(|error| NodeError::Identity {
+        path: data_dir.to_path_buf(),
+        error,
+    })?;
+    let lock = lock(data_dir)?;
+    Ok((load_or_create(data_dir)?, lock))
+}
+
+fn lock(data_dir: &Path) -> Result<DataDirLock, NodeError> {
+    let path = data_dir.join(LOCK_FILE);
+    let io_err = |error| NodeError::Identity {
+        path: path.clone(),
+        error,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            return Err(NodeError::DataDirInUse {
+                dir: data_dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(io_err(error)),
+    }
+    // Who holds it, for the message another node on this folder gets.
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(io_err)?;
+    Ok(DataDirLock { _file: file })
+}
 
 /// Reads the key in `data_dir`, or creates the directory and a fresh key. Blocking: call
 /// it from `spawn_blocking`.

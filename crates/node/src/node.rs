@@ -72,6 +72,13 @@ pub enum NodeError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(
+        "another node runs with --data-dir {}{}: each node needs a data directory of its own \
+         (its identity lives there); give this one another --data-dir",
+        dir.display(),
+        holder.map(|pid| format!(" (process {pid})")).unwrap_or_default()
+    )]
+    DataDirInUse { dir: PathBuf, holder: Option<u32> },
     #[error("identity key {} is unreadable: {reason}; move it away to get a new identity", path.display())]
     BadIdentity { path: PathBuf, reason: String },
     #[error("cannot share the folder: {0}")]
@@ -138,6 +145,8 @@ pub struct NodeHandle {
     token: Arc<ControlToken>,
     events: broadcast::Sender<NodeEvent>,
     counters: Arc<Counters>,
+    /// Held while the node runs: no second node starts on its data directory.
+    _data_lock: identity::DataDirLock,
 }
 
 async fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NodeError> {
@@ -188,7 +197,7 @@ async fn route_toward(gatekeeper: &GatekeeperClient, bind: IpAddr) -> std::io::R
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
-    let key = tokio::task::spawn_blocking(move || identity::load_or_create(&data_dir))
+    let (key, data_lock) = tokio::task::spawn_blocking(move || identity::open(&data_dir))
         .await
         .map_err(|e| NodeError::Identity {
             path: config.data_dir.join(identity::IDENTITY_FILE),
@@ -395,6 +404,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         token,
         events,
         counters,
+        _data_lock: data_lock,
     })
 }
 

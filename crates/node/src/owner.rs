@@ -129,6 +129,7 @@ pub(crate) struct Counters {
     pub bytes_fetched: AtomicU64,
     pub downloads_done: AtomicU64,
     pub downloads_failed: AtomicU64,
+    pub downloads_cancelled: AtomicU64,
     /// The file server's own counters (it outlives a share switch, so they live here).
     pub file_server: Arc<highway_share::transfer::ServerCounters>,
     /// The control API's connections (caps, header deadline).

@@ -441,3 +441,34 @@ async fn a_node_bound_to_every_address_publishes_its_route_to_the_gatekeeper() {
     }
     stop_gatekeeper.stop().await;
 }
+
+/// Issue 13: two nodes on one data directory silently shared one identity. The second
+/// is refused, saying why and who holds it; once the first stops, the folder is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_the_same_data_directory_is_refused() {
+    let (gatekeeper, stop_gatekeeper) = start_gatekeeper().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |ip: &str| {
+        let mut config = NodeConfig::new(ip.parse().unwrap(), gatekeeper.clone(), dir.path());
+        config.core = highway_core::Config::test();
+        config
+    };
+    let first = highway_node::start(config("127.0.0.7"))
+        .await
+        .expect("the first node starts");
+    let refused = highway_node::start(config("127.0.0.8")).await;
+    let error = match refused {
+        Ok(_) => panic!("a second node started on the same data directory"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("--data-dir") && error.contains(&std::process::id().to_string()),
+        "{error}"
+    );
+    first.shutdown().await;
+    let again = highway_node::start(config("127.0.0.8"))
+        .await
+        .expect("the folder is free once the first node stopped");
+    again.shutdown().await;
+    stop_gatekeeper.stop().await;
+}

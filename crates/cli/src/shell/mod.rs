@@ -42,7 +42,7 @@ const HISTORY_FILE: &str = "shell_history";
 pub struct Args {
     /// Use this running node (its control address, `control: ADDR` as `highway node`
     /// printed it). Without it, `start <folder>` starts a node inside the shell.
-    #[arg(long, value_name = "CONTROL_ADDR")]
+    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
     node: Option<SocketAddr>,
     #[command(flatten)]
     token: TokenArg,
