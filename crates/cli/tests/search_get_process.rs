@@ -214,3 +214,107 @@ async fn a_node_that_is_not_running_is_named_with_what_to_do() {
         );
     }
 }
+
+/// Issue 13: Ctrl-C on `highway get` left the download running in the node (its `.part`
+/// kept growing) and a rerun said "already running". Now Ctrl-C cancels it in the node
+/// (exit 130), `highway downloads` lists it as cancelled, `highway cancel` says it is
+/// over, and the same `get` again resumes it to a verified copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_get_cancels_the_download_and_the_same_get_resumes_it() {
+    let shares = tempfile::tempdir().unwrap();
+    for i in 0..2 {
+        std::fs::create_dir_all(share_dir(shares.path(), i)).unwrap();
+    }
+    let content = pattern(SIZE / 2, 5);
+    std::fs::write(share_dir(shares.path(), 1).join(FILE), &content).unwrap();
+    let root = shares.path().to_path_buf();
+    let cwd = tempfile::tempdir().unwrap();
+    let downloads = cwd.path().display().to_string();
+    let mut cluster = Cluster::start_each(2, |i, _| {
+        let mut args = sharing_node_args(i, &root);
+        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        // 1 MiB takes 8 s at this rate: time to interrupt part-way.
+        args.extend(["--download-limit".to_string(), "128KiB".to_string()]);
+        args
+    })
+    .await;
+    wait_searchable(&cluster.nodes, &[0, 1]).await;
+    let node = cluster.nodes[0].control.clone();
+    let limit = Duration::from_secs(30);
+    let output = run(
+        &["search", "--node", &node, "--json", "quartz", "canyon"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let hits: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hash = hits[0]["hash"].as_str().expect("a hit").to_string();
+
+    let get = ["get", "--node", &node, &hash, "--out", "copy.bin"];
+    let child = tokio::process::Command::new(support::BIN)
+        .args(get)
+        .current_dir(cwd.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let part = cwd.path().join("copy.bin.part");
+    support::wait_until(Duration::from_secs(15), "bytes arrive", || async {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (out, err) = texts(&output);
+    assert_eq!(output.status.code(), Some(130), "{out}\n{err}");
+    assert!(
+        err.contains("run the same command again to resume"),
+        "{err}"
+    );
+
+    // The node stopped it: listed as cancelled, the partial file no longer grows.
+    let output = run(
+        &["downloads", "--node", &node, "--json"],
+        "",
+        cwd.path(),
+        limit,
+    )
+    .await;
+    let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(list[0]["state"], "cancelled", "{list}");
+    let id = list[0]["id"].to_string();
+    let size = std::fs::metadata(&part).unwrap().len();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        size,
+        "still writing"
+    );
+    let output = run(&["cancel", "--node", &node, &id], "", cwd.path(), limit).await;
+    let (out, err) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("already cancelled"), "{err}");
+    let output = run(&["downloads", "--node", &node], "", cwd.path(), limit).await;
+    let (out, _) = texts(&output);
+    assert!(
+        out.contains("cancelled") && out.contains("copy.bin"),
+        "{out}"
+    );
+
+    // The same command again resumes where it stopped, to a verified copy.
+    let output = run(&get, "", cwd.path(), Duration::from_secs(60)).await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{out}\n{err}");
+    assert_eq!(std::fs::read(cwd.path().join("copy.bin")).unwrap(), content);
+    cluster.stop().await;
+}

@@ -20,6 +20,15 @@ struct Net {
 type Files<'a> = &'a [(&'a str, &'a [u8])];
 
 async fn network(n: u8, shares: &[(u8, Files<'_>)]) -> Net {
+    network_with(n, shares, |_, _| {}).await
+}
+
+/// [`network`], with `configure` adjusting node `i`'s configuration last.
+async fn network_with(
+    n: u8,
+    shares: &[(u8, Files<'_>)],
+    configure: impl Fn(u8, &mut NodeConfig),
+) -> Net {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -49,6 +58,7 @@ async fn network(n: u8, shares: &[(u8, Files<'_>)]) -> Net {
             }
             config.share = Some(root);
         }
+        configure(i, &mut config);
         nodes.push(highway_node::start(config).await.unwrap());
     }
     Net {
@@ -74,6 +84,15 @@ impl Net {
             .unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.unwrap()
+    }
+
+    async fn delete(&self, i: usize, path: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(i, path))
+            .bearer_auth(self.nodes[i].control_token())
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn post(&self, i: usize, path: &str, body: serde_json::Value) -> reqwest::Response {
@@ -298,4 +317,85 @@ async fn downloads_and_shares_stay_in_the_folders_the_node_was_given() {
         let r = net.post(0, "/v1/share", json!({"root": root})).await;
         assert_eq!(r.status(), 200, "{}", root.display());
     }
+}
+
+/// Issue 13: a download could not be stopped outside the shell (Ctrl-C on `highway get`
+/// left it running). `DELETE /v1/downloads/{id}` stops it at once; what it fetched stays
+/// in its `.part`, and the same download started again resumes from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_download_stops_and_the_same_download_resumes() {
+    let file: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+    let net = network_with(2, &[(1, &[("tide tables.bin", &file)])], |i, config| {
+        if i == 0 {
+            // About 6 s for the whole file: time to cancel part-way.
+            config.download_limit = Some(256 * 1024);
+        }
+    })
+    .await;
+    let mut hash = None;
+    wait_until(
+        Duration::from_secs(15),
+        "node 0 finds the file",
+        async || {
+            let page = net.search(0, json!({"query": "tide tables"})).await;
+            hash = page.hits.first().map(|h| h.hash);
+            hash.is_some()
+        },
+    )
+    .await;
+    let hash = hash.unwrap();
+    let out = net.dir.path().join("tides.bin");
+    let start = async || -> DownloadView {
+        let r = net
+            .post(0, "/v1/downloads", json!({"hash": hash, "out": out}))
+            .await;
+        assert_eq!(r.status(), 202);
+        r.json().await.unwrap()
+    };
+    let first = start().await;
+    let path = format!("/v1/downloads/{}", first.id);
+    wait_until(Duration::from_secs(15), "some bytes arrived", async || {
+        let view: DownloadView = net.get(0, &path).await;
+        view.done_bytes > 0
+    })
+    .await;
+
+    let r = net.delete(0, &path).await;
+    assert_eq!(r.status(), 200);
+    let cancelled: DownloadView = r.json().await.unwrap();
+    assert_eq!(cancelled.state, "cancelled");
+    // It stopped: the partial file no longer grows, and the view stays cancelled.
+    let part = net.dir.path().join("tides.bin.part");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let size = std::fs::metadata(&part).unwrap().len();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        size,
+        "still writing"
+    );
+    assert!(size < file.len() as u64);
+    let view: DownloadView = net.get(0, &path).await;
+    assert_eq!(view.state, "cancelled");
+    // Cancelling twice, or a download that does not exist, is refused.
+    assert_eq!(net.delete(0, &path).await.status(), 409);
+    assert_eq!(net.delete(0, "/v1/downloads/999").await.status(), 404);
+
+    // The same download again resumes and completes, verified.
+    let second = start().await;
+    let mut last = second.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "the resumed download ended",
+        async || {
+            last = net.get(0, &format!("/v1/downloads/{}", second.id)).await;
+            last.state == "done" || last.state == "failed"
+        },
+    )
+    .await;
+    assert_eq!(last.state, "done", "{:?}", last.error);
+    assert!(last.resumed_bytes > 0, "{last:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), file);
+    let status: StatusView = net.get(0, "/v1/status").await;
+    assert_eq!(status.runtime.downloads_cancelled, 1);
 }
