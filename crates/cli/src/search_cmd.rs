@@ -130,13 +130,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = out.flush();
     })
     .await?;
-    // No hits from a node with no neighbours says nothing about the network: say why
-    // the node is cut off instead (on stderr, so `--json` output stays an array).
-    let cut_off = if outcome.hits.is_empty() {
-        client.status().await.ok().and_then(|s| s.cut_off)
-    } else {
-        None
-    };
+    // Hits (or none) from a node with no neighbours say nothing about the network: say
+    // why the node is cut off (on stderr, so `--json` output stays an array), even when
+    // its own files matched (issue 13).
+    let cut_off = client.status().await.ok().and_then(|s| s.cut_off);
     if json {
         let text = serde_json::to_string_pretty(&outcome.hits)?;
         writeln!(out, "{text}").context("cannot write to stdout")?;

@@ -147,6 +147,10 @@ impl Shell {
         if !outcome.hits.is_empty() {
             summary.push_str("; `get <number>` downloads one");
         }
+        // A node cut off from the network finds only its own files: say so.
+        if let Some(why) = client.status().await.ok().and_then(|s| s.cut_off) {
+            summary.push_str(&format!("\nnot connected: {why}"));
+        }
         self.print(&summary);
         Ok(())
     }

@@ -1,0 +1,67 @@
+//! Issue 13: a node whose Gatekeeper is down looked healthy (`running`, degree 0) and its
+//! searches returned its own files with no word about being cut off. Now `status` says
+//! NOT CONNECTED and why, `search` says so on stderr even when local hits come back, and
+//! the log written to a file carries no terminal colour codes.
+
+mod cli_support;
+mod support;
+
+use std::time::Duration;
+
+use cli_support::{run, texts};
+use support::{NodeProcess, free_port};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_its_gatekeeper_says_it_is_not_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("lighthouse-keeper-notes.txt"), b"beam\n").unwrap();
+    // Nothing listens there: every Gatekeeper call fails.
+    let gatekeeper = format!("http://127.0.0.1:{}", free_port());
+    let data = dir.path().join("data");
+    let share_arg = share.display().to_string();
+    let node = NodeProcess::start(
+        &gatekeeper,
+        "127.0.0.31",
+        &data,
+        &["--share", &share_arg, "--fast-share"],
+    )
+    .await;
+    let cwd = tempfile::tempdir().unwrap();
+    let limit = Duration::from_secs(20);
+    let search = [
+        "search",
+        "--node",
+        &node.control,
+        "--ttl",
+        "1",
+        "lighthouse",
+        "keeper",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let last = loop {
+        let output = run(&search, "", cwd.path(), limit).await;
+        if output.status.success() || std::time::Instant::now() > deadline {
+            break texts(&output);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (out, err) = last;
+    assert!(out.contains("lighthouse-keeper-notes.txt"), "{out}");
+    assert!(err.contains("not connected: 0 neighbours"), "{err}");
+    assert!(err.contains("Gatekeeper"), "{err}");
+
+    let output = run(&["status", "--node", &node.control], "", cwd.path(), limit).await;
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(out.contains("NOT CONNECTED: 0 neighbours"), "{out}");
+    assert!(out.contains("Gatekeeper"), "{out}");
+
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("node started"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
+}
