@@ -225,7 +225,7 @@ async fn ctrl_c_on_get_cancels_the_download_and_the_same_get_resumes_it() {
     for i in 0..2 {
         std::fs::create_dir_all(share_dir(shares.path(), i)).unwrap();
     }
-    let content = pattern(SIZE / 2, 5);
+    let content = pattern(2 * SIZE, 5);
     std::fs::write(share_dir(shares.path(), 1).join(FILE), &content).unwrap();
     let root = shares.path().to_path_buf();
     let cwd = tempfile::tempdir().unwrap();
@@ -233,8 +233,9 @@ async fn ctrl_c_on_get_cancels_the_download_and_the_same_get_resumes_it() {
     let mut cluster = Cluster::start_each(2, |i, _| {
         let mut args = sharing_node_args(i, &root);
         args.extend(["--download-dir".to_string(), downloads.clone()]);
-        // 1 MiB takes 8 s at this rate: time to interrupt part-way.
-        args.extend(["--download-limit".to_string(), "128KiB".to_string()]);
+        // 4 MiB take 8 s at this rate, and the first verified MiB (progress is counted in
+        // verified groups of chunks) comes after 2: time to interrupt part-way.
+        args.extend(["--download-limit".to_string(), "512KiB".to_string()]);
         args
     })
     .await;
@@ -261,8 +262,16 @@ async fn ctrl_c_on_get_cancels_the_download_and_the_same_get_resumes_it() {
         .spawn()
         .unwrap();
     let part = cwd.path().join("copy.bin.part");
-    support::wait_until(Duration::from_secs(15), "bytes arrive", || async {
-        std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    let list = ["downloads", "--node", &node, "--json"];
+    support::wait_until(Duration::from_secs(40), "verified bytes arrive", || async {
+        let output = run(&list, "", cwd.path(), limit).await;
+        let list: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        let view = &list[0];
+        assert!(
+            view.is_null() || view["state"] == "searching" || view["state"] == "running",
+            "{view}"
+        );
+        view["done_bytes"].as_u64().is_some_and(|n| n > 0)
     })
     .await;
     let pid = child.id().unwrap().to_string();

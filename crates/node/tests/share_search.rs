@@ -354,7 +354,8 @@ async fn a_cancelled_download_stops_and_the_same_download_resumes() {
     };
     let first = start().await;
     let path = format!("/v1/downloads/{}", first.id);
-    wait_until(Duration::from_secs(15), "some bytes arrived", async || {
+    // Progress counts verified groups of chunks (the first MiB comes after about 4 s).
+    wait_until(Duration::from_secs(30), "some bytes arrived", async || {
         let view: DownloadView = net.get(0, &path).await;
         view.done_bytes > 0
     })
