@@ -55,6 +55,12 @@ pub fn destination(out: &Path) -> anyhow::Result<PathBuf> {
     if let Some(parent) = out.parent()
         && !parent.is_dir()
     {
+        if parent.exists() {
+            bail!(
+                "{} is a file, not a folder; give an --out inside a folder",
+                parent.display()
+            );
+        }
         bail!(
             "folder {} does not exist; create it or give another --out",
             parent.display()
@@ -209,6 +215,16 @@ pub async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13: `--out <a file>/x` said the folder did not exist.
+    #[test]
+    fn a_file_in_place_of_the_folder_is_named_as_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, b"x").unwrap();
+        let error = destination(&file.join("copy.bin")).unwrap_err().to_string();
+        assert!(error.contains("is a file, not a folder"), "{error}");
+    }
 
     #[test]
     fn the_destination_is_absolute_fresh_and_in_an_existing_folder() {

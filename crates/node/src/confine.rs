@@ -17,6 +17,8 @@ pub enum OutError {
     NoFileName(PathBuf),
     #[error("the directory {0} does not exist; create it first")]
     NoDirectory(PathBuf),
+    #[error("{0} is a file, not a folder; give a path inside a folder")]
+    NotAFolder(PathBuf),
     #[error(
         "{out} is outside the node's download folder {dir}; give a path inside it (a \
          relative \"out\" goes there), or start the node with another --download-dir, or \
@@ -61,6 +63,9 @@ pub fn download_destination(out: &Path, dir: &Path, anywhere: bool) -> Result<Pa
     };
     let parent = joined.parent().unwrap_or(Path::new("/"));
     let parent = resolve(parent)?;
+    if !parent.is_dir() {
+        return Err(OutError::NotAFolder(parent));
+    }
     if !anywhere {
         let dir = resolve(dir)?;
         if !parent.starts_with(&dir) {

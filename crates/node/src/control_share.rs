@@ -189,7 +189,9 @@ async fn start_download(
         Err(e @ (DownloadError::Exists(_) | DownloadError::SameDestination(_))) => {
             error(StatusCode::CONFLICT, "exists", e.to_string())
         }
-        Err(e @ DownloadError::Destination(_)) => bad_request(e.to_string()),
+        Err(e @ (DownloadError::Destination(_) | DownloadError::Unwritable { .. })) => {
+            bad_request(e.to_string())
+        }
     }
 }
 

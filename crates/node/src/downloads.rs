@@ -44,6 +44,17 @@ pub enum DownloadError {
     Busy,
     #[error("a download to {0} is already running")]
     SameDestination(PathBuf),
+    /// The folder is there but the node cannot create files in it.
+    #[error(
+        "the node cannot write into {dir} ({error}): the node writes downloads itself, as \
+         the user it runs as ({user}), not as the user of this command; give a folder that \
+         user can write to"
+    )]
+    Unwritable {
+        dir: PathBuf,
+        error: std::io::Error,
+        user: String,
+    },
 }
 
 /// Why a download was not cancelled.
@@ -126,6 +137,7 @@ impl Downloads {
         if out.symlink_metadata().is_ok() {
             return Err(DownloadError::Exists(out));
         }
+        check_writable(&out)?;
         let view = {
             let mut book = self.book();
             let running = book.records.values().filter(|r| !is_final(&r.view));
@@ -410,6 +422,33 @@ impl Downloads {
             }
         }
         self.searches.holders_of(content)
+    }
+}
+
+/// Creates and removes a probe file next to `out`: a folder the node cannot write to (or
+/// a place such as /proc that takes no files) is refused at once, naming the folder,
+/// instead of failing later on one of the download's own files (`OUT.part.outboard`).
+fn check_writable(out: &std::path::Path) -> Result<(), DownloadError> {
+    let dir = out.parent().unwrap_or(std::path::Path::new("/"));
+    let probe = dir.join(format!(".highway-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        // Left by a probe that was interrupted: writable, then.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(DownloadError::Unwritable {
+            dir: dir.to_path_buf(),
+            error,
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| format!("process {}", std::process::id())),
+        }),
     }
 }
 

@@ -400,3 +400,42 @@ async fn a_cancelled_download_stops_and_the_same_download_resumes() {
     let status: StatusView = net.get(0, "/v1/status").await;
     assert_eq!(status.runtime.downloads_cancelled, 1);
 }
+
+/// Issue 13: `out` in a folder that takes no files (/proc, or one the node's user may not
+/// write) was accepted and then failed naming the download's own `OUT.part.outboard`. It
+/// is refused at once, naming the folder and who writes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_the_node_cannot_write_is_refused_at_once_naming_the_folder() {
+    let net = network_with(1, &[], |_, config| config.allow_download_anywhere = true).await;
+    let hash = highway_wire::ContentId::of(b"anything");
+    let r = net
+        .post(
+            0,
+            "/v1/downloads",
+            json!({"hash": hash, "out": "/proc/highway-download.bin"}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot write into /proc") && message.contains("the user it runs as"),
+        "{message}"
+    );
+    assert!(!message.contains("outboard"), "{message}");
+
+    // A file where the folder should be is named as such, not as a missing folder.
+    let file = net.dir.path().join("notes.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let r = net
+        .post(
+            0,
+            "/v1/downloads",
+            json!({"hash": hash, "out": file.join("copy.bin")}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("is a file, not a folder"), "{message}");
+}
