@@ -113,6 +113,24 @@ pub struct BadAnswer {
     pub reason: String,
 }
 
+/// `--node` and `--token`: which running node a command talks to, and how it proves it
+/// may. Shared by every such command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The node's control address, as `highway node` printed it (`control: ADDR`).
+    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
+    pub node: SocketAddr,
+    #[command(flatten)]
+    pub token: TokenArg,
+}
+
+impl NodeArgs {
+    /// A client of that node's control API.
+    pub fn client(&self) -> Result<ControlClient, ControlError> {
+        ControlClient::new(self.node, &self.token)
+    }
+}
+
 /// `--token`, shared by every command that talks to a node.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TokenArg {

@@ -1,19 +1,14 @@
 //! `highway status` and `highway neighbors`: a running node, through its control API.
 
-use std::net::SocketAddr;
-
 use highway_node::{NeighbourJson, StatusView};
 
-use crate::control_client::{ControlClient, TokenArg};
+use crate::control_client::NodeArgs;
 use crate::render;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
-    node: SocketAddr,
     #[command(flatten)]
-    token: TokenArg,
+    target: NodeArgs,
     /// Print the JSON object of GET /v1/status (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
@@ -21,18 +16,15 @@ pub struct StatusArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct NeighborsArgs {
-    /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
-    node: SocketAddr,
     #[command(flatten)]
-    token: TokenArg,
+    target: NodeArgs,
     /// Print the JSON array of GET /v1/neighbors (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node, &args.token)?;
+    let client = args.target.client()?;
     // Fetched as raw JSON too, so `--json` keeps fields this version does not know.
     let (raw, status): (_, StatusView) = client.get_both("/v1/status").await?;
     if args.json {
@@ -44,7 +36,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 pub async fn neighbors(args: NeighborsArgs) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node, &args.token)?;
+    let client = args.target.client()?;
     let (raw, list): (_, Vec<NeighbourJson>) = client.get_both("/v1/neighbors").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);

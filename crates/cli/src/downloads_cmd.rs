@@ -1,20 +1,15 @@
 //! `highway downloads` and `highway cancel`: a running node's downloads, outside the
 //! shell (issue 13: a download started by `highway get` could not be listed or stopped).
 
-use std::net::SocketAddr;
-
 use highway_node::views::DownloadView;
 
-use crate::control_client::{ControlClient, TokenArg};
+use crate::control_client::NodeArgs;
 use crate::render;
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
-    node: SocketAddr,
     #[command(flatten)]
-    token: TokenArg,
+    target: NodeArgs,
     /// Print the JSON array of GET /v1/downloads (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
@@ -22,18 +17,15 @@ pub struct ListArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
-    /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
-    node: SocketAddr,
     #[command(flatten)]
-    token: TokenArg,
+    target: NodeArgs,
     /// The download's id, as `highway downloads` lists it.
     #[arg(value_name = "ID")]
     id: u64,
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node, &args.token)?;
+    let client = args.target.client()?;
     let (raw, list): (_, Vec<DownloadView>) = client.get_both("/v1/downloads").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
@@ -44,7 +36,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 }
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node, &args.token)?;
+    let client = args.target.client()?;
     let view = client.cancel_download(args.id).await?;
     println!(
         "cancelled download {} ({} fetched into {}.part; `highway get` with the same --out \

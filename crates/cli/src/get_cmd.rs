@@ -11,17 +11,14 @@ use highway_node::views::{DownloadRequest, DownloadView};
 use highway_wire::ContentId;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::control_client::{ControlClient, TokenArg};
+use crate::control_client::{ControlClient, NodeArgs};
 use crate::render;
 use crate::units::{human_rate, short_duration};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
-    node: SocketAddr,
     #[command(flatten)]
-    token: TokenArg,
+    target: NodeArgs,
     /// The file's BLAKE3 content hash (64 hex characters), as `highway search` prints it.
     #[arg(value_name = "CONTENT_HASH")]
     hash: ContentId,
@@ -143,7 +140,7 @@ fn bar_style() -> ProgressStyle {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node, &args.token)?;
+    let client = args.target.client()?;
     let out = destination(&args.out)?;
     let request = DownloadRequest {
         hash: args.hash,

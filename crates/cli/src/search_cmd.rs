@@ -2,23 +2,19 @@
 //! hits as they arrive.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use highway_node::views::{HitJson, SearchPage, SearchRequest};
 use highway_wire::ContentId;
 
-use crate::control_client::{ControlClient, ControlError, MAX_SEARCH_WAIT, TokenArg};
+use crate::control_client::{ControlClient, ControlError, MAX_SEARCH_WAIT, NodeArgs};
 use crate::render;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The node's control address, as `highway node` printed it (`control: ADDR`).
-    #[arg(long, env = "HIGHWAY_NODE", value_name = "CONTROL_ADDR")]
-    node: SocketAddr,
     #[command(flatten)]
-    token: TokenArg,
+    target: NodeArgs,
     /// Print nothing until the end, then one JSON array of hits (see docs/PROTOCOL.md).
     #[arg(long)]
     json: bool,
@@ -112,7 +108,7 @@ pub fn request(
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = ControlClient::new(args.node, &args.token)?;
+    let client = args.target.client()?;
     let request = request(&args.words, args.hash, args.ttl, args.timeout);
     let id = client.start_search(&request).await?;
     let json = args.json;
