@@ -1,6 +1,6 @@
 //! `highway status` and `highway neighbors`: a running node, through its control API.
 
-use highway_node::{NeighbourJson, StatusView};
+use highway_node::NeighbourJson;
 
 use crate::control_client::NodeArgs;
 use crate::render;
@@ -24,24 +24,33 @@ pub struct NeighborsArgs {
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
-    // Fetched as raw JSON too, so `--json` keeps fields this version does not know.
-    let (raw, status): (_, StatusView) = client.get_both("/v1/status").await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&raw)?);
-    } else {
-        println!("{}", render::status_report(&status));
-    }
-    Ok(())
+    show(&args.target, "/v1/status", args.json, render::status_report).await
 }
 
 pub async fn neighbors(args: NeighborsArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
-    let (raw, list): (_, Vec<NeighbourJson>) = client.get_both("/v1/neighbors").await?;
-    if args.json {
+    show(
+        &args.target,
+        "/v1/neighbors",
+        args.json,
+        |list: &Vec<NeighbourJson>| render::neighbors_table(list),
+    )
+    .await
+}
+
+/// Prints what `GET path` answers: its JSON as the node sent it with `json` (so fields
+/// this version does not know are kept), else `text` of it.
+pub async fn show<T: serde::de::DeserializeOwned>(
+    target: &NodeArgs,
+    path: &str,
+    json: bool,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    let client = target.client()?;
+    let (raw, value): (_, T) = client.get_both(path).await?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
     } else {
-        println!("{}", render::neighbors_table(&list));
+        println!("{}", text(&value));
     }
     Ok(())
 }

@@ -42,8 +42,6 @@ pub struct Args {
 const READY_LIMIT: Duration = Duration::from_secs(60);
 /// Searches tried before the demo gives up on finding the big file.
 const SEARCH_ATTEMPTS: u32 = 3;
-/// The search's TTL when the holder is that close or closer (the protocol's default).
-const DEFAULT_TTL: u8 = 5;
 
 /// The demo's folder: temporary (removed when dropped) or the user's.
 enum Workdir {
@@ -274,9 +272,10 @@ async fn show(network: &Network, work: &Path) -> anyhow::Result<()> {
     // more the last peer is often more hops away than the default TTL (issue 13).
     let hops = hops_between(&graph, first.node.id(), last.node.id())
         .context("the overlay lost its connection to the last peer")?;
-    let ttl = u8::try_from(hops)
-        .unwrap_or(u8::MAX)
-        .clamp(DEFAULT_TTL, highway_wire::peer::search::MAX_TTL);
+    let ttl = u8::try_from(hops).unwrap_or(u8::MAX).clamp(
+        highway_core::Config::default().default_ttl,
+        highway_wire::peer::search::MAX_TTL,
+    );
     println!(
         "(peer {} is {hops} hops away: the search travels {ttl})",
         last.number

@@ -25,14 +25,13 @@ pub struct CancelArgs {
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
-    let (raw, list): (_, Vec<DownloadView>) = client.get_both("/v1/downloads").await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&raw)?);
-    } else {
-        println!("{}", render::downloads_table(&list));
-    }
-    Ok(())
+    crate::control_cmd::show(
+        &args.target,
+        "/v1/downloads",
+        args.json,
+        |list: &Vec<DownloadView>| render::downloads_table(list),
+    )
+    .await
 }
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {

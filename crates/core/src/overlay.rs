@@ -207,13 +207,13 @@ impl Peer {
         // Neighbours behind NATs do not count: a dialable peer keeps linking with other
         // dialable peers, which hold the overlay together.
         let target = self.config.target_degree;
-        if self.dialable_links() >= target {
+        if self.dialable_degree() >= target {
             self.overlay.backoff = self.config.join_backoff_min;
             self.overlay.next_gatekeeper_at = None;
             self.refresh(now);
             return;
         }
-        while self.dialable_links() + self.overlay.pending_out.len() < target
+        while self.dialable_degree() + self.overlay.pending_out.len() < target
             && self.overlay.pending_out.len() < self.config.max_pending_links
         {
             let Some(entry) = self.overlay.frontier.pop_front() else {
@@ -247,7 +247,7 @@ impl Peer {
         }
         self.overlay.next_refresh = Some(now + interval.mul_f64(self.rng.random_range(0.5..1.5)));
         let room =
-            self.dialable_links() + self.overlay.pending_out.len() + 1 < self.config.max_degree;
+            self.dialable_degree() + self.overlay.pending_out.len() + 1 < self.config.max_degree;
         if room && !self.overlay.gatekeeper_pending {
             self.overlay.refreshing = true;
             self.overlay.gatekeeper_pending = true;
@@ -265,10 +265,10 @@ impl Peer {
         self.overlay.tried.clear();
         self.back_off(now);
         let refreshing = std::mem::take(&mut self.overlay.refreshing);
-        if refreshing && self.dialable_links() >= self.config.target_degree {
+        if refreshing && self.dialable_degree() >= self.config.target_degree {
             // One more neighbour, the first the Gatekeeper offers (the least loaded,
             // random among equals): not necessarily one our neighbours know.
-            if self.dialable_links() + self.overlay.pending_out.len() + 1 < self.config.max_degree
+            if self.dialable_degree() + self.overlay.pending_out.len() + 1 < self.config.max_degree
                 && let Some(entry) = candidates.into_iter().find(|e| {
                     e.dialable && self.worth_dialling(&e.id) && self.address_dialable(now, &e.addr)
                 })
@@ -349,7 +349,7 @@ impl Peer {
             self.stats.hellos_refused_address += 1;
             Decision::Reject
         } else if initiator_dialable
-            && self.dialable_links() + self.overlay.pending_out.len() >= self.config.max_degree
+            && self.dialable_degree() + self.overlay.pending_out.len() >= self.config.max_degree
         {
             // Our own dials in flight count: otherwise inbound links could fill every slot
             // and our dial's link would be refused here after the other side installed it.
@@ -400,15 +400,9 @@ impl Peer {
         })
     }
 
-    /// Neighbours that can be dialled (all of them, for a peer behind a NAT), which
-    /// `max_degree` bounds.
-    pub(crate) fn dialable_links(&self) -> usize {
-        self.links.values().filter(|l| l.dialable).count()
-    }
-
     /// Neighbours behind NATs (they dialled us), which `undialable_slots` bounds.
     pub(crate) fn undialable_links(&self) -> usize {
-        self.links.len() - self.dialable_links()
+        self.links.len() - self.dialable_degree()
     }
 
     /// True when link `up` finds its pool full. Checked on the hello and again on the
@@ -417,7 +411,7 @@ impl Peer {
         if up.inbound && !up.dialable {
             self.undialable_links() >= self.config.undialable_slots
         } else {
-            self.dialable_links() >= self.config.max_degree
+            self.dialable_degree() >= self.config.max_degree
         }
     }
 

@@ -137,11 +137,12 @@ impl Peer {
         self.links.len()
     }
 
-    /// Neighbours that can be dialled: what `max_degree` bounds, and what the peer
-    /// announces to the Gatekeeper (against `max_degree` as its capacity). Neighbours
-    /// behind NATs have `undialable_slots` of their own.
+    /// Neighbours that can be dialled (all of them, for a peer behind a NAT): what
+    /// `max_degree` bounds, and what the peer announces to the Gatekeeper (against
+    /// `max_degree` as its capacity). Neighbours behind NATs have `undialable_slots` of
+    /// their own.
     pub fn dialable_degree(&self) -> usize {
-        self.dialable_links()
+        self.links.values().filter(|l| l.dialable).count()
     }
 
     /// The most neighbours this peer takes: `max_degree` that can be dialled, plus

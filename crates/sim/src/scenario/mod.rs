@@ -407,7 +407,7 @@ pub(crate) fn counters(report: &mut Report, s: &SimStats, g: &GatekeeperStats) {
             ),
         ]),
         row(&[
-            "held for a handshake (as the runtime does)",
+            "link datagrams held until their handshake ended",
             &s.held_early.to_string(),
         ]),
         row(&["wake-ups", &s.wakeups.to_string()]),
