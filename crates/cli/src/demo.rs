@@ -183,9 +183,14 @@ impl Network {
             core,
             share: Some(share),
             fast_share: true,
-            download_dir: work.join("downloads"),
             // The demo's shell runs on peer 1 for the person at the terminal: `get` saves
-            // where they are and `start`/`share` takes their folders, as they could.
+            // where they are (the download folder) and `start`/`share` takes their
+            // folders, as they could.
+            download_dir: if number == 1 {
+                std::env::current_dir().unwrap_or_else(|_| work.join("downloads"))
+            } else {
+                work.join("downloads")
+            },
             share_roots: vec![PathBuf::from("/")],
             allow_download_anywhere: true,
             ..NodeConfig::new(
@@ -298,7 +303,8 @@ async fn show(network: &Network, work: &Path) -> anyhow::Result<()> {
     );
     let request = DownloadRequest {
         hash: big_hash,
-        out: out.clone(),
+        out: Some(out.clone()),
+        name: None,
         holders,
         size: Some(hit.size),
     };

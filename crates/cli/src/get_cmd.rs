@@ -22,11 +22,13 @@ pub struct Args {
     /// The file's BLAKE3 content hash (64 hex characters), as `highway search` prints it.
     #[arg(value_name = "CONTENT_HASH")]
     hash: ContentId,
-    /// Where the file goes (relative to this directory); it must not exist yet, and must
-    /// be inside the node's --download-dir (unless the node allows anywhere). A
-    /// `PATH.part` left by an interrupted attempt is resumed.
+    /// Where the file goes (relative to this directory). A folder means "into this
+    /// folder" under the file's own name (from the search hit, else the hash), with a
+    /// ` (1)`-style name when that is taken; a file path must not exist yet. Without
+    /// it: the node's --download-dir. It must be inside that folder unless the node
+    /// allows anywhere. A `.part` left by an interrupted attempt is resumed.
     #[arg(long, value_name = "PATH")]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// A peer's file server known to hold the file (a hit's `addr`); repeat for several.
     /// Without any, the node first searches the network by hash.
     #[arg(long = "holder", value_name = "ADDR")]
@@ -38,32 +40,22 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 /// How often a plain progress line is printed when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 
-/// `out` made absolute against this process's directory (the node's may differ), after
-/// checking what can be checked here: it must not exist and its folder must.
+/// `out` made absolute against this process's directory (the node's may differ); the
+/// node checks the rest, by the same rules for every client. A trailing `/` is kept: it
+/// says "a folder".
 pub fn destination(out: &Path) -> anyhow::Result<PathBuf> {
-    let out = std::path::absolute(out)
+    let absolute = std::path::absolute(out)
         .with_context(|| format!("cannot make {} an absolute path", out.display()))?;
-    if out.exists() {
-        bail!(
-            "{} exists already; give another --out, or remove it first",
-            out.display()
-        );
-    }
-    if let Some(parent) = out.parent()
-        && !parent.is_dir()
-    {
-        if parent.exists() {
-            bail!(
-                "{} is a file, not a folder; give an --out inside a folder",
-                parent.display()
-            );
-        }
-        bail!(
-            "folder {} does not exist; create it or give another --out",
-            parent.display()
-        );
-    }
-    Ok(out)
+    let folder = out.as_os_str().as_encoded_bytes().ends_with(b"/");
+    Ok(
+        if folder && !absolute.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            let mut text = absolute.into_os_string();
+            text.push("/");
+            PathBuf::from(text)
+        } else {
+            absolute
+        },
+    )
 }
 
 /// Shows progress: an indicatif bar when stderr is a terminal, otherwise a plain line
@@ -141,10 +133,11 @@ fn bar_style() -> ProgressStyle {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.target.client()?;
-    let out = destination(&args.out)?;
+    let out = args.out.as_deref().map(destination).transpose()?;
     let request = DownloadRequest {
         hash: args.hash,
         out,
+        name: None,
         holders: args.holders,
         size: None,
     };
@@ -213,35 +206,17 @@ pub async fn follow(
 mod tests {
     use super::*;
 
-    /// Issue 13: `--out <a file>/x` said the folder did not exist.
     #[test]
-    fn a_file_in_place_of_the_folder_is_named_as_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("notes.txt");
-        std::fs::write(&file, b"x").unwrap();
-        let error = destination(&file.join("copy.bin")).unwrap_err().to_string();
-        assert!(error.contains("is a file, not a folder"), "{error}");
-    }
-
-    #[test]
-    fn the_destination_is_absolute_fresh_and_in_an_existing_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let fresh = destination(&dir.path().join("new.bin")).unwrap();
-        assert!(fresh.is_absolute());
-        let relative = destination(Path::new("surely-not-here.bin")).unwrap();
-        assert_eq!(
-            relative,
-            std::env::current_dir().unwrap().join("surely-not-here.bin")
+    fn the_destination_is_made_absolute_here_and_keeps_its_folder_slash() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(destination(Path::new("a.bin")).unwrap(), here.join("a.bin"));
+        let folder = destination(Path::new("sub/")).unwrap();
+        assert!(folder.starts_with(&here), "{}", folder.display());
+        assert!(
+            folder.to_str().unwrap().ends_with("sub/"),
+            "{}",
+            folder.display()
         );
-
-        std::fs::write(dir.path().join("taken"), b"x").unwrap();
-        let err = destination(&dir.path().join("taken"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("exists already"), "{err}");
-        let err = destination(&dir.path().join("no/such/dir/f"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("does not exist"), "{err}");
+        assert_eq!(destination(Path::new("/x/y")).unwrap(), Path::new("/x/y"));
     }
 }

@@ -148,6 +148,31 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
         pattern(SIZE, 3)
     );
 
+    // Without --out: into the node's download folder under the hit's name; a second
+    // time under a numbered name; a folder (`sub/`) means into it (issue 13).
+    std::fs::create_dir(cwd.path().join("sub")).unwrap();
+    for (out, expect) in [
+        (None, FILE.to_string()),
+        (None, FILE.replace(".bin", " (1).bin")),
+        (Some("sub/"), format!("sub/{FILE}")),
+        (
+            Some("sub"),
+            format!("sub/{}", FILE.replace(".bin", " (1).bin")),
+        ),
+    ] {
+        let mut args = vec!["get", "--node", &node, &hash];
+        args.extend(out.iter().flat_map(|out| ["--out", *out]));
+        let output = run(&args, "", cwd.path(), limit).await;
+        let (text, err) = texts(&output);
+        assert!(output.status.success(), "{out:?}: {text}\n{err}");
+        let path = cwd.path().join(&expect);
+        assert!(
+            text.contains(&format!("done: {}", path.display())),
+            "{out:?}: {text}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), pattern(SIZE, 3), "{expect}");
+    }
+
     // An existing destination is refused before anything starts.
     let output = run(
         &["get", "--node", &node, &hash, "--out", "copy.bin"],

@@ -55,17 +55,23 @@ async fn a_piped_script_searches_downloads_and_verifies_a_file_another_peer_hold
     .await;
     wait_searchable(&cluster.nodes, &files).await;
 
-    let script = "search zebra sunset\nresults\nget 1\nwait\ndownloads\nget 1\nexit\n";
+    let copy = cwd.path().join(FAR_FILE);
+    let second = cwd.path().join("zebra-sunset-timelapse (1).bin");
+    // `get 1` twice: the second copy gets a numbered name; naming the first copy as
+    // the destination is refused (a download never overwrites).
+    let script = format!(
+        "search zebra sunset\nresults\nget 1\nwait\ndownloads\nget 1\nwait\nget 1 {}\nexit\n",
+        copy.display()
+    );
     let control = cluster.nodes[0].control.clone();
     let output = run(
         &["shell", "--node", &control],
-        script,
+        &script,
         cwd.path(),
         Duration::from_secs(60),
     )
     .await;
     let (out, err) = texts(&output);
-    let copy = cwd.path().join(FAR_FILE);
 
     // The hit, numbered, with its holder and hash, twice (search, then results).
     let hash = blake3::hash(&pattern(FAR_SIZE, 7)).to_hex().to_string();
@@ -90,7 +96,12 @@ async fn a_piped_script_searches_downloads_and_verifies_a_file_another_peer_hold
         "{out}"
     );
     assert_eq!(std::fs::read(&copy).unwrap(), pattern(FAR_SIZE, 7));
-    // A second `get 1` would overwrite the copy: refused, and the script fails.
+    assert_eq!(std::fs::read(&second).unwrap(), pattern(FAR_SIZE, 7));
+    assert!(
+        out.contains(&format!("done: {}", second.display())),
+        "{out}"
+    );
+    // Naming the copy would overwrite it: refused, and the script fails.
     assert!(out.contains("exists already"), "{out}");
     assert!(!output.status.success());
     assert!(

@@ -186,9 +186,11 @@ async fn start_download(
     match state.app.downloads.start(request) {
         Ok(view) => (StatusCode::ACCEPTED, axum::Json(view)).into_response(),
         Err(e @ DownloadError::Busy) => error(StatusCode::TOO_MANY_REQUESTS, "busy", e.to_string()),
-        Err(e @ (DownloadError::Exists(_) | DownloadError::SameDestination(_))) => {
-            error(StatusCode::CONFLICT, "exists", e.to_string())
-        }
+        Err(
+            e @ (DownloadError::Exists(_)
+            | DownloadError::SameDestination(_)
+            | DownloadError::NoFreeName { .. }),
+        ) => error(StatusCode::CONFLICT, "exists", e.to_string()),
         Err(e @ (DownloadError::Destination(_) | DownloadError::Unwritable { .. })) => {
             bad_request(e.to_string())
         }

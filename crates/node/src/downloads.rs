@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::confine::{OutError, download_destination};
+use crate::confine::OutError;
+use crate::out_name::{Target, download_target, free_name, safe_file_name};
 use crate::owner::{Counters, Msg};
 use crate::searches::{Searches, id_hex};
 use crate::views::{DownloadRequest, DownloadView};
@@ -35,7 +36,10 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("{0} already exists; choose another --out path or remove it")]
+    #[error(
+        "{0} exists already; give another --out (a folder saves into it under a free \
+         name), or remove it"
+    )]
     Exists(PathBuf),
     /// Outside `--download-dir`, `..` in a relative path, a missing folder, ...
     #[error(transparent)]
@@ -44,6 +48,8 @@ pub enum DownloadError {
     Busy,
     #[error("a download to {0} is already running")]
     SameDestination(PathBuf),
+    #[error("{folder} has {name} and 999 numbered variants of it already; give another --out")]
+    NoFreeName { folder: PathBuf, name: String },
     /// The folder is there but the node cannot create files in it.
     #[error(
         "the node cannot write into {dir} ({error}): the node writes downloads itself, as \
@@ -132,31 +138,51 @@ impl Downloads {
         self: &Arc<Self>,
         request: DownloadRequest,
     ) -> Result<DownloadView, DownloadError> {
-        let out = download_destination(&request.out, &self.download_dir, self.anywhere)?;
-        // Not `exists()`: a dangling symlink there counts as taken too.
-        if out.symlink_metadata().is_ok() {
-            return Err(DownloadError::Exists(out));
-        }
-        check_writable(&out)?;
+        let target = download_target(request.out.as_deref(), &self.download_dir, self.anywhere)?;
+        let folder = match &target {
+            Target::File(out) => {
+                // Not `exists()`: a dangling symlink there counts as taken too.
+                if out.symlink_metadata().is_ok() {
+                    return Err(DownloadError::Exists(out.clone()));
+                }
+                out.parent().unwrap_or(Path::new("/")).to_path_buf()
+            }
+            Target::Folder(folder) => folder.clone(),
+        };
+        check_writable(&folder)?;
+        // The file's name, when known before any search: asked for, or from recent hits,
+        // or (holders given, no name) the content hash.
+        let name = request
+            .name
+            .as_deref()
+            .and_then(safe_file_name)
+            .or_else(|| {
+                let hits = self.searches.holders_of(&request.hash);
+                hits.iter().find_map(|hit| safe_file_name(&hit.name))
+            })
+            .or_else(|| (!request.holders.is_empty()).then(|| request.hash.to_string()));
         let view = {
             let mut book = self.book();
-            let running = book.records.values().filter(|r| !is_final(&r.view));
-            let mut busy = 0;
-            for r in running {
-                if r.view.out == out {
-                    return Err(DownloadError::SameDestination(out));
-                }
-                busy += 1;
-            }
+            let busy = book.records.values().filter(|r| !is_final(&r.view)).count();
             if busy >= MAX_RUNNING {
                 return Err(DownloadError::Busy);
             }
+            let out = match (&target, name) {
+                (Target::File(out), _) => {
+                    if book.writing(out) {
+                        return Err(DownloadError::SameDestination(out.clone()));
+                    }
+                    Some(out.clone())
+                }
+                (Target::Folder(folder), Some(name)) => Some(pick_name(&book, folder, &name)?),
+                (Target::Folder(_), None) => None,
+            };
             book.next_id += 1;
             let id = book.next_id;
             let view = DownloadView {
                 id,
                 hash: request.hash,
-                out: out.clone(),
+                out: out.clone().unwrap_or_else(|| folder.clone()),
                 state: if request.holders.is_empty() {
                     "searching".into()
                 } else {
@@ -189,13 +215,13 @@ impl Downloads {
                 },
             );
             forget_old(&mut book);
-            (view, cancelled)
+            (view, out, cancelled)
         };
-        let (view, cancelled) = view;
+        let (view, out, cancelled) = view;
         let this = self.clone();
+        let id = view.id;
         tokio::spawn(async move {
-            let id = view.id;
-            this.run(id, request, out, cancelled).await;
+            this.run(id, request, out, folder, cancelled).await;
         });
         Ok(view)
     }
@@ -241,9 +267,11 @@ impl Downloads {
         self: Arc<Self>,
         id: u64,
         request: DownloadRequest,
-        out: PathBuf,
+        out: Option<PathBuf>,
+        folder: PathBuf,
         mut cancelled: watch::Receiver<bool>,
     ) {
+        let mut out = out;
         let mut holders = request.holders.clone();
         let mut sources: Vec<(Holder, crate::views::SourceJson)> = holders
             .iter()
@@ -275,6 +303,17 @@ impl Downloads {
                 return;
             }
             let views: Vec<_> = sources.iter().map(|(_, v)| v.clone()).collect();
+            let named = match out {
+                Some(out) => Ok(out),
+                None => self.name_after_search(id, &request.hash, &folder),
+            };
+            out = match named {
+                Ok(out) => Some(out),
+                Err(e) => {
+                    self.fail(id, e.to_string(), Vec::new(), None);
+                    return;
+                }
+            };
             self.update(id, |r| {
                 // Unless cancelled meanwhile (the transfer then stops at once).
                 if r.view.state == "searching" {
@@ -290,7 +329,8 @@ impl Downloads {
             id: request.hash,
             holders: sources.into_iter().map(|(h, _)| h).collect(),
             expected_size: request.size,
-            dest: out,
+            // Known by now: from the request, or named after the search above.
+            dest: out.unwrap_or(folder),
         };
         let downloader = self.downloader.clone();
         let mut task = tokio::spawn(async move { downloader.download(transfer, Some(tx)).await });
@@ -355,6 +395,27 @@ impl Downloads {
                 None,
             ),
         }
+    }
+
+    /// Names a download into `folder` once its search found holders: after the first hit
+    /// with a usable name, else the content hash.
+    fn name_after_search(
+        &self,
+        id: u64,
+        hash: &ContentId,
+        folder: &Path,
+    ) -> Result<PathBuf, DownloadError> {
+        let hits = self.searches.holders_of(hash);
+        let name = hits
+            .iter()
+            .find_map(|hit| safe_file_name(&hit.name))
+            .unwrap_or_else(|| hash.to_string());
+        let mut book = self.book();
+        let out = pick_name(&book, folder, &name)?;
+        if let Some(r) = book.records.get_mut(&id) {
+            r.view.out = out.clone();
+        }
+        Ok(out)
     }
 
     /// Marks a download failed and counts it: every way a download can fail goes here, so
@@ -428,8 +489,7 @@ impl Downloads {
 /// Creates and removes a probe file next to `out`: a folder the node cannot write to (or
 /// a place such as /proc that takes no files) is refused at once, naming the folder,
 /// instead of failing later on one of the download's own files (`OUT.part.outboard`).
-fn check_writable(out: &std::path::Path) -> Result<(), DownloadError> {
-    let dir = out.parent().unwrap_or(std::path::Path::new("/"));
+fn check_writable(dir: &Path) -> Result<(), DownloadError> {
     let probe = dir.join(format!(".highway-write-probe-{}", std::process::id()));
     match std::fs::OpenOptions::new()
         .write(true)
@@ -463,6 +523,23 @@ async fn until_cancelled(cancelled: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+impl Book {
+    /// Whether a download that has not ended writes to `out`.
+    fn writing(&self, out: &Path) -> bool {
+        self.records
+            .values()
+            .any(|r| !is_final(&r.view) && r.view.out == out)
+    }
+}
+
+/// A free name for `name` in `folder`, not one another running download writes.
+fn pick_name(book: &Book, folder: &Path, name: &str) -> Result<PathBuf, DownloadError> {
+    free_name(folder, name, |path| book.writing(path)).ok_or_else(|| DownloadError::NoFreeName {
+        folder: folder.to_path_buf(),
+        name: name.to_string(),
+    })
 }
 
 fn is_final(view: &DownloadView) -> bool {

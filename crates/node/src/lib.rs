@@ -30,6 +30,7 @@ mod gatekeeper;
 pub mod identity;
 pub mod metrics;
 mod node;
+pub mod out_name;
 mod owner;
 pub mod reach_view;
 pub mod relay;

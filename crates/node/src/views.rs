@@ -115,8 +115,15 @@ pub struct SearchPage {
 pub struct DownloadRequest {
     pub hash: ContentId,
     /// Where the file goes: an absolute path on the node's machine, or relative to the
-    /// node's download directory. Must not exist yet (a `.part` beside it resumes).
-    pub out: PathBuf,
+    /// node's download directory. A file path must not exist yet (a `.part` beside it
+    /// resumes). A folder, or nothing (the download directory), means "into that folder"
+    /// under the file's own name, with ` (1)`-style names when it is taken.
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    /// The file's name, for a folder `out` (a hit's `name`; only its last part is used).
+    /// Without it the name comes from the hits found, else the content hash.
+    #[serde(default)]
+    pub name: Option<String>,
     /// File servers known to hold it (from hits). Empty: the node searches by hash.
     #[serde(default)]
     pub holders: Vec<SocketAddr>,
@@ -131,7 +138,8 @@ pub struct DownloadView {
     /// Small integer, unique per node run.
     pub id: u64,
     pub hash: ContentId,
-    /// The final path.
+    /// The final path (the folder while a download into a folder is still searching for
+    /// the file's name).
     pub out: PathBuf,
     /// `searching` (looking for holders), `running`, `done` or `failed`.
     pub state: String,

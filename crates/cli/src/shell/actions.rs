@@ -202,29 +202,18 @@ impl Shell {
             }
         };
         let hits = self.hits_for(hash);
-        // Without a hit the file is named after its hash.
-        let name = hits
-            .first()
-            .and_then(|hit| Path::new(&hit.name).file_name())
-            .map_or_else(|| PathBuf::from(hash.to_string()), PathBuf::from);
-        let out = match dest {
-            None => self.cwd.join(&name),
-            Some(dest) => {
-                let dest = resolve(&self.cwd, &dest);
-                if dest.is_dir() {
-                    dest.join(&name)
-                } else {
-                    dest
-                }
-            }
-        };
-        let out = crate::get_cmd::destination(&out)?;
+        let name = hits.first().map(|hit| hit.name.clone());
+        // The node names the file and picks a free name, by the rules `highway get` has.
+        let out = dest
+            .map(|dest| crate::get_cmd::destination(&resolve(&self.cwd, &dest)))
+            .transpose()?;
         let mut holders: Vec<_> = hits.iter().map(|hit| hit.addr).collect();
         holders.sort();
         holders.dedup();
         let request = DownloadRequest {
             hash,
-            out: out.clone(),
+            out,
+            name: name.clone(),
             holders: holders.clone(),
             size: hits.first().map(|hit| hit.size),
         };
@@ -235,14 +224,17 @@ impl Shell {
         let from = if holders.is_empty() {
             "the node looks for peers that hold it".to_string()
         } else {
-            format!("from {}", render::plural(holders.len(), "peer", "peers"))
+            format!(
+                "{} known",
+                render::plural(holders.len(), "source", "sources")
+            )
         };
         self.print(&format!(
             "download {} started: {} ({from}); `downloads` or `wait` to follow it",
             view.id,
-            safe_path(&out)
+            safe_path(&view.out)
         ));
-        let label = safe_path(&name);
+        let label = name.map_or_else(|| hash.short(), |name| safe_path(Path::new(&name)));
         self.downloads.follow(client, view, &label);
         Ok(())
     }
