@@ -344,13 +344,8 @@ async fn search_for(peer: &Peer, hash: ContentId, ttl: u8) -> anyhow::Result<(Ve
         let words = [BIG_FILE_QUERY.to_string()];
         let request = crate::search_cmd::request(&words, None, Some(ttl), None);
         let id = peer.client.start_search(&request).await?;
-        let outcome = crate::search_cmd::follow(&peer.client, &id, None, |number, hit| {
-            if number == 1 {
-                println!("{}", render::hit_header());
-            }
-            println!("{}", render::hit_line(number, hit));
-        })
-        .await?;
+        let print = crate::search_cmd::print_files(|line| println!("{line}"));
+        let outcome = crate::search_cmd::follow(&peer.client, &id, None, print).await?;
         println!("{}", render::search_summary(&outcome.last, &outcome.hits));
         let found: Vec<HitJson> = outcome
             .hits

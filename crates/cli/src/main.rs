@@ -7,6 +7,7 @@ mod demo;
 mod downloads_cmd;
 mod gatekeeper_cmd;
 mod get_cmd;
+mod hit_groups;
 mod node_cmd;
 mod overlay_flags;
 mod peers_cmd;

@@ -2,57 +2,110 @@
 //! the demo. Pure functions from views to lines, so tests can pin the layout.
 
 use highway_node::views::{DownloadView, FilesView, HitJson, SearchPage};
+
+use crate::hit_groups::{FileGroup, HitGroups};
 use highway_node::{NeighbourJson, StatusView};
 
 use crate::terminal_text::{safe, safe_path};
 use crate::units::{average_rate, human_bytes, human_rate, short_duration};
 
-/// Width of the name column of hit lines: long enough for most file names, so hashes
-/// line up; a longer name pushes its own hash right rather than being cut.
-const NAME_WIDTH: usize = 32;
+/// Width of the name column of file rows, in terminal columns (a CJK character takes
+/// two): longer names are cut in the middle, so the hashes after them line up.
+const NAME_WIDTH: usize = 40;
 
-/// The header above hit lines.
-pub fn hit_header() -> String {
+/// The header above file rows; `sources` adds the column of how many peers hold each.
+pub fn file_header(sources: bool) -> String {
+    let count = if sources { "sources  " } else { "" };
     format!(
-        "{:>3}  {:>10}  {:>4}  {:<10}  {:<NAME_WIDTH$}  hash",
-        "#", "size", "hops", "holder", "name"
+        "{:>3}  {:>10}  {count}{:>4}  {}  hash",
+        "#",
+        "size",
+        "hops",
+        pad("name", NAME_WIDTH)
     )
 }
 
-/// One hit: number (1-based, as `get` takes it), size, hops, holder, name, full hash.
-/// Hits stream in, so the columns are fixed-width rather than fitted to the longest.
-pub fn hit_line(number: usize, hit: &HitJson) -> String {
+/// One file a search found: number (1-based, as `get` takes it), size, [sources], hops to
+/// the nearest holder (`here`: only this node has it), its path in the first holder's
+/// share, full hash. Rows stream in, so the columns are fixed-width.
+pub fn file_line(number: usize, file: &FileGroup, sources: bool) -> String {
+    let count = if sources {
+        format!("{:>7}  ", file.sources)
+    } else {
+        String::new()
+    };
+    let hops = file
+        .nearest
+        .map_or_else(|| "here".to_string(), |h| h.to_string());
     format!(
-        "{number:>3}  {:>10}  {:>4}  {:<10}  {:<NAME_WIDTH$}  {}",
-        human_bytes(hit.size),
-        hit.hops,
-        hit.holder.short(),
-        safe(&hit.name),
-        hit.hash
+        "{number:>3}  {:>10}  {count}{hops:>4}  {}  {}",
+        human_bytes(file.size),
+        pad(&fit(&safe(&file.name), NAME_WIDTH), NAME_WIDTH),
+        file.hash
     )
 }
 
-/// The end-of-search line: how many hits from how many holders, how long it took.
+/// `text` cut to `width` terminal columns, keeping its start and its end (where a path
+/// has the file name) around a `…`.
+pub fn fit(text: &str, width: usize) -> String {
+    if console::measure_text_width(text) <= width {
+        return text.to_string();
+    }
+    // A third for the start, the rest for the end, where a path has the file's name.
+    let head = console::truncate_str(text, width / 3, "");
+    let mut room = width - console::measure_text_width(&head) - 1;
+    let mut tail: Vec<char> = Vec::new();
+    for c in text.chars().rev() {
+        let w = console::measure_text_width(c.encode_utf8(&mut [0; 4]));
+        if w > room {
+            break;
+        }
+        room -= w;
+        tail.push(c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
+/// `text` padded with spaces to `width` terminal columns.
+fn pad(text: &str, width: usize) -> String {
+    let fill = width.saturating_sub(console::measure_text_width(text));
+    format!("{text}{}", " ".repeat(fill))
+}
+
+/// The end-of-search line: files, sources and peers (the searching node itself is not
+/// one), how long it took, and when the first other peer answered.
 pub fn search_summary(page: &SearchPage, hits: &[HitJson]) -> String {
-    if hits.is_empty() {
+    let files = HitGroups::of(hits);
+    if files.is_empty() {
         return format!(
             "no hits (the search ended after {})",
             short_duration(page.elapsed_ms)
         );
     }
-    let mut holders: Vec<_> = hits.iter().map(|h| h.holder).collect();
-    holders.sort();
-    holders.dedup();
-    let first = page
-        .first_hit_ms
-        .or_else(|| hits.iter().map(|h| h.at_ms).min())
-        .unwrap_or(0);
+    let sources: usize = files.files().iter().map(|f| f.sources).sum();
+    let first = hits.iter().filter(|h| h.hops > 0).map(|h| h.at_ms).min();
+    let count = plural(files.len(), "file", "files");
+    let Some(first) = first else {
+        return format!(
+            "{count}, only on this node: no other peer answered in {}",
+            short_duration(page.elapsed_ms)
+        );
+    };
+    let extra = if sources > files.len() {
+        format!(" ({sources} sources)")
+    } else {
+        String::new()
+    };
+    // Hits carry whole milliseconds: on a LAN the first often comes within the first.
+    let first = match first {
+        0 => "<1ms".to_string(),
+        ms => short_duration(ms),
+    };
     format!(
-        "{} from {} in {}; first hit after {}",
-        plural(hits.len(), "hit", "hits"),
-        plural(holders.len(), "peer", "peers"),
+        "{count}{extra} from {} in {}; first hit after {first}",
+        plural(files.peers(), "peer", "peers"),
         short_duration(page.elapsed_ms),
-        short_duration(first)
     )
 }
 
@@ -393,26 +446,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hit_lines_align_under_the_header() {
-        let header = hit_header();
-        let hit = hit("ocean-sunset.bin", 8 << 20, 3, 7);
-        let line = hit_line(12, &hit);
-        assert!(line.starts_with(" 12     8.0 MiB     3  "), "{line}");
-        let column = |text: &str, word: &str| text.find(word).unwrap();
-        assert_eq!(
-            column(&header, "holder"),
-            column(&line, &hit.holder.short())
-        );
-        assert_eq!(column(&header, "name"), column(&line, "ocean-sunset.bin"));
-        assert_eq!(
-            column(&header, "hash"),
-            column(&line, &hit.hash.to_string())
-        );
-        assert!(line.ends_with(&hit.hash.to_string()), "{line}");
+    fn file_rows_align_under_the_header_with_wide_and_long_names() {
+        for sources in [false, true] {
+            let header = file_header(sources);
+            for name in [
+                "ocean-sunset.bin",
+                "音楽/夜明けの海.flac",
+                "a very long folder name that goes on/and on/ocean-sunset-timelapse.bin",
+            ] {
+                let groups = HitGroups::of(&[hit(name, 8 << 20, 3, 7)]);
+                let file = groups.get(1).unwrap();
+                let line = file_line(12, file, sources);
+                assert!(line.starts_with(" 12     8.0 MiB  "), "{line}");
+                let column = |text: &str, word: &str| {
+                    console::measure_text_width(&text[..text.find(word).unwrap()])
+                };
+                assert_eq!(
+                    column(&header, "hash"),
+                    column(&line, &file.hash.to_string())
+                );
+                assert!(line.ends_with(&file.hash.to_string()), "{line}");
+                assert!(line.contains(".bin") || line.contains(".flac"), "{line}");
+            }
+        }
+        let row = file_line(1, HitGroups::of(&[hit("x", 1, 2, 3)]).get(1).unwrap(), true);
+        assert!(row.contains("      1     2  x"), "{row}");
+        let mine = HitGroups::of(&[hit("x", 1, 0, 3)]);
+        assert!(file_line(1, mine.get(1).unwrap(), false).contains("here"));
     }
 
     #[test]
-    fn summaries_count_hits_and_peers_and_say_no_hits_plainly() {
+    fn long_names_keep_their_start_and_end() {
+        let cut = fit("music/2019/live at the hall/encore.flac", 20);
+        assert_eq!(console::measure_text_width(&cut), 20);
+        assert!(
+            cut.starts_with("music/") && cut.ends_with("/encore.flac"),
+            "{cut}"
+        );
+        let wide = fit(&"海".repeat(30), 21);
+        assert!(console::measure_text_width(&wide) <= 21, "{wide}");
+        assert_eq!(fit("short", 20), "short");
+    }
+
+    #[test]
+    fn summaries_count_files_sources_and_peers_and_say_no_hits_plainly() {
         let page = SearchPage {
             search: "ab".repeat(16),
             query: "ocean".to_string(),
@@ -426,14 +503,25 @@ mod tests {
             search_summary(&page, &[]),
             "no hits (the search ended after 2.0s)"
         );
-        let hits = [hit("a", 1, 1, 2), hit("b", 1, 2, 2), hit("c", 1, 2, 3)];
+        let mut again = hit("a", 1, 2, 3);
+        again.hash = hit("a", 1, 1, 2).hash;
+        let hits = [
+            hit("a", 1, 1, 2),
+            hit("b", 1, 2, 2),
+            again,
+            hit("a", 1, 0, 9),
+        ];
         let page = SearchPage {
-            first_hit_ms: Some(38),
+            first_hit_ms: Some(0),
             ..page
         };
         assert_eq!(
             search_summary(&page, &hits),
-            "3 hits from 2 peers in 2.0s; first hit after 38ms"
+            "2 files (3 sources) from 2 peers in 2.0s; first hit after 40ms"
+        );
+        assert_eq!(
+            search_summary(&page, &[hit("mine", 1, 0, 9)]),
+            "1 file, only on this node: no other peer answered in 2.0s"
         );
     }
 

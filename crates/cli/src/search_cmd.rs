@@ -9,6 +9,7 @@ use highway_node::views::{HitJson, SearchPage, SearchRequest};
 use highway_wire::ContentId;
 
 use crate::control_client::{ControlClient, ControlError, MAX_SEARCH_WAIT, NodeArgs};
+use crate::hit_groups::{Added, HitGroups};
 use crate::render;
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +92,22 @@ pub async fn follow(
     }
 }
 
+/// A hit handler for [`follow`] that prints each file when its first hit arrives (with
+/// the header before the first): one row per file, whatever the number of holders.
+pub fn print_files(mut print: impl FnMut(&str)) -> impl FnMut(usize, &HitJson) {
+    let mut files = HitGroups::default();
+    move |_, hit| {
+        if let Added::NewFile(number) = files.add(hit) {
+            if number == 1 {
+                print(&render::file_header(false));
+            }
+            if let Some(file) = files.get(number) {
+                print(&render::file_line(number, file, false));
+            }
+        }
+    }
+}
+
 /// The request for `words` (joined by spaces) or `hash`.
 pub fn request(
     words: &[String],
@@ -113,19 +130,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let id = client.start_search(&request).await?;
     let json = args.json;
     let mut out = std::io::stdout().lock();
-    let outcome = follow(&client, &id, args.timeout, |number, hit| {
-        if json {
-            return;
-        }
-        // Each hit is flushed at once: whoever reads a pipe sees it as it arrives. A
-        // closed stdout is noticed by the writes after the search.
-        if number == 1 {
-            let _ = writeln!(out, "{}", render::hit_header());
-        }
-        let _ = writeln!(out, "{}", render::hit_line(number, hit));
+    // Each file is flushed at once: whoever reads a pipe sees it as it arrives. A closed
+    // stdout is noticed by the writes after the search.
+    let mut print = print_files(|line| {
+        let _ = writeln!(out, "{line}");
         let _ = out.flush();
+    });
+    let outcome = follow(&client, &id, args.timeout, |number, hit| {
+        if !json {
+            print(number, hit);
+        }
     })
     .await?;
+    drop(print);
     // Hits (or none) from a node with no neighbours say nothing about the network: say
     // why the node is cut off (on stderr, so `--json` output stays an array), even when
     // its own files matched (issue 13).

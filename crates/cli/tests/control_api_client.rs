@@ -241,7 +241,7 @@ async fn search_follows_the_long_poll_and_numbers_hits_as_they_arrive() {
     }
     assert_eq!(
         lines[4],
-        "3 hits from 2 peers in 1.2s; first hit after 12ms"
+        "3 files from 2 peers in 1.2s; first hit after 12ms"
     );
 
     let (code, out, _) = highway(&[&args[..], &["--json"]].concat(), cwd.path()).await;

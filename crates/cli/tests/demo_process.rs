@@ -25,7 +25,7 @@ async fn the_demo_without_a_shell_finds_the_far_file_downloads_it_verified_and_e
         "peer 5 ",
         "ocean-sunset-timelapse.bin (8.0 MiB)",
         "peer 1 searches for \"ocean sunset\"",
-        "1 hit from 1 peer in ",
+        "1 file from 1 peer in ",
         "every chunk verified against BLAKE3 ",
         "the download is verified and identical",
         "stopping the demo: every peer leaves gracefully",
@@ -75,8 +75,8 @@ async fn the_demo_shell_reads_a_script_on_peer_one_and_keeps_the_demo_s_files_wh
     .await;
     let (out, err) = texts(&output);
     assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
-    // Every peer shares the welcome file: three holders.
-    assert!(out.contains("3 hits from 3 peers in "), "{out}");
+    // Every peer shares the welcome file: one file, two other holders (peer 1 has it too).
+    assert!(out.contains("1 file (2 sources) from 2 peers in "), "{out}");
     assert!(out.contains("neighbour"), "{out}");
     let copy = cwd.path().join("welcome-to-highway.txt");
     assert!(out.contains(&format!("done: {}", copy.display())), "{out}");

@@ -61,7 +61,7 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
         lines[1].contains("2.0 MiB") && lines[1].contains(FILE),
         "{out}"
     );
-    assert!(lines[2].starts_with("1 hit from 1 peer in "), "{out}");
+    assert!(lines[2].starts_with("1 file from 1 peer in "), "{out}");
 
     // JSON: one array of HitJson, nothing else on stdout.
     let output = run(

@@ -79,7 +79,7 @@ async fn a_piped_script_searches_downloads_and_verifies_a_file_another_peer_hold
     assert!(hit_lines.len() >= 2, "stdout:\n{out}\nstderr:\n{err}");
     assert!(hit_lines[0].trim_start().starts_with("1 "), "{out}");
     assert!(hit_lines[0].ends_with(&hash), "{out}");
-    assert!(out.contains("1 hit from 1 peer in "), "{out}");
+    assert!(out.contains("1 file from 1 peer in "), "{out}");
     // The download: started, done and verified, listed by `downloads`.
     assert!(
         out.contains(&format!("started: {}", copy.display())),
@@ -154,7 +154,9 @@ async fn a_shell_without_a_node_starts_one_that_shares_a_folder_and_leaves_on_st
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(indexed, "never indexed:\n{}", shell.transcript);
-    let hits = shell.run("search kiwi harvest", "hit", limit).await;
+    let hits = shell
+        .run("search kiwi harvest", "only on this node", limit)
+        .await;
     assert!(hits.contains("kiwi-harvest-report.txt"), "{hits}");
 
     shell.run("stop", "left the network", limit).await;

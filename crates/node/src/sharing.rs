@@ -15,6 +15,7 @@ use highway_share::transfer::{FileServer, FileSource, ServedFile, ServerConfig};
 use highway_share::{Share, ShareError, ShareOptions, SharedFile};
 use highway_wire::ContentId;
 use highway_wire::peer::QueryTarget;
+use highway_wire::peer::search::MAX_HIT_NAME;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -36,8 +37,27 @@ fn local_file(f: SharedFile) -> LocalFile {
     LocalFile {
         content: f.content,
         size: f.size,
-        name: f.name,
+        name: hit_name(&f.rel_path, &f.name),
     }
+}
+
+/// What hits call a file: its path within the share (`jazz/so what.flac`), so searchers
+/// see the folder. A path longer than a hit carries loses leading folders (`…/` marks
+/// the cut) rather than its file name, which the wire would cut instead.
+fn hit_name(rel_path: &Path, name: &str) -> String {
+    let full = rel_path_string(rel_path);
+    if full.len() <= MAX_HIT_NAME {
+        return full;
+    }
+    let mut parts: Vec<&str> = full.split('/').collect();
+    while parts.len() > 1 {
+        parts.remove(0);
+        let tail = format!("…/{}", parts.join("/"));
+        if tail.len() <= MAX_HIT_NAME {
+            return tail;
+        }
+    }
+    name.to_string()
 }
 
 impl Catalog for ShareCatalog {
@@ -313,5 +333,22 @@ async fn publish_summaries(share: Share, owner: mpsc::Sender<Msg>) {
             }
         }
         tokio::time::sleep(SUMMARY_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_name_the_path_within_the_share_keeping_the_file_name() {
+        let short = Path::new("jazz/miles/so what.flac");
+        assert_eq!(hit_name(short, "so what.flac"), "jazz/miles/so what.flac");
+        let deep = format!("{}/{}/so what.flac", "a".repeat(200), "b".repeat(40));
+        let named = hit_name(Path::new(&deep), "so what.flac");
+        assert_eq!(named, format!("…/{}/so what.flac", "b".repeat(40)));
+        let long_name = "n".repeat(300);
+        let path = format!("dir/{long_name}");
+        assert_eq!(hit_name(Path::new(&path), &long_name), long_name);
     }
 }

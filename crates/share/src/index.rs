@@ -2,9 +2,9 @@
 //! and which names contain which keywords.
 //!
 //! Pure data, no I/O: the scanner and the watcher decide what is on disk and tell the index
-//! with [`Index::insert`], [`Index::remove`] and [`Index::rename`]. Only the file *name*
-//! (the last path component) is tokenised, not its directories: a hit shows the name, so
-//! matching on hidden directory words would surprise.
+//! with [`Index::insert`], [`Index::remove`] and [`Index::rename`]. The words of the file's
+//! name and of the folders it sits in within the share are indexed (name first): hits show
+//! that path, so `search jazz` finds `jazz/take five.flac` (issue 13).
 //!
 //! Three maps over the same entries: by relative path (one entry each), by content hash
 //! (a file may be shared under several paths), and keyword → entries (the inverted index,
@@ -299,7 +299,16 @@ impl Index {
     }
 
     fn link(&mut self, id: EntryId, file: SharedFile) {
-        let toks: Box<[Box<str>]> = tokens(&file.name)
+        // The name's words first, so a deep path cannot crowd them out of the cap.
+        let mut words = tokens(&file.name);
+        if let Some(folders) = file.rel_path.parent().and_then(Path::to_str) {
+            for word in tokens(folders) {
+                if !words.contains(&word) {
+                    words.push(word);
+                }
+            }
+        }
+        let toks: Box<[Box<str>]> = words
             .into_iter()
             .take(MAX_TOKENS_PER_FILE)
             .map(String::into_boxed_str)
@@ -375,17 +384,38 @@ mod tests {
     }
 
     #[test]
+    fn folder_names_are_searchable_and_leave_with_the_file() {
+        let mut ix = Index::default();
+        ix.insert(file("Jazz Classics/Miles/so what.flac", b"1"))
+            .unwrap();
+        ix.insert(file("rock/jazz-free.ogg", b"2")).unwrap();
+        let hits = ix.search(&q("jazz"), 10);
+        let mut found = names(&hits);
+        found.sort();
+        assert_eq!(found, ["jazz-free.ogg", "so what.flac"]);
+        assert_eq!(names(&ix.search(&q("miles what"), 10)), ["so what.flac"]);
+        assert!(ix.summary(1).might_match(&q("classics")));
+        ix.rename(
+            Path::new("Jazz Classics/Miles/so what.flac"),
+            Path::new("misc/so what.flac"),
+        )
+        .unwrap();
+        assert!(ix.search(&q("miles"), 10).is_empty());
+        assert_eq!(names(&ix.search(&q("misc what"), 10)), ["so what.flac"]);
+    }
+
+    #[test]
     fn insert_makes_a_file_findable_by_each_keyword_and_prefix() {
         let mut ix = Index::default();
         ix.insert(file("music/My_Song (Live).FLAC", b"a")).unwrap();
-        for query in ["song", "SONG live", "flac", "liv", "my song"] {
+        for query in ["song", "SONG live", "flac", "liv", "my song", "music song"] {
             assert_eq!(
                 names(&ix.search(&q(query), 10)),
                 ["My_Song (Live).FLAC"],
                 "{query}"
             );
         }
-        for query in ["music", "so", "songs", "live mp3", ""] {
+        for query in ["musical", "so", "songs", "live mp3", ""] {
             assert!(ix.search(&q(query), 10).is_empty(), "{query}");
         }
     }

@@ -12,6 +12,7 @@ use super::command::{Command, GetTarget, help};
 use super::downloads::Downloads;
 use super::screen::Screen;
 use super::session::Session;
+use crate::hit_groups::HitGroups;
 use crate::render;
 use crate::search_cmd;
 
@@ -135,17 +136,15 @@ impl Shell {
             query: words,
             hits: Vec::new(),
         });
+        let mut print = search_cmd::print_files(|line| screen.print(line));
         let outcome = search_cmd::follow(&client, &id, None, |number, hit| {
-            if number == 1 {
-                screen.print(&render::hit_header());
-            }
-            screen.print(&render::hit_line(number, hit));
+            print(number, hit);
             last.hits.push(hit.clone());
         })
         .await?;
         let mut summary = render::search_summary(&outcome.last, &outcome.hits);
         if !outcome.hits.is_empty() {
-            summary.push_str("; `get <number>` downloads one");
+            summary.push_str("; `get <number>` downloads one, `results` counts sources");
         }
         // A node cut off from the network finds only its own files: say so.
         if let Some(why) = client.status().await.ok().and_then(|s| s.cut_off) {
@@ -162,12 +161,14 @@ impl Shell {
                 format!("the last search (\"{}\") found no hits", last.query)
             }
             Some(last) => {
-                let mut lines = vec![render::hit_header()];
+                let files = HitGroups::of(&last.hits);
+                let mut lines = vec![render::file_header(true)];
                 lines.extend(
-                    last.hits
+                    files
+                        .files()
                         .iter()
                         .enumerate()
-                        .map(|(i, hit)| render::hit_line(i + 1, hit)),
+                        .map(|(i, file)| render::file_line(i + 1, file, true)),
                 );
                 lines.join("\n")
             }
@@ -188,20 +189,27 @@ impl Shell {
         let client = self.session.client()?;
         let hash = match target {
             GetTarget::Hash(hash) => hash,
+            GetTarget::Prefix(prefix) => self.resolve_prefix(&prefix).await?,
             GetTarget::Result(number) => {
                 let Some(last) = &self.last_search else {
                     bail!("no search yet, so no result {number}; `search <words>` first");
                 };
-                match last.hits.get(number - 1) {
-                    Some(hit) => hit.hash,
+                let files = HitGroups::of(&last.hits);
+                match files.get(number) {
+                    Some(file) => file.hash,
                     None => bail!(
-                        "no result {number}: the last search has {}; `results` lists them",
-                        render::plural(last.hits.len(), "hit", "hits")
+                        "no result {number}: the last search found {}; `results` lists them",
+                        render::plural(files.len(), "file", "files")
                     ),
                 }
             }
         };
-        let hits = self.hits_for(hash);
+        // Every other peer holding the file is a source (not this node's own copy).
+        let hits: Vec<&HitJson> = self
+            .hits_for(hash)
+            .into_iter()
+            .filter(|hit| hit.hops > 0)
+            .collect();
         let name = hits.first().map(|hit| hit.name.clone());
         // The node names the file and picks a free name, by the rules `highway get` has.
         let out = dest
@@ -237,6 +245,37 @@ impl Shell {
         let label = name.map_or_else(|| hash.short(), |name| safe_path(Path::new(&name)));
         self.downloads.follow(client, view, &label);
         Ok(())
+    }
+
+    /// The one content hash starting with `prefix` among the last search's files, the
+    /// node's downloads and its shared files.
+    async fn resolve_prefix(&self, prefix: &str) -> anyhow::Result<ContentId> {
+        let client = self.session.client()?;
+        let mut known: Vec<ContentId> = self
+            .last_search
+            .iter()
+            .flat_map(|last| last.hits.iter().map(|hit| hit.hash))
+            .collect();
+        known.extend(client.downloads().await?.iter().map(|d| d.hash));
+        known.extend(client.files().await?.files.iter().map(|f| f.hash));
+        let mut matching: Vec<ContentId> = known
+            .into_iter()
+            .filter(|hash| hash.to_string().starts_with(prefix))
+            .collect();
+        matching.sort();
+        matching.dedup();
+        match matching.as_slice() {
+            [hash] => Ok(*hash),
+            [] => bail!(
+                "no file the shell knows of has a hash starting with {prefix} (it looks in the \
+                 last search, the downloads and the shared files); `search` first, or give \
+                 the full 64-character hash"
+            ),
+            several => bail!(
+                "{} files have hashes starting with {prefix}; give more of the hash",
+                several.len()
+            ),
+        }
     }
 
     async fn wait(&self) {

@@ -15,17 +15,18 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "search",
         "search <words>",
-        "search the network; hits print as they arrive",
+        "search the network; files print as they are found (by name or folder)",
     ),
     (
         "results",
         "results",
-        "the hits of the last search, numbered for `get`",
+        "the files of the last search with their number of sources, numbered for `get`",
     ),
     (
         "get",
         GET_USAGE,
-        "download in the background, verified; dest defaults to the hit's name here",
+        "download in the background, verified; a hash may be cut to its first 6+ characters; \
+         dest: a folder, a new file, or nothing for the node's download folder",
     ),
     (
         "downloads",
@@ -78,6 +79,9 @@ pub enum GetTarget {
     /// A hit of the last search, numbered from 1 as `results` shows.
     Result(usize),
     Hash(ContentId),
+    /// The start of a content hash (lowercase hex), as tables print it: resolved against
+    /// the files the shell knows of, and refused unless exactly one matches.
+    Prefix(String),
 }
 
 /// One parsed line.
@@ -226,13 +230,21 @@ pub fn parse(line: &str) -> Result<Command, UsageError> {
     }
 }
 
+/// Longest result number: longer digit strings are hash prefixes.
+const MAX_RESULT_DIGITS: usize = 5;
+/// Shortest hash prefix taken.
+pub const MIN_HASH_PREFIX: usize = 6;
+
 fn parse_get(args: &[String]) -> Result<Command, UsageError> {
     let (target, dest) = match args {
         [target] => (target, None),
         [target, dest] => (target, Some(PathBuf::from(dest))),
         _ => return Err(usage(GET_USAGE)),
     };
-    let target = if let Ok(number) = target.parse::<usize>() {
+    let is_hex = target.chars().all(|c| c.is_ascii_hexdigit());
+    let target = if target.len() <= MAX_RESULT_DIGITS
+        && let Ok(number) = target.parse::<usize>()
+    {
         if number == 0 {
             return Err(UsageError(
                 "results are numbered from 1; `results` lists them".to_string(),
@@ -241,10 +253,13 @@ fn parse_get(args: &[String]) -> Result<Command, UsageError> {
         GetTarget::Result(number)
     } else if let Ok(hash) = target.parse::<ContentId>() {
         GetTarget::Hash(hash)
+    } else if is_hex && target.len() >= MIN_HASH_PREFIX && target.len() < 64 {
+        GetTarget::Prefix(target.to_ascii_lowercase())
     } else {
         return Err(UsageError(format!(
-            "`{target}` is neither a result number nor a content hash (64 hex characters); \
-             usage: {GET_USAGE}"
+            "`{target}` is neither a result number nor a content hash (64 hex characters, \
+             or the first {MIN_HASH_PREFIX} or more of them as the tables show); usage: \
+             {GET_USAGE}"
         )));
     };
     Ok(Command::Get { target, dest })
@@ -363,6 +378,30 @@ mod tests {
                 dest: Some(PathBuf::from("my file.bin"))
             }
         );
+    }
+
+    #[test]
+    fn get_takes_the_hash_prefixes_tables_show() {
+        let prefix = |line: &str| match parse(line).unwrap() {
+            Command::Get {
+                target: GetTarget::Prefix(p),
+                ..
+            } => p,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(prefix("get 3B8F1C0A2D"), "3b8f1c0a2d");
+        assert_eq!(prefix("get 1234567890"), "1234567890");
+        assert_eq!(prefix("get abcdef dest"), "abcdef");
+        assert!(matches!(
+            parse("get 12345").unwrap(),
+            Command::Get {
+                target: GetTarget::Result(12345),
+                ..
+            }
+        ));
+        let err = parse("get abc").unwrap_err().to_string();
+        assert!(err.contains("first 6 or more"), "{err}");
+        assert!(parse("get xyz123456").is_err());
     }
 
     #[test]
