@@ -404,6 +404,13 @@ impl ControlClient {
             .await
     }
 
+    /// `POST /v1/downloads/{id}/pause` or `/resume`.
+    pub async fn pause_download(&self, id: u64, pause: bool) -> Result<DownloadView, ControlError> {
+        let verb = if pause { "pause" } else { "resume" };
+        let path = format!("/v1/downloads/{id}/{verb}");
+        self.typed(Method::POST, &path, None, REQUEST_TIMEOUT).await
+    }
+
     pub async fn files(&self) -> Result<FilesView, ControlError> {
         self.typed(Method::GET, "/v1/files", None, REQUEST_TIMEOUT)
             .await

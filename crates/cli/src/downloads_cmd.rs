@@ -1,5 +1,6 @@
-//! `highway downloads` and `highway cancel`: a running node's downloads, outside the
-//! shell (issue 13: a download started by `highway get` could not be listed or stopped).
+//! `highway downloads`, `cancel`, `pause` and `resume`: a running node's downloads,
+//! outside the shell (issue 13: a download started by `highway get` could not be listed
+//! or stopped).
 
 use highway_node::views::DownloadView;
 
@@ -15,6 +16,7 @@ pub struct ListArgs {
     json: bool,
 }
 
+/// `cancel`, `pause` and `resume` take the same arguments.
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
     #[command(flatten)]
@@ -38,11 +40,32 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let client = args.target.client()?;
     let view = client.cancel_download(args.id).await?;
     println!(
-        "cancelled download {} ({} fetched into {}.part; `highway get` with the same --out \
-         resumes it)",
+        "cancelled download {} ({} fetched into {}.part; `highway resume {}` or the same \
+         `highway get` resumes it)",
         view.id,
         crate::units::human_bytes(view.done_bytes),
-        crate::terminal_text::safe_path(&view.out)
+        crate::terminal_text::safe_path(&view.out),
+        view.id
     );
+    Ok(())
+}
+
+/// `highway pause ID` (`pause`) and `highway resume ID`.
+pub async fn pause(args: CancelArgs, pause: bool) -> anyhow::Result<()> {
+    let client = args.target.client()?;
+    let view = client.pause_download(args.id, pause).await?;
+    let fetched = crate::units::human_bytes(view.done_bytes);
+    let text = match view.state.as_str() {
+        "paused" => format!(
+            "download {} is paused ({fetched} fetched); `highway resume {}` goes on",
+            view.id, view.id
+        ),
+        "queued" => format!(
+            "download {} is queued: it goes on as soon as fewer than 16 downloads run",
+            view.id
+        ),
+        state => format!("download {} is {state} ({fetched} fetched)", view.id),
+    };
+    println!("{text}");
     Ok(())
 }

@@ -86,11 +86,8 @@ impl Progress {
     fn update(&mut self, download: &DownloadView) {
         match self {
             Self::Bar(bar) => match (download.state.as_str(), download.size) {
-                ("searching", _) | (_, None) => {
-                    bar.set_message(format!(
-                        "looking for peers holding {}",
-                        download.hash.short()
-                    ));
+                ("searching" | "queued", _) | (_, None) => {
+                    bar.set_message(render::waiting_for(download));
                 }
                 (_, Some(size)) => {
                     if bar.length() != Some(size) {
@@ -180,12 +177,15 @@ pub async fn follow(
                 progress.finish();
                 bail!("{}", render::download_failed(&download));
             }
-            "cancelled" => {
+            "cancelled" | "paused" => {
                 progress.finish();
                 bail!(
-                    "download {} was cancelled ({} fetched, kept to resume)",
+                    "download {} was {} ({} fetched, kept to resume); `highway resume {}` \
+                     goes on",
                     download.id,
-                    crate::units::human_bytes(download.done_bytes)
+                    download.state,
+                    crate::units::human_bytes(download.done_bytes),
+                    download.id
                 );
             }
             _ => {}

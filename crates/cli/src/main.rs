@@ -55,6 +55,10 @@ enum Command {
     Downloads(downloads_cmd::ListArgs),
     /// Cancel one of a running node's downloads (what it fetched stays, to resume).
     Cancel(downloads_cmd::CancelArgs),
+    /// Pause one of a running node's downloads (kept across node restarts).
+    Pause(downloads_cmd::CancelArgs),
+    /// Resume a paused, cancelled or failed download from what it fetched.
+    Resume(downloads_cmd::CancelArgs),
     /// An interactive shell: share a folder, search, download (scriptable from stdin).
     Shell(shell::Args),
     /// A whole network on this machine: search, verified download, then a shell.
@@ -120,6 +124,8 @@ fn main() -> std::process::ExitCode {
             Command::Get(args) => get_cmd::run(args).await,
             Command::Downloads(args) => downloads_cmd::list(args).await,
             Command::Cancel(args) => downloads_cmd::cancel(args).await,
+            Command::Pause(args) => downloads_cmd::pause(args, true).await,
+            Command::Resume(args) => downloads_cmd::pause(args, false).await,
             Command::Shell(args) => shell::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,

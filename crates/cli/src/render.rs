@@ -135,11 +135,21 @@ fn eta(download: &DownloadView) -> String {
         .unwrap_or_else(|| "ETA -".to_string())
 }
 
+/// What a download that fetches nothing yet waits for.
+pub fn waiting_for(download: &DownloadView) -> String {
+    match download.state.as_str() {
+        "queued" => "queued: waits for one of the 16 download slots".to_string(),
+        "paused" => format!("paused; `resume {}` goes on", download.id),
+        _ => format!("looking for peers that hold {}", download.hash.short()),
+    }
+}
+
 /// Progress of a running download on one line, for logs and pipes.
 pub fn download_progress(download: &DownloadView) -> String {
     let head = format!("download {}", download.id);
     match (download.state.as_str(), download.size) {
         ("searching", _) => format!("{head}: looking for peers that hold {}", download.hash),
+        ("queued" | "paused", _) => format!("{head}: {}", waiting_for(download)),
         (_, Some(size)) => format!(
             "{head}: {} of {} ({}%), {}, {}",
             human_bytes(download.done_bytes),

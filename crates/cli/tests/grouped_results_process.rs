@@ -1,7 +1,7 @@
 //! Issue 13, items 7 and 8, against real node processes: a file two peers hold is one
 //! row with its source count (the JSON keeps one hit per holder), rows show the path
-//! within the share, folder names are searchable, and the shell's `get` takes the hash
-//! prefix its tables print.
+//! within the share, folder names are searchable, the shell's `get` takes the hash
+//! prefix its tables print, and a failed download fails a shell script.
 
 mod cli_support;
 mod support;
@@ -70,7 +70,12 @@ async fn one_row_per_file_with_its_sources_found_by_folder_and_fetched_by_prefix
     // The shell: `results` counts sources; `get` takes the 10-character prefix shown by
     // tables, and an ambiguous or unknown prefix is refused saying why.
     let prefix = &hash[..10];
-    let script = format!("search tunisia\nresults\nget {prefix}\nwait\nget 000000\nexit\n");
+    // A download nobody can serve fails after its search: the script's exit status says
+    // so too (issue 13, item 5).
+    let nobody = "ab".repeat(32);
+    let script = format!(
+        "search tunisia\nresults\nget {prefix}\nwait\nget 000000\nget {nobody}\nwait\nexit\n"
+    );
     let output = run(&["shell", "--node", &node], &script, cwd.path(), limit).await;
     let (out, err) = texts(&output);
     let is_header = |l: &&str| l.contains("sources") && l.contains("hops");
@@ -91,6 +96,11 @@ async fn one_row_per_file_with_its_sources_found_by_folder_and_fetched_by_prefix
         out.contains("no file the shell knows of has a hash starting with 000000"),
         "{out}"
     );
-    assert!(err.contains("1 command of the script failed"), "{err}");
+    assert!(out.contains("failed: no peer answered a search"), "{out}");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        err.contains("1 command of the script failed and 1 download failed"),
+        "{err}"
+    );
     cluster.stop().await;
 }

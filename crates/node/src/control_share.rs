@@ -16,11 +16,11 @@ use tokio::sync::oneshot;
 
 use crate::confine::{ShareRootError, ShareRoots};
 use crate::control::{ControlState, error, stopped};
-use crate::downloads::{DownloadError, Downloads};
+use crate::downloads::{DownloadError, Downloads, StateError};
 use crate::owner::Msg;
 use crate::searches::{Searches, id_hex};
 use crate::sharing::Sharing;
-use crate::views::{DownloadRequest, SearchRequest, SearchStarted, ShareRequest};
+use crate::views::{DownloadRequest, DownloadView, SearchRequest, SearchStarted, ShareRequest};
 
 /// Default and largest search timeout.
 pub const DEFAULT_SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,6 +50,8 @@ pub(crate) fn routes() -> Router<ControlState> {
             "/v1/downloads/{id}",
             get(one_download).delete(cancel_download),
         )
+        .route("/v1/downloads/{id}/pause", post(pause_download))
+        .route("/v1/downloads/{id}/resume", post(resume_download))
         .route("/v1/files", get(files))
         .route("/v1/share", post(start_share).delete(stop_share))
         .route("/v1/rescan", post(rescan))
@@ -211,15 +213,33 @@ async fn one_download(State(state): State<ControlState>, Path(id): Path<String>)
     }
 }
 
-/// `DELETE /v1/downloads/{id}`: cancels a download still searching or running.
-async fn cancel_download(State(state): State<ControlState>, Path(id): Path<String>) -> Response {
+/// `DELETE /v1/downloads/{id}`: cancels a download that has not ended.
+async fn cancel_download(state: State<ControlState>, id: Path<String>) -> Response {
+    change_download(state, id, Downloads::cancel)
+}
+
+/// `POST /v1/downloads/{id}/pause`.
+async fn pause_download(state: State<ControlState>, id: Path<String>) -> Response {
+    change_download(state, id, Downloads::pause)
+}
+
+/// `POST /v1/downloads/{id}/resume`.
+async fn resume_download(state: State<ControlState>, id: Path<String>) -> Response {
+    change_download(state, id, Downloads::resume)
+}
+
+fn change_download(
+    State(state): State<ControlState>,
+    Path(id): Path<String>,
+    change: fn(&Arc<Downloads>, u64) -> Result<DownloadView, StateError>,
+) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return bad_request(format!("download id {id:?} is not a number"));
     };
-    match state.app.downloads.cancel(id) {
+    match change(&state.app.downloads, id) {
         Ok(view) => axum::Json(view).into_response(),
-        Err(e @ crate::downloads::CancelError::Unknown(_)) => not_found(e.to_string()),
-        Err(e @ crate::downloads::CancelError::Finished { .. }) => {
+        Err(e @ StateError::Unknown(_)) => not_found(e.to_string()),
+        Err(e @ StateError::Finished { .. }) => {
             error(StatusCode::CONFLICT, "finished", e.to_string())
         }
     }

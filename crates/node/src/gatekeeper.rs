@@ -83,6 +83,7 @@ impl GatekeeperCall {
             Ok(resp) => {
                 let candidates = candidates(resp.candidates, self.client.id(), addr);
                 tracing::debug!(candidates = candidates.len(), "joined the Gatekeeper");
+                answered(&self.counters);
                 Msg::Joined {
                     candidates,
                     status_interval: clamp_interval(resp.status_interval_ms),
@@ -96,8 +97,8 @@ impl GatekeeperCall {
                 self.counters
                     .gatekeeper_errors
                     .fetch_add(1, Ordering::Relaxed);
-                self.counters.note_gatekeeper_error(format!("join: {e}"));
-                tracing::warn!(error = %e, "asking the Gatekeeper for candidates failed");
+                let first = self.counters.note_gatekeeper_error(format!("join: {e}"));
+                failed(first, "asking the Gatekeeper for candidates failed", &e);
                 Msg::Command(Command::GatekeeperFailed)
             }
         }
@@ -105,12 +106,16 @@ impl GatekeeperCall {
 
     pub async fn report(&self, target: NodeId) {
         match self.client.report(target).await {
-            Ok(_) => tracing::info!(peer = %target.short(), "reported a failed neighbour"),
+            Ok(_) => {
+                answered(&self.counters);
+                tracing::info!(peer = %target.short(), "reported a failed neighbour");
+            }
             Err(e) => {
                 self.counters
                     .gatekeeper_errors
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %target.short(), error = %e, "reporting a failed neighbour failed");
+                let first = self.counters.note_gatekeeper_error(format!("report: {e}"));
+                failed(first, "reporting a failed neighbour failed", &e);
             }
         }
     }
@@ -142,6 +147,7 @@ pub(crate) async fn status_loop(call: GatekeeperCall, owner: mpsc::Sender<Msg>, 
             .await
         {
             Ok(resp) => {
+                answered(&call.counters);
                 interval = clamp_interval(resp.status_interval_ms);
                 let verdict = GatekeeperVerdict {
                     observed_ip: resp.observed_ip,
@@ -157,13 +163,14 @@ pub(crate) async fn status_loop(call: GatekeeperCall, owner: mpsc::Sender<Msg>, 
         call.counters
             .gatekeeper_errors
             .fetch_add(1, Ordering::Relaxed);
-        call.counters
+        let first = call
+            .counters
             .note_gatekeeper_error(format!("status: {error}"));
         if !matches!(
             error.code(),
             Some(ErrorCode::Expired | ErrorCode::UnknownPeer)
         ) {
-            tracing::warn!(error = %error, "status to the Gatekeeper failed");
+            failed(first, "status to the Gatekeeper failed", &error);
             continue;
         }
         tracing::warn!(error = %error, "the Gatekeeper forgot this peer; joining again");
@@ -177,8 +184,30 @@ pub(crate) async fn status_loop(call: GatekeeperCall, owner: mpsc::Sender<Msg>, 
                 call.counters
                     .gatekeeper_errors
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "joining the Gatekeeper again failed");
+                let first = call.counters.note_gatekeeper_error(format!("join: {e}"));
+                failed(first, "joining the Gatekeeper again failed", &e);
             }
         }
+    }
+}
+
+/// Logs a failed Gatekeeper request: the first of a run as a warning, saying that the
+/// repeats are quieter; the repeats at debug level (`runtime.gatekeeper_errors` counts
+/// them all, `highway status` shows the last).
+fn failed(first: bool, what: &str, error: &dyn std::fmt::Display) {
+    if first {
+        tracing::warn!(
+            error = %error,
+            "{what}; until the Gatekeeper answers again, repeats are logged at debug level"
+        );
+    } else {
+        tracing::debug!(error = %error, "{what}");
+    }
+}
+
+/// Notes a Gatekeeper answer, saying so when it ends a run of failures.
+fn answered(counters: &Counters) {
+    if counters.note_gatekeeper_answer() {
+        tracing::info!("the Gatekeeper answers again");
     }
 }

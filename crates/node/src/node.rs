@@ -17,7 +17,7 @@ use crate::config::NodeConfig;
 use crate::confine::ShareRoots;
 use crate::control::{self, Auth, ControlState, NeighbourJson, RuntimeStats, StatusView};
 use crate::control_share::App;
-use crate::downloads::Downloads;
+use crate::downloads::{Downloads, DownloadsConfig};
 use crate::owner::{Counters, Msg, OWNER_QUEUE, Owner};
 use crate::searches::Searches;
 use crate::sharing::Sharing;
@@ -296,18 +296,21 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let downloads = Downloads::new(
         owner_tx.clone(),
         searches.clone(),
-        config.download_dir.clone(),
-        config.allow_download_anywhere,
         counters.clone(),
-        DownloadOptions {
-            rate_limit: config
-                .download_limit
-                .map(|rate| Arc::new(RateLimit::new(rate))),
-            // Downloads come from the address this node publishes, as its other traffic.
-            local_address: Some(local_ip),
-            ..DownloadOptions::default()
+        DownloadsConfig {
+            download_dir: config.download_dir.clone(),
+            anywhere: config.allow_download_anywhere,
+            options: DownloadOptions {
+                rate_limit: config
+                    .download_limit
+                    .map(|rate| Arc::new(RateLimit::new(rate))),
+                // Downloads come from the address this node publishes, as its other traffic.
+                local_address: Some(local_ip),
+                ..DownloadOptions::default()
+            },
+            me: tcp_addr,
+            data_dir: config.data_dir.clone(),
         },
-        tcp_addr,
     )
     .map_err(NodeError::Downloader)?;
     let app = Arc::new(App {
@@ -338,6 +341,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         ),
     };
     let owner = tokio::spawn(owner.run());
+    // Downloads the last run left unfinished go on (they search once the node has
+    // neighbours).
+    app.downloads.restore();
     let hub = Arc::new(crate::relay::RelayHub::new(
         config.relay.clone(),
         SocketAddr::new(published_ip, tcp_addr.port()),

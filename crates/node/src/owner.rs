@@ -138,6 +138,8 @@ pub(crate) struct Counters {
     /// neighbours shows to say why.
     pub last_dial_error: std::sync::Mutex<Option<String>>,
     pub last_gatekeeper_error: std::sync::Mutex<Option<String>>,
+    /// The last Gatekeeper request failed.
+    pub gatekeeper_down: std::sync::atomic::AtomicBool,
     /// Relaying and reverse connections.
     pub relay: Arc<crate::relay::RelayCounters>,
     /// Writes dropped because a connection's queue was full (datagrams of a TCP-carried
@@ -155,10 +157,19 @@ impl Counters {
         }
     }
 
-    pub fn note_gatekeeper_error(&self, text: String) {
+    /// Notes a failed Gatekeeper request; true when it is the first since the Gatekeeper
+    /// last answered (logged as a warning; the repeats only at debug level, so a node
+    /// whose Gatekeeper is down does not fill the log or the shell with them).
+    pub fn note_gatekeeper_error(&self, text: String) -> bool {
         if let Ok(mut last) = self.last_gatekeeper_error.lock() {
             *last = Some(text);
         }
+        !self.gatekeeper_down.swap(true, Ordering::Relaxed)
+    }
+
+    /// Notes a Gatekeeper answer; true when it ends a run of failures.
+    pub fn note_gatekeeper_answer(&self) -> bool {
+        self.gatekeeper_down.swap(false, Ordering::Relaxed)
     }
 }
 

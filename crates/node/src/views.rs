@@ -141,7 +141,8 @@ pub struct DownloadView {
     /// The final path (the folder while a download into a folder is still searching for
     /// the file's name).
     pub out: PathBuf,
-    /// `searching` (looking for holders), `running`, `done` or `failed`.
+    /// `queued` (waiting for one of the 16 running slots), `searching` (looking for
+    /// holders), `running`, `paused`, `done`, `failed` or `cancelled`.
     pub state: String,
     /// Total size, once known.
     pub size: Option<u64>,

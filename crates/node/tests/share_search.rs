@@ -1,136 +1,14 @@
 //! The control API's share, search and download endpoints on in-process nodes: a file
 //! shared by one node is found by another's search and downloaded, verified.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use highway_gatekeeper::{App, EmbeddedStore, GatekeeperConfig};
-use highway_node::views::{DownloadView, FilesView, SearchPage, SearchStarted};
-use highway_node::{NodeConfig, NodeHandle, StatusView};
+use std::time::Duration;
+
+use common::{Files, network, network_with, wait_until};
+use highway_node::StatusView;
+use highway_node::views::{DownloadView, FilesView};
 use serde_json::json;
-use tokio::sync::oneshot;
-
-struct Net {
-    nodes: Vec<NodeHandle>,
-    http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
-    dir: tempfile::TempDir,
-}
-
-/// Files a node shares: (name, content).
-type Files<'a> = &'a [(&'a str, &'a [u8])];
-
-async fn network(n: u8, shares: &[(u8, Files<'_>)]) -> Net {
-    network_with(n, shares, |_, _| {}).await
-}
-
-/// [`network`], with `configure` adjusting node `i`'s configuration last.
-async fn network_with(
-    n: u8,
-    shares: &[(u8, Files<'_>)],
-    configure: impl Fn(u8, &mut NodeConfig),
-) -> Net {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gatekeeper = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = App::new(EmbeddedStore::in_memory(), GatekeeperConfig::test());
-    tokio::spawn(highway_gatekeeper::run(listener, app, async {
-        let _ = stopped.await;
-    }));
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let mut config = NodeConfig::new(
-            format!("127.0.0.{}", i + 40).parse().unwrap(),
-            gatekeeper.clone(),
-            dir.path().join(format!("node-{i}")),
-        );
-        config.core = highway_core::Config::test();
-        config.fast_share = true;
-        config.download_dir = dir.path().to_path_buf();
-        let roots = dir.path().join("roots");
-        std::fs::create_dir_all(&roots).unwrap();
-        config.share_roots = vec![roots];
-        if let Some((_, files)) = shares.iter().find(|(j, _)| *j == i) {
-            let root = dir.path().join(format!("share-{i}"));
-            std::fs::create_dir_all(&root).unwrap();
-            for (name, content) in files.iter() {
-                std::fs::write(root.join(name), content).unwrap();
-            }
-            config.share = Some(root);
-        }
-        configure(i, &mut config);
-        nodes.push(highway_node::start(config).await.unwrap());
-    }
-    Net {
-        nodes,
-        http: reqwest::Client::new(),
-        _stop: stop,
-        dir,
-    }
-}
-
-impl Net {
-    fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.nodes[i].control_addr())
-    }
-
-    async fn get<T: serde::de::DeserializeOwned>(&self, i: usize, path: &str) -> T {
-        let r = self
-            .http
-            .get(self.url(i, path))
-            .bearer_auth(self.nodes[i].control_token())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.unwrap()
-    }
-
-    async fn delete(&self, i: usize, path: &str) -> reqwest::Response {
-        self.http
-            .delete(self.url(i, path))
-            .bearer_auth(self.nodes[i].control_token())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn post(&self, i: usize, path: &str, body: serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(self.url(i, path))
-            .bearer_auth(self.nodes[i].control_token())
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Runs a search from node `i` to its end.
-    async fn search(&self, i: usize, body: serde_json::Value) -> SearchPage {
-        let r = self.post(i, "/v1/search", body).await;
-        assert_eq!(r.status(), 202);
-        let started: SearchStarted = r.json().await.unwrap();
-        loop {
-            let page: SearchPage = self
-                .get(
-                    i,
-                    &format!("/v1/search/{}?after=0&wait_ms=2000", started.search),
-                )
-                .await;
-            if page.done {
-                return page;
-            }
-        }
-    }
-}
-
-async fn wait_until(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_file_is_found_and_downloaded_verified() {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use highway_node::views::{DownloadRequest, HitJson};
 use highway_wire::ContentId;
 
-use super::command::{Command, GetTarget, help};
+use super::command::{Change, Command, GetTarget, help};
 use super::downloads::Downloads;
 use super::screen::Screen;
 use super::session::Session;
@@ -16,6 +16,8 @@ use crate::hit_groups::HitGroups;
 use crate::render;
 use crate::search_cmd;
 
+/// How long the prompt waits for the node's status before showing the plain prompt.
+const PROMPT_STATUS_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most files `files` lists.
 const FILES_SHOWN: usize = 50;
 
@@ -71,6 +73,24 @@ impl Shell {
             Command::Downloads => {
                 let list = self.session.client()?.downloads().await?;
                 self.print(&render::downloads_table(&list));
+            }
+            Command::Change { change, id } => {
+                let client = self.session.client()?;
+                let view = match change {
+                    Change::Pause => client.pause_download(id, true).await?,
+                    Change::Resume => client.pause_download(id, false).await?,
+                    Change::Cancel => client.cancel_download(id).await?,
+                };
+                self.print(&format!(
+                    "download {id} is {} ({} fetched)",
+                    view.state,
+                    crate::units::human_bytes(view.done_bytes)
+                ));
+                // A resumed download is followed again, so `wait` waits for it.
+                if change == Change::Resume {
+                    let label = view.hash.short();
+                    self.downloads.follow(client, view, &label);
+                }
             }
             Command::Wait => self.wait().await,
             Command::Neighbors => {
@@ -275,6 +295,32 @@ impl Shell {
                 "{} files have hashes starting with {prefix}; give more of the hash",
                 several.len()
             ),
+        }
+    }
+
+    /// The prompt: `highway> `, or `highway (not connected)> ` while the node has no
+    /// neighbours to search or fetch through; the first time it is cut off the reason is
+    /// printed too (issue 13). `connected` carries what the last prompt said.
+    pub async fn prompt(&self, connected: &mut bool) -> String {
+        let cut_off = match self.session.client() {
+            Ok(client) => {
+                let status = tokio::time::timeout(PROMPT_STATUS_WAIT, client.status()).await;
+                status.ok().and_then(Result::ok).and_then(|s| s.cut_off)
+            }
+            Err(_) => None,
+        };
+        match cut_off {
+            Some(why) => {
+                if *connected {
+                    self.print(&format!("not connected: {why}"));
+                }
+                *connected = false;
+                "highway (not connected)> ".to_string()
+            }
+            None => {
+                *connected = true;
+                "highway> ".to_string()
+            }
         }
     }
 

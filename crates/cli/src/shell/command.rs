@@ -34,6 +34,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "every download of the node: state, progress, rate, ETA",
     ),
     (
+        "pause",
+        "pause <download id>",
+        "pause a download (the node keeps it, also across restarts)",
+    ),
+    (
+        "resume",
+        "resume <download id>",
+        "go on with a paused, cancelled or failed download from what it fetched",
+    ),
+    (
+        "cancel",
+        "cancel <download id>",
+        "stop a download; what it fetched stays, to resume",
+    ),
+    (
         "wait",
         "wait",
         "wait until the downloads started in this shell end",
@@ -84,6 +99,14 @@ pub enum GetTarget {
     Prefix(String),
 }
 
+/// What `pause`, `resume` and `cancel` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Pause,
+    Resume,
+    Cancel,
+}
+
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -97,6 +120,11 @@ pub enum Command {
         dest: Option<PathBuf>,
     },
     Downloads,
+    /// `pause`, `resume` or `cancel` download `id`.
+    Change {
+        change: Change,
+        id: u64,
+    },
     Wait,
     Neighbors,
     Files,
@@ -217,6 +245,23 @@ pub fn parse(line: &str) -> Result<Command, UsageError> {
         "get" => parse_get(args),
         "results" => no_args(Command::Results),
         "downloads" => no_args(Command::Downloads),
+        "pause" | "resume" | "cancel" => {
+            let change = match name {
+                "pause" => Change::Pause,
+                "resume" => Change::Resume,
+                _ => Change::Cancel,
+            };
+            match args {
+                [id] => match id.parse::<u64>() {
+                    Ok(id) => Ok(Command::Change { change, id }),
+                    Err(_) => Err(UsageError(format!(
+                        "`{id}` is not a download id; `downloads` lists them (the first \
+                         column); usage: {name} <download id>"
+                    ))),
+                },
+                _ => Err(usage(&format!("{name} <download id>"))),
+            }
+        }
         "wait" => no_args(Command::Wait),
         "neighbors" => no_args(Command::Neighbors),
         "files" => no_args(Command::Files),

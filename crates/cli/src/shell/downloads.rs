@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ struct Shared {
     entries: Mutex<BTreeMap<Key, Entry>>,
     /// How many downloads are still followed (`wait` watches it).
     active: watch::Sender<usize>,
+    /// Downloads of this shell that failed, or were lost track of: a script's exit
+    /// status counts them (issue 13).
+    failed: std::sync::atomic::AtomicUsize,
 }
 
 /// The downloads this shell follows.
@@ -74,13 +78,22 @@ impl Downloads {
             bars,
             entries: Mutex::new(BTreeMap::new()),
             active: watch::Sender::new(0),
+            failed: std::sync::atomic::AtomicUsize::new(0),
         });
         let poller = tokio::spawn(poll_forever(shared.clone()));
         Self { shared, poller }
     }
 
     /// Follows `download` (just started on the node behind `client`), shown as `label`.
+    /// One already followed is left as it is.
     pub fn follow(&self, client: ControlClient, download: DownloadView, label: &str) {
+        if self
+            .shared
+            .entries()
+            .contains_key(&(client.addr(), download.id))
+        {
+            return;
+        }
         let bar = self.shared.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::no_length());
             bar.set_prefix(format!(
@@ -102,6 +115,11 @@ impl Downloads {
         self.shared.count();
         // It may have finished already (a tiny file, or one already here).
         self.shared.update(key, download);
+    }
+
+    /// How many followed downloads failed (or were lost track of) so far.
+    pub fn failed(&self) -> usize {
+        self.shared.failed.load(Ordering::Relaxed)
     }
 
     /// How many downloads are still followed.
@@ -156,7 +174,16 @@ impl Shared {
     fn update(&self, key: Key, view: DownloadView) {
         let ended = match view.state.as_str() {
             "done" => Some(render::download_done(&view)),
-            "failed" => Some(render::download_failed(&view)),
+            "failed" => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                Some(render::download_failed(&view))
+            }
+            // Stopped from elsewhere (`highway cancel`/`pause`, another shell): no
+            // longer followed, so `wait` does not wait for it.
+            "cancelled" | "paused" => Some(format!(
+                "download {} was {}; `resume {}` goes on from what it fetched",
+                view.id, view.state, view.id
+            )),
             _ => None,
         };
         let mut entries = self.entries();
@@ -188,6 +215,7 @@ impl Shared {
         }
         let entry = entries.remove(&key);
         drop(entries);
+        self.failed.fetch_add(1, Ordering::Relaxed);
         let line = format!("lost track of download {}: {error}", key.1);
         self.end(entry, &line);
     }
@@ -228,7 +256,7 @@ fn show(bar: &ProgressBar, view: &DownloadView) {
             let eta = view.eta_ms.map_or_else(|| "-".to_string(), short_duration);
             bar.set_message(format!("{}  ETA {eta}", human_rate(view.rate_bps)));
         }
-        _ => bar.set_message(format!("looking for peers that hold {}", view.hash.short())),
+        _ => bar.set_message(render::waiting_for(view)),
     }
 }
 

@@ -17,7 +17,6 @@ use rustyline::{Context, Editor, Helper};
 use super::command::{COMMANDS, canonical, split_words};
 use super::screen::Screen;
 
-const PROMPT: &str = "highway> ";
 /// Lines kept in the history file.
 const HISTORY_LINES: usize = 1000;
 
@@ -191,9 +190,9 @@ impl LineEditor {
     }
 
     /// Reads one line with the prompt, keeping non-empty lines in the history file.
-    pub fn read(&mut self, screen: &Screen) -> std::io::Result<Read> {
+    pub fn read(&mut self, screen: &Screen, prompt: &str) -> std::io::Result<Read> {
         screen.begin_reading();
-        let result = self.editor.readline(PROMPT);
+        let result = self.editor.readline(prompt);
         screen.end_reading();
         match result {
             Ok(line) => {

@@ -111,7 +111,8 @@ pub async fn run_script(
 
 /// Where lines come from. Runs on a thread of its own: both sources block.
 trait LineSource: Send {
-    fn read(&mut self, screen: &Screen) -> std::io::Result<Read>;
+    /// Reads one line; an interactive source shows `prompt`.
+    fn read(&mut self, screen: &Screen, prompt: &str) -> std::io::Result<Read>;
 }
 
 struct Interactive {
@@ -119,8 +120,8 @@ struct Interactive {
 }
 
 impl LineSource for Interactive {
-    fn read(&mut self, screen: &Screen) -> std::io::Result<Read> {
-        self.editor.read(screen)
+    fn read(&mut self, screen: &Screen, prompt: &str) -> std::io::Result<Read> {
+        self.editor.read(screen, prompt)
     }
 }
 
@@ -129,7 +130,7 @@ struct Script<R> {
 }
 
 impl<R: BufRead + Send> LineSource for Script<R> {
-    fn read(&mut self, _: &Screen) -> std::io::Result<Read> {
+    fn read(&mut self, _: &Screen, _: &str) -> std::io::Result<Read> {
         let mut line = String::new();
         match self.input.read_line(&mut line)? {
             0 => Ok(Read::End),
@@ -138,23 +139,24 @@ impl<R: BufRead + Send> LineSource for Script<R> {
     }
 }
 
-/// Reads lines on a thread of its own, one each time a line is asked for (so the prompt
-/// appears only once the previous command's output is complete). A plain thread, not a
-/// tokio blocking task: the process must be able to exit while it waits for input.
+/// Reads lines on a thread of its own, one each time a line is asked for with the prompt
+/// to show (so the prompt appears only once the previous command's output is complete).
+/// A plain thread, not a tokio blocking task: the process must be able to exit while it
+/// waits for input.
 fn spawn_reader(
     mut source: Box<dyn LineSource>,
     screen: Arc<Screen>,
 ) -> (
-    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Sender<String>,
     mpsc::Receiver<std::io::Result<Read>>,
 ) {
-    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let (ask, asked) = std::sync::mpsc::channel::<String>();
     let (give, lines) = mpsc::channel(1);
     let spawned = std::thread::Builder::new()
         .name("shell-input".to_string())
         .spawn(move || {
-            while asked.recv().is_ok() {
-                let read = source.read(&screen);
+            while let Ok(prompt) = asked.recv() {
+                let read = source.read(&screen, &prompt);
                 let last = !matches!(read, Ok(Read::Line(_) | Read::Interrupted));
                 if give.blocking_send(read).is_err() || last {
                     return;
@@ -230,8 +232,14 @@ async fn run_with(
     let mut signals = Signals::new();
     let mut failures = 0usize;
     let mut interrupted_once = false;
+    let mut connected = true;
     loop {
-        if ask.send(()).is_err() {
+        let prompt = if interactive {
+            shell.prompt(&mut connected).await
+        } else {
+            String::new()
+        };
+        if ask.send(prompt).is_err() {
             break;
         }
         let read = tokio::select! {
@@ -293,12 +301,23 @@ async fn run_with(
         }
     }
     drop(ask);
+    let failed_downloads = shell.downloads.failed();
     finish(shell).await;
-    if !interactive && failures > 0 {
-        bail!(
-            "{} of the script failed (see the errors above)",
-            render_failures(failures)
-        );
+    if !interactive && (failures > 0 || failed_downloads > 0) {
+        let mut what = Vec::new();
+        if failures > 0 {
+            what.push(format!(
+                "{} of the script failed",
+                render_failures(failures)
+            ));
+        }
+        if failed_downloads > 0 {
+            what.push(format!(
+                "{} failed",
+                crate::render::plural(failed_downloads, "download", "downloads")
+            ));
+        }
+        bail!("{} (see the errors above)", what.join(" and "));
     }
     Ok(())
 }
