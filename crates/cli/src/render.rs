@@ -299,6 +299,18 @@ pub fn files_report(files: &FilesView, limit: usize) -> String {
             files.total_files - shown
         ));
     }
+    for skipped in &files.skipped {
+        let path = if skipped.path.is_empty() {
+            "(the shared folder)"
+        } else {
+            &skipped.path
+        };
+        out.push_str(&format!(
+            "skipped: {}: {}\n",
+            safe(path),
+            safe(&skipped.reason)
+        ));
+    }
     out.pop();
     out
 }
@@ -329,6 +341,16 @@ pub fn status_report(status: &StatusView) -> String {
             .as_ref()
             .map(|why| format!("NOT CONNECTED: {why}")),
     )
+    .chain((status.share_skipped > 0).then(|| {
+        format!(
+            "share:      {} not shared or not watched; `files` lists them with why",
+            plural(
+                usize::try_from(status.share_skipped).unwrap_or(usize::MAX),
+                "path",
+                "paths"
+            )
+        )
+    }))
     .collect::<Vec<_>>()
     .join("\n")
 }

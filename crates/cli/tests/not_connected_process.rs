@@ -64,4 +64,47 @@ async fn a_node_without_its_gatekeeper_says_it_is_not_connected() {
         !log.contains('\u{1b}'),
         "colour codes in a log file: {log:?}"
     );
+    // After several failed Gatekeeper calls one warning says so; the repeats are quiet.
+    let status_url = format!("http://{}/v1/status", node.control);
+    support::wait_until(
+        Duration::from_secs(20),
+        "three Gatekeeper calls failed",
+        || async {
+            let status = support::get_json(&node.http, &status_url).await;
+            status.is_some_and(|s| s["runtime"]["gatekeeper_errors"].as_u64() >= Some(3))
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("Gatekeeper"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+    assert!(log.contains("repeats are logged at debug level"), "{log}");
+}
+
+/// Issue 13: a missing share folder was named with its error three times over.
+#[tokio::test]
+async fn a_missing_share_folder_is_named_once_and_the_node_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no such folder");
+    let data = dir.path().join("data");
+    let gatekeeper = format!("http://127.0.0.1:{}", free_port());
+    let args = [
+        "node",
+        "--gatekeeper",
+        &gatekeeper,
+        "--bind",
+        "127.0.0.32",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--share",
+        missing.to_str().unwrap(),
+    ];
+    let output = run(&args, "", dir.path(), Duration::from_secs(20)).await;
+    let (_, err) = texts(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("cannot share the folder"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }

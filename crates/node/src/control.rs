@@ -67,6 +67,10 @@ pub struct StatusView {
     /// Why the node has no neighbours (`null` while it has some): what failed, in words.
     #[serde(default)]
     pub cut_off: Option<String>,
+    /// Paths of the share that are not shared or not watched (`GET /v1/files` lists
+    /// them with why).
+    #[serde(default)]
+    pub share_skipped: u64,
 }
 
 /// One neighbour, in `GET /v1/neighbors`.
@@ -313,6 +317,8 @@ pub(crate) fn status_view(
         gatekeeper: gatekeeper.to_string(),
         stats: snap.stats.clone(),
         runtime,
+        // Filled by the status handler, which knows the share.
+        share_skipped: 0,
     }
 }
 
@@ -440,13 +446,11 @@ async fn status(State(state): State<ControlState>) -> Response {
     match state.snapshot().await {
         Some(snap) => {
             let runtime = RuntimeStats::new(state.counters.as_ref(), &snap.stats);
-            axum::Json(status_view(
-                &snap,
-                &state.gatekeeper,
-                runtime,
-                &state.counters,
-            ))
-            .into_response()
+            let mut view = status_view(&snap, &state.gatekeeper, runtime, &state.counters);
+            if let Some(share) = state.app.sharing.share().await {
+                view.share_skipped = share.skipped().len() as u64;
+            }
+            axum::Json(view).into_response()
         }
         None => stopped(),
     }

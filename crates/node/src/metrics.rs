@@ -295,6 +295,7 @@ mod tests {
             },
             reachability: Default::default(),
             cut_off: None,
+            share_skipped: 0,
         }
     }
 

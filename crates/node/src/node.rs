@@ -81,8 +81,9 @@ pub enum NodeError {
     DataDirInUse { dir: PathBuf, holder: Option<u32> },
     #[error("identity key {} is unreadable: {reason}; move it away to get a new identity", path.display())]
     BadIdentity { path: PathBuf, reason: String },
+    /// The reason is in the message (not a `source`, which would print it again).
     #[error("cannot share the folder: {0}")]
-    Share(#[from] crate::sharing::SharingError),
+    Share(crate::sharing::SharingError),
     #[error("cannot start the downloader: {0}")]
     Downloader(std::io::Error),
     #[error(
@@ -106,6 +107,12 @@ pub enum NodeError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+}
+
+impl From<crate::sharing::SharingError> for NodeError {
+    fn from(e: crate::sharing::SharingError) -> Self {
+        Self::Share(e)
+    }
 }
 
 /// What happened to this node's neighbours, for whoever watches (tests, a shell).

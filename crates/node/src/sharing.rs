@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::owner::Msg;
-use crate::views::{FileJson, FilesView};
+use crate::views::{FileJson, FilesView, SkippedJson};
 
 /// How often the publisher looks for a new summary version (the share itself limits how
 /// often one appears).
@@ -282,6 +282,7 @@ impl Sharing {
                 file_server: self.server_addr,
                 files: Vec::new(),
                 total_files: 0,
+                skipped: Vec::new(),
             };
         };
         let progress = share.progress().borrow().clone();
@@ -309,6 +310,14 @@ impl Sharing {
             file_server: self.server_addr,
             files,
             total_files,
+            skipped: share
+                .skipped()
+                .into_iter()
+                .map(|s| SkippedJson {
+                    path: rel_path_string(&s.path),
+                    reason: s.reason,
+                })
+                .collect(),
         }
     }
 }

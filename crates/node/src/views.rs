@@ -208,4 +208,16 @@ pub struct FilesView {
     pub files: Vec<FileJson>,
     /// Total indexed files (may exceed `files.len()`).
     pub total_files: u64,
+    /// What is not shared or not watched, and why: folders and files the node cannot
+    /// read, folders it cannot watch (changes there wait for the periodic rescan).
+    #[serde(default)]
+    pub skipped: Vec<SkippedJson>,
+}
+
+/// A path of the share that is skipped, in [`FilesView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedJson {
+    /// Relative to the share root, `/`-separated (empty: the root itself).
+    pub path: String,
+    pub reason: String,
 }

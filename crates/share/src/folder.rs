@@ -16,17 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use highway_wire::ContentId;
-use notify::RecommendedWatcher;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::hashcache::FileStamp;
 use crate::index::{DEFAULT_MAX_FILES, SharedFile};
-use crate::scan::{ScanProgress, full_scan};
+use crate::scan::{ScanProgress, Skipped, full_scan};
 use crate::summary::Summary;
 use crate::sync::{PathFilter, Shared, State, free_of_symlinks};
 use crate::tokenize::tokens;
-use crate::watch::{EventQueue, run_updates, start_watcher};
+use crate::watch::{EventQueue, run_updates};
+use crate::watches::FolderWatches;
 
 /// How a share behaves. Build one with [`Default`] or [`ShareOptions::test`], adjust the
 /// fields, and [`Share::open`] validates it.
@@ -106,12 +106,14 @@ impl ShareOptions {
 /// Why a share could not be opened; nothing was started.
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
-    #[error("share root {path:?} cannot be used: {source}")]
-    Root { path: PathBuf, source: io::Error },
+    // The I/O error is part of the message, not a `source`: an error chain printed in
+    // full would say it twice (issue 13: "the missing-share error repeats itself").
+    #[error("share root {path:?} cannot be used: {error}")]
+    Root { path: PathBuf, error: io::Error },
     #[error("share root {0:?} is not a directory")]
     NotADirectory(PathBuf),
-    #[error("data directory {path:?} cannot be created: {source}")]
-    DataDir { path: PathBuf, source: io::Error },
+    #[error("data directory {path:?} cannot be created: {error}")]
+    DataDir { path: PathBuf, error: io::Error },
     #[error("invalid share options: {0}")]
     Options(&'static str),
 }
@@ -174,7 +176,9 @@ pub struct Share {
 
 struct Inner {
     shared: Arc<Shared>,
-    watcher: Mutex<Option<RecommendedWatcher>>,
+    watches: Arc<Mutex<Option<FolderWatches>>>,
+    /// Why the root could not be watched, if it could not.
+    watch_error: Option<String>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -209,21 +213,21 @@ impl Share {
     ) -> Result<Share, ShareError> {
         options.validate()?;
         let root = root.as_ref();
-        let root = fs::canonicalize(root).map_err(|source| ShareError::Root {
+        let root = fs::canonicalize(root).map_err(|error| ShareError::Root {
             path: root.to_path_buf(),
-            source,
+            error,
         })?;
         if !root.is_dir() {
             return Err(ShareError::NotADirectory(root));
         }
         let data_dir = data_dir.as_ref();
-        fs::create_dir_all(data_dir).map_err(|source| ShareError::DataDir {
+        fs::create_dir_all(data_dir).map_err(|error| ShareError::DataDir {
             path: data_dir.to_path_buf(),
-            source,
+            error,
         })?;
-        let data_dir = fs::canonicalize(data_dir).map_err(|source| ShareError::DataDir {
+        let data_dir = fs::canonicalize(data_dir).map_err(|error| ShareError::DataDir {
             path: data_dir.to_path_buf(),
-            source,
+            error,
         })?;
         let filter = PathFilter {
             excluded_dir: data_dir.strip_prefix(&root).ok().map(Path::to_path_buf),
@@ -245,26 +249,34 @@ impl Share {
         ));
 
         let queue = Arc::new(EventQueue::default());
-        let watcher = if watch_enabled {
-            match start_watcher(&root, Arc::clone(&queue)) {
+        let mut watch_error = None;
+        let watches = if watch_enabled {
+            match FolderWatches::start(&shared, Arc::clone(&queue)) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(root = %root.display(), error = %e, "cannot watch the share; relying on periodic rescans");
+                    watch_error = Some(e.to_string());
                     None
                 }
             }
         } else {
             None
         };
+        let watches = Arc::new(Mutex::new(watches));
         let tasks = vec![
             tokio::spawn(run_scanner(Arc::clone(&shared))),
-            tokio::spawn(run_updates(Arc::clone(&shared), queue)),
+            tokio::spawn(run_updates(
+                Arc::clone(&shared),
+                queue,
+                Arc::clone(&watches),
+            )),
             tokio::spawn(run_saver(Arc::clone(&shared))),
         ];
         Ok(Share {
             inner: Arc::new(Inner {
                 shared,
-                watcher: Mutex::new(watcher),
+                watches,
+                watch_error,
                 tasks: Mutex::new(tasks),
             }),
         })
@@ -356,6 +368,35 @@ impl Share {
         }
     }
 
+    /// What is not shared or not watched, and why: folders and files the last scan
+    /// could not read, folders that cannot be watched (their changes wait for the
+    /// periodic rescan). The first [`crate::scan::MAX_SKIPPED_LISTED`] of each kind.
+    pub fn skipped(&self) -> Vec<Skipped> {
+        let mut list = self.shared().progress.borrow().skipped.clone();
+        if let Some(why) = &self.inner.watch_error {
+            list.push(Skipped {
+                path: PathBuf::new(),
+                reason: format!(
+                    "the share is not watched ({why}): changes are found by the periodic rescan"
+                ),
+            });
+        }
+        if let Some(watches) = self
+            .inner
+            .watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            // A folder the scan could not list is listed once, by the scan.
+            let unwatched = watches.unwatched();
+            let listed: std::collections::HashSet<PathBuf> =
+                list.iter().map(|s| s.path.clone()).collect();
+            list.extend(unwatched.into_iter().filter(|s| !listed.contains(&s.path)));
+        }
+        list
+    }
+
     /// Asks for a full rescan now (after the one running, if any).
     pub fn rescan(&self) {
         self.shared().rescan_requested.notify_one();
@@ -365,13 +406,13 @@ impl Share {
     /// cache. Searches keep answering from the last index. Idempotent.
     pub async fn stop(&self) {
         self.shared().begin_shutdown();
-        let watcher = self
+        let watches = self
             .inner
-            .watcher
+            .watches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        drop(watcher);
+        drop(watches);
         let tasks: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {

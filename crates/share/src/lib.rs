@@ -11,11 +11,12 @@ pub mod scan;
 mod sync;
 pub mod transfer;
 pub mod watch;
+mod watches;
 
 pub use folder::{LocatedFile, Share, ShareError, ShareOptions, ShareStats};
 /// The keyword summary and tokenizer are wire formats (peers must agree on them), so they
 /// live in `highway-wire`; re-exported here where the share builds them.
 pub use highway_wire::{summary, tokenize};
 pub use index::SharedFile;
-pub use scan::{ScanPhase, ScanProgress};
+pub use scan::{ScanPhase, ScanProgress, Skipped};
 pub use summary::{Summary, SummaryAssembler};

@@ -67,6 +67,30 @@ pub struct ScanProgress {
     pub files_hashed: u64,
     /// Files or directories that could not be read.
     pub errors: u64,
+    /// The first [`MAX_SKIPPED_LISTED`] of them, with why: what `files` and `status` show,
+    /// so a user need not read the log (issue 13).
+    pub skipped: Vec<Skipped>,
+}
+
+/// A path in the share that is not shared (or not watched), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Relative to the share root (empty: the root itself).
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Most skipped paths listed (all are counted in [`ScanProgress::errors`]).
+pub const MAX_SKIPPED_LISTED: usize = 100;
+
+/// Adds `path` to `list` unless it is full.
+pub(crate) fn note_skipped(list: &mut Vec<Skipped>, path: &Path, reason: impl Into<String>) {
+    if list.len() < MAX_SKIPPED_LISTED {
+        list.push(Skipped {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        });
+    }
 }
 
 impl ScanProgress {
@@ -87,6 +111,7 @@ pub(crate) struct Found {
 pub(crate) struct Walk {
     pub files: Vec<Found>,
     pub errors: u64,
+    pub skipped: Vec<Skipped>,
     /// The walk stopped at `max_files`.
     pub truncated: bool,
 }
@@ -109,6 +134,11 @@ pub(crate) fn walk(
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot list directory; skipped");
                 out.errors += 1;
+                note_skipped(
+                    &mut out.skipped,
+                    &dir,
+                    format!("cannot list the folder: {e}"),
+                );
                 continue;
             }
         };
@@ -139,6 +169,11 @@ pub(crate) fn walk(
                 }
                 if depth + 1 > MAX_DEPTH {
                     tracing::warn!(dir = %rel.display(), "directory nested too deep; skipped");
+                    note_skipped(
+                        &mut out.skipped,
+                        &rel,
+                        format!("nested more than {MAX_DEPTH} folders deep"),
+                    );
                     continue;
                 }
                 dirs.push((rel, depth + 1));
@@ -146,9 +181,13 @@ pub(crate) fn walk(
                 if filter.skips(&rel, name, false) {
                     continue;
                 }
-                let Ok(meta) = entry.metadata() else {
-                    out.errors += 1;
-                    continue;
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        out.errors += 1;
+                        note_skipped(&mut out.skipped, &rel, format!("cannot read it: {e}"));
+                        continue;
+                    }
                 };
                 if out.files.len() >= max_files {
                     out.truncated = true;
@@ -232,6 +271,7 @@ pub(crate) fn full_scan(shared: &Shared) {
 
     p.phase = ScanPhase::Hashing;
     p.errors = walked.errors;
+    p.skipped = walked.skipped.clone();
     p.files_total = walked.files.len() as u64;
     p.bytes_total = walked.files.iter().map(|f| f.stamp.size).sum();
     shared.progress.send_replace(p.clone());
@@ -255,7 +295,10 @@ pub(crate) fn full_scan(shared: &Shared) {
             };
             match shared.update_file(&found.rel, true, &mut on_bytes) {
                 Update::Hashed => p.files_hashed += 1,
-                Update::Skipped if !shared.is_stopping() => p.errors += 1,
+                Update::Skipped if !shared.is_stopping() => {
+                    p.errors += 1;
+                    note_skipped(&mut p.skipped, &found.rel, "cannot be read and hashed");
+                }
                 Update::Known | Update::Gone | Update::Skipped => {}
             }
         }

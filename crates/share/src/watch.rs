@@ -1,6 +1,7 @@
 //! Following changes to the shared root as they happen.
 //!
-//! A [`notify`] watcher (recursive, not following symlinks) reports paths; they gather in
+//! A [`notify`] watcher (one watch per folder, see `watches.rs`; symlinks not followed)
+//! reports paths; they gather in
 //! a bounded set and, after a quiet [`ShareOptions::debounce`] period, each is reconciled
 //! with the disk: a path that is gone (or became a symlink or a special file) leaves the
 //! index together with everything under it; a directory is walked; a regular file is
@@ -24,11 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use notify::event::{AccessKind, AccessMode};
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Event, EventKind};
 use tokio::sync::Notify;
 
 use crate::scan::walk;
 use crate::sync::{Shared, free_of_symlinks};
+use crate::watches::{FolderWatches, follow_folders};
 
 /// Most distinct paths waiting for reconciliation; beyond it, a full rescan is requested.
 pub const MAX_PENDING_PATHS: usize = 16_384;
@@ -76,12 +78,10 @@ impl EventQueue {
     }
 }
 
-/// Starts watching `root` (recursively, without following symlinks) into `queue`.
-pub(crate) fn start_watcher(
-    root: &Path,
-    queue: Arc<EventQueue>,
-) -> notify::Result<RecommendedWatcher> {
-    let handler = move |res: notify::Result<Event>| match res {
+/// What the watcher does with what it reports: relevant paths go to `queue`; lost
+/// events and errors ask for a full rescan.
+pub(crate) fn event_handler(queue: Arc<EventQueue>) -> impl notify::EventHandler {
+    move |res: notify::Result<Event>| match res {
         Ok(event) if event.need_rescan() => queue.overflowed(),
         Ok(event) => {
             if relevant(&event.kind) {
@@ -92,11 +92,7 @@ pub(crate) fn start_watcher(
             tracing::warn!(error = %e, "file watcher error; rescanning the share");
             queue.overflowed();
         }
-    };
-    let config = notify::Config::default().with_follow_symlinks(false);
-    let mut watcher = RecommendedWatcher::new(handler, config)?;
-    watcher.watch(root, RecursiveMode::Recursive)?;
-    Ok(watcher)
+    }
 }
 
 /// Reads (our own, when serving files) change nothing; a close after writing is worth a
@@ -111,7 +107,11 @@ fn relevant(kind: &EventKind) -> bool {
 
 /// The updater task: waits for paths, lets them settle, reconciles them on a blocking
 /// thread, and re-queues files still being written.
-pub(crate) async fn run_updates(shared: Arc<Shared>, queue: Arc<EventQueue>) {
+pub(crate) async fn run_updates(
+    shared: Arc<Shared>,
+    queue: Arc<EventQueue>,
+    watches: Arc<Mutex<Option<FolderWatches>>>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     // Nothing to reconcile against until the cache is loaded and the first scan began.
     let mut progress = shared.progress.subscribe();
@@ -137,9 +137,17 @@ pub(crate) async fn run_updates(shared: Arc<Shared>, queue: Arc<EventQueue>) {
             continue;
         }
         let worker = Arc::clone(&shared);
-        let deferred = tokio::task::spawn_blocking(move || reconcile_batch(&worker, paths))
-            .await
-            .unwrap_or_default();
+        let watches = Arc::clone(&watches);
+        let deferred = tokio::task::spawn_blocking(move || {
+            // New folders are watched before they are walked, so nothing made in them
+            // meanwhile is missed.
+            if let Some(watches) = watches.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                follow_folders(&worker, watches, &paths);
+            }
+            reconcile_batch(&worker, paths)
+        })
+        .await
+        .unwrap_or_default();
         if !deferred.is_empty() {
             queue.push(deferred);
         }

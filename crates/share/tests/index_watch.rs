@@ -88,6 +88,36 @@ async fn a_file_in_a_new_directory_becomes_searchable() {
     share.stop().await;
 }
 
+/// Folders are watched one by one (issue 13): those made after the start, at any
+/// depth, and one removed and made again under the same name, are all watched.
+#[tokio::test]
+async fn new_nested_and_remade_folders_are_watched_too() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("old/one/two")).unwrap();
+    let share = open_scanned(root.path(), data.path()).await;
+
+    fs::write(root.path().join("old/one/two/deep early.txt"), b"1").unwrap();
+    assert!(eventually(|| names(&share, "early") == ["old/one/two/deep early.txt"]).await);
+
+    fs::create_dir_all(root.path().join("fresh/a/b")).unwrap();
+    fs::write(root.path().join("fresh/a/b/first.txt"), b"2").unwrap();
+    assert!(eventually(|| names(&share, "first") == ["fresh/a/b/first.txt"]).await);
+    // Written once the new folders are surely watched: only their own watch sees it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(root.path().join("fresh/a/b/second.txt"), b"3").unwrap();
+    assert!(eventually(|| names(&share, "second") == ["fresh/a/b/second.txt"]).await);
+
+    fs::remove_dir_all(root.path().join("fresh")).unwrap();
+    assert!(eventually(|| names(&share, "second").is_empty()).await);
+    fs::create_dir_all(root.path().join("fresh/a")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(root.path().join("fresh/a/third.txt"), b"4").unwrap();
+    assert!(eventually(|| names(&share, "third") == ["fresh/a/third.txt"]).await);
+    assert!(share.skipped().is_empty(), "{:?}", share.skipped());
+    share.stop().await;
+}
+
 #[tokio::test]
 async fn a_deleted_file_disappears() {
     let root = tempfile::tempdir().unwrap();

@@ -37,7 +37,8 @@ where
     }
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+/// GET `url` as JSON; `None` when it does not answer (in 2 s) or not with JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
     let resp = http
         .get(url)
         .timeout(Duration::from_secs(2))
@@ -71,7 +72,7 @@ pub struct NodeProcess {
     /// That file: removed on drop, as a node killed hard leaves it behind.
     token_file: Option<std::path::PathBuf>,
     /// Sends the token with every request.
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 impl NodeProcess {
