@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use highway_node::views::{
     DownloadRequest, DownloadView, FilesView, SearchPage, SearchRequest, SearchStarted,
-    ShareRequest,
+    ShareRequest, TicketJson, TicketRequest,
 };
 use highway_node::{LeaveView, NeighbourJson, StatusView};
 use reqwest::Method;
@@ -414,6 +414,18 @@ impl ControlClient {
     pub async fn files(&self) -> Result<FilesView, ControlError> {
         self.typed(Method::GET, "/v1/files", None, REQUEST_TIMEOUT)
             .await
+    }
+
+    /// Tickets for the shared file `path`, or every file under the shared folder `path`.
+    pub async fn tickets(&self, path: PathBuf) -> Result<Vec<TicketJson>, ControlError> {
+        let request = TicketRequest { path };
+        self.typed(
+            Method::POST,
+            "/v1/tickets",
+            Self::body(&request)?,
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     /// Shares `root` (or switches to it).

@@ -4,11 +4,13 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use highway_node::views::{DownloadRequest, DownloadView};
 use highway_wire::ContentId;
+use highway_wire::peer::ticket::{Ticket, looks_like_ticket};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::control_client::{ControlClient, NodeArgs};
@@ -19,9 +21,10 @@ use crate::units::{human_rate, short_duration};
 pub struct Args {
     #[command(flatten)]
     target: NodeArgs,
-    /// The file's BLAKE3 content hash (64 hex characters), as `highway search` prints it.
-    #[arg(value_name = "CONTENT_HASH")]
-    hash: ContentId,
+    /// The file's BLAKE3 content hash (64 hex characters), as `highway search` prints
+    /// it, or a ticket (`hw1...` or `highway://hw1...`) as `highway share` prints it.
+    #[arg(value_name = "HASH|TICKET", value_parser = parse_what)]
+    what: What,
     /// Where the file goes (relative to this directory). A folder means "into this
     /// folder" under the file's own name (from the search hit, else the hash), with a
     /// ` (1)`-style name when that is taken; a file path must not exist yet. Without
@@ -33,6 +36,54 @@ pub struct Args {
     /// Without any, the node first searches the network by hash.
     #[arg(long = "holder", value_name = "ADDR")]
     holders: Vec<SocketAddr>,
+}
+
+/// What `get` fetches.
+#[derive(Debug, Clone)]
+pub enum What {
+    Hash(ContentId),
+    Ticket(Box<Ticket>),
+}
+
+/// A ticket when it looks like one, else a content hash; the error says which failed.
+pub fn parse_what(text: &str) -> Result<What, String> {
+    if looks_like_ticket(text) {
+        return text
+            .parse::<Ticket>()
+            .map(|t| What::Ticket(Box::new(t)))
+            .map_err(|e| e.to_string());
+    }
+    text.parse::<ContentId>()
+        .map(What::Hash)
+        .map_err(|e| format!("{e}; give a content hash (64 hex characters) or a ticket (hw1...)"))
+}
+
+/// The download request for `what`: a ticket names its holder (when it can be dialled),
+/// the file's name and size.
+pub fn request_for(what: &What, out: Option<PathBuf>, holders: Vec<SocketAddr>) -> DownloadRequest {
+    match what {
+        What::Hash(hash) => DownloadRequest {
+            hash: *hash,
+            out,
+            name: None,
+            holders,
+            size: None,
+        },
+        What::Ticket(ticket) => {
+            let hit = &ticket.0;
+            let mut holders = holders;
+            if hit.dialable && !holders.contains(&hit.server) {
+                holders.push(hit.server);
+            }
+            DownloadRequest {
+                hash: hit.content,
+                out,
+                name: Some(hit.name.clone()),
+                holders,
+                size: Some(hit.size),
+            }
+        }
+    }
 }
 
 /// How often the node is asked how the download is going.
@@ -131,19 +182,14 @@ fn bar_style() -> ProgressStyle {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = args.target.client()?;
     let out = args.out.as_deref().map(destination).transpose()?;
-    let request = DownloadRequest {
-        hash: args.hash,
-        out,
-        name: None,
-        holders: args.holders,
-        size: None,
-    };
+    let request = request_for(&args.what, out, args.holders);
     let download = client.start_download(&request).await?;
-    let id = download.id;
+    let current = AtomicU64::new(download.id);
     // Ctrl-C stops the download in the node too, not only this command (issue 13).
     let done = tokio::select! {
-        done = follow(&client, download) => done?,
+        done = follow_or_search(&client, download, &args.what, &request, &current) => done?,
         _ = tokio::signal::ctrl_c() => {
+            let id = current.load(Ordering::Relaxed);
             let cancelled = client.cancel_download(id).await?;
             eprintln!(
                 "\ncancelled download {id} ({} fetched); run the same command again to resume",
@@ -154,6 +200,39 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     println!("{}", render::download_done(&done));
     Ok(())
+}
+
+/// Follows `download`; when a ticket's holder could not serve it, asks the node again
+/// without holders, so it searches the overlay for others holding the same content
+/// (the `.part` keeps what arrived).
+async fn follow_or_search(
+    client: &ControlClient,
+    download: DownloadView,
+    what: &What,
+    request: &DownloadRequest,
+    current: &AtomicU64,
+) -> anyhow::Result<DownloadView> {
+    let failed = match follow(client, download).await {
+        Ok(done) => return Ok(done),
+        Err(e) => e,
+    };
+    let What::Ticket(_) = what else {
+        return Err(failed);
+    };
+    if request.holders.is_empty() {
+        return Err(failed);
+    }
+    eprintln!(
+        "{failed:#}
+the ticket's holder could not serve it; looking for other peers holding it"
+    );
+    let again = DownloadRequest {
+        holders: Vec::new(),
+        ..request.clone()
+    };
+    let download = client.start_download(&again).await?;
+    current.store(download.id, Ordering::Relaxed);
+    follow(client, download).await
 }
 
 /// The exit status after Ctrl-C (128 + SIGINT, as shells report it).

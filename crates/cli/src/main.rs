@@ -13,6 +13,7 @@ mod overlay_flags;
 mod peers_cmd;
 mod render;
 mod search_cmd;
+mod share_cmd;
 mod shell;
 mod sim_cmd;
 mod terminal_text;
@@ -48,9 +49,12 @@ enum Command {
     Sim(sim_cmd::Args),
     /// Search the network through a running node; hits print as they arrive.
     Search(search_cmd::Args),
-    /// Download a file by content hash through a running node, verified (Ctrl-C cancels
-    /// it; the same command again resumes).
+    /// Download a file by content hash or ticket through a running node, verified
+    /// (Ctrl-C cancels it; the same command again resumes).
     Get(get_cmd::Args),
+    /// Print tickets for files a running node shares (a folder not shared yet becomes
+    /// its share); `highway get TICKET` fetches one anywhere on the network.
+    Share(share_cmd::Args),
     /// List a running node's downloads: state, progress, rate, destination.
     Downloads(downloads_cmd::ListArgs),
     /// Cancel one of a running node's downloads (what it fetched stays, to resume).
@@ -124,6 +128,7 @@ fn main() -> std::process::ExitCode {
             Command::Get(args) => get_cmd::run(args).await,
             Command::Downloads(args) => downloads_cmd::list(args).await,
             Command::Cancel(args) => downloads_cmd::cancel(args).await,
+            Command::Share(args) => share_cmd::run(args).await,
             Command::Pause(args) => downloads_cmd::pause(args, true).await,
             Command::Resume(args) => downloads_cmd::pause(args, false).await,
             Command::Shell(args) => shell::run(args).await,

@@ -192,7 +192,7 @@ async fn wrong_usage_in_a_script_is_explained_and_fails_the_exit_status() {
     );
     assert!(out.starts_with("commands:\n"), "{out}");
     for line in [
-        "usage: get <result number | content hash> [dest]",
+        "usage: get <result number | content hash | ticket> [dest]",
         "unknown command `frobnicate`; `help` lists the commands",
         "unknown command `serch`; did you mean `search`? (`help` lists the commands)",
         "usage: search <words>",

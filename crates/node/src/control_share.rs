@@ -55,6 +55,7 @@ pub(crate) fn routes() -> Router<ControlState> {
         .route("/v1/files", get(files))
         .route("/v1/share", post(start_share).delete(stop_share))
         .route("/v1/rescan", post(rescan))
+        .route("/v1/tickets", post(crate::tickets::tickets))
 }
 
 fn bad_request(message: impl Into<String>) -> Response {

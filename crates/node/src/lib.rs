@@ -8,12 +8,14 @@
 //! - the **owner** (`owner.rs`) owns the core `Peer`: UDP datagrams, the core's timer
 //!   and messages from the other tasks go in; datagrams go out on the socket and events
 //!   become work for the tasks below;
-//! - **handshakes** (`handshake.rs`): an accept loop for inbound TCP handshakes, and one
-//!   task per outbound dial, each bounded in number and in time;
+//! - **connections** (`conns.rs`): an accept loop for inbound TCP connections and one
+//!   task per connection, moving the bytes the core's handshakes and TCP-carried links
+//!   read and write;
 //! - **Gatekeeper** calls (`gatekeeper.rs`): joins when the core asks, failure reports,
 //!   a status every interval, and the leave;
 //! - the **control API** ([`control`]): `GET /v1/status`, `GET /v1/neighbors`,
-//!   `POST /v1/leave`, shares, searches and downloads; every call needs the bearer token
+//!   `POST /v1/leave`, shares, searches, downloads (`downloads/`, with their queue across
+//!   restarts) and tickets; every call needs the bearer token
 //!   the node writes for its OS user at start ([`token`]).
 //!
 //! Start one with [`start`] (tests run several in one process), or with [`run`] until a
@@ -39,6 +41,7 @@ mod reverse_serve;
 mod searches;
 mod sharing;
 mod sources;
+mod tickets;
 pub mod token;
 pub mod views;
 

@@ -19,6 +19,7 @@ use highway_core::{
 use highway_gatekeeper::GatekeeperClient;
 use highway_wire::peer::NeighbourEntry;
 use highway_wire::peer::QueryId;
+use highway_wire::peer::QueryTarget;
 use highway_wire::summary::Summary;
 use highway_wire::{NodeId, PeerAddr};
 use rand::rngs::SmallRng;
@@ -57,6 +58,12 @@ pub(crate) enum Msg {
     Verdict(GatekeeperVerdict),
     /// A copy of the state, for the control API and the Gatekeeper status.
     Snapshot { reply: oneshot::Sender<Snapshot> },
+    /// This node's own hit for a file it shares (for a ticket): empty when it does not
+    /// share `content` or serves no files.
+    OwnHits {
+        content: highway_wire::ContentId,
+        reply: oneshot::Sender<Vec<highway_wire::peer::Hit>>,
+    },
     /// Leave gracefully and stop; the reply comes once neighbours and the Gatekeeper
     /// were told.
     Leave { reply: Option<oneshot::Sender<()>> },
@@ -377,6 +384,10 @@ impl Running {
                 });
             }
             Msg::Leave { reply } => return Some(reply),
+            Msg::OwnHits { content, reply } => {
+                let target = QueryTarget::Hash(content);
+                let _ = reply.send(self.o.peer.own_hits(&target, 0, 1));
+            }
             Msg::RequestReverse {
                 holder,
                 token,

@@ -44,7 +44,7 @@ fn local_file(f: SharedFile) -> LocalFile {
 /// What hits call a file: its path within the share (`jazz/so what.flac`), so searchers
 /// see the folder. A path longer than a hit carries loses leading folders (`…/` marks
 /// the cut) rather than its file name, which the wire would cut instead.
-fn hit_name(rel_path: &Path, name: &str) -> String {
+pub(crate) fn hit_name(rel_path: &Path, name: &str) -> String {
     let full = rel_path_string(rel_path);
     if full.len() <= MAX_HIT_NAME {
         return full;

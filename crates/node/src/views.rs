@@ -221,3 +221,25 @@ pub struct SkippedJson {
     pub path: String,
     pub reason: String,
 }
+
+/// `POST /v1/tickets`: tickets for a shared file, or for every file under a folder of
+/// the share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRequest {
+    /// A file or folder inside the shared folder (absolute, or relative to the node's
+    /// working directory).
+    pub path: PathBuf,
+}
+
+/// One ticket in the answer to `POST /v1/tickets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketJson {
+    /// `hw1...`: what `highway get` takes.
+    pub ticket: String,
+    /// `highway://hw1...`, the same as a link.
+    pub link: String,
+    /// The file's path within the share.
+    pub name: String,
+    pub size: u64,
+    pub hash: ContentId,
+}

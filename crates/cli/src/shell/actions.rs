@@ -70,6 +70,22 @@ impl Shell {
             Command::Search(words) => self.search(words).await?,
             Command::Results => self.results(),
             Command::Get { target, dest } => self.get(target, dest).await?,
+            Command::Ticket(path) => {
+                let path = resolve(&self.cwd, &path);
+                let tickets = self.session.client()?.tickets(path).await?;
+                let lines: Vec<String> = tickets
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} ({})\n{}",
+                            crate::terminal_text::safe(&t.name),
+                            crate::units::human_bytes(t.size),
+                            t.ticket
+                        )
+                    })
+                    .collect();
+                self.print(&lines.join("\n"));
+            }
             Command::Downloads => {
                 let list = self.session.client()?.downloads().await?;
                 self.print(&render::downloads_table(&list));
@@ -207,8 +223,14 @@ impl Shell {
 
     async fn get(&mut self, target: GetTarget, dest: Option<PathBuf>) -> anyhow::Result<()> {
         let client = self.session.client()?;
+        let mut ticket = None;
         let hash = match target {
             GetTarget::Hash(hash) => hash,
+            GetTarget::Ticket(t) => {
+                let hash = t.0.content;
+                ticket = Some(t);
+                hash
+            }
             GetTarget::Prefix(prefix) => self.resolve_prefix(&prefix).await?,
             GetTarget::Result(number) => {
                 let Some(last) = &self.last_search else {
@@ -238,13 +260,20 @@ impl Shell {
         let mut holders: Vec<_> = hits.iter().map(|hit| hit.addr).collect();
         holders.sort();
         holders.dedup();
-        let request = DownloadRequest {
-            hash,
-            out,
-            name: name.clone(),
-            holders: holders.clone(),
-            size: hits.first().map(|hit| hit.size),
+        let request = match ticket {
+            Some(ticket) => {
+                crate::get_cmd::request_for(&crate::get_cmd::What::Ticket(ticket), out, holders)
+            }
+            None => DownloadRequest {
+                hash,
+                out,
+                name: name.clone(),
+                holders,
+                size: hits.first().map(|hit| hit.size),
+            },
         };
+        let holders = request.holders.clone();
+        let name = request.name.clone();
         let view = client
             .start_download(&request)
             .await

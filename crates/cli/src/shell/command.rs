@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use highway_wire::ContentId;
+use highway_wire::peer::ticket::{Ticket, looks_like_ticket};
 
 /// Every command: name, usage, what it does. `help` prints this; completion offers the
 /// names.
@@ -32,6 +33,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "downloads",
         "downloads",
         "every download of the node: state, progress, rate, ETA",
+    ),
+    (
+        "ticket",
+        "ticket <shared file or folder>",
+        "print tickets: `highway get TICKET` fetches the file anywhere on the network",
     ),
     (
         "pause",
@@ -83,7 +89,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub const GET_USAGE: &str = "get <result number | content hash> [dest]";
+pub const GET_USAGE: &str = "get <result number | content hash | ticket> [dest]";
 
 /// Accepted spellings that are not in [`COMMANDS`].
 const ALIASES: &[(&str, &str)] = &[("quit", "exit"), ("neighbours", "neighbors"), ("?", "help")];
@@ -97,6 +103,8 @@ pub enum GetTarget {
     /// The start of a content hash (lowercase hex), as tables print it: resolved against
     /// the files the shell knows of, and refused unless exactly one matches.
     Prefix(String),
+    /// A ticket (`hw1...`), as `highway share` and `ticket` print them.
+    Ticket(Box<Ticket>),
 }
 
 /// What `pause`, `resume` and `cancel` do.
@@ -120,6 +128,8 @@ pub enum Command {
         dest: Option<PathBuf>,
     },
     Downloads,
+    /// Tickets for a shared file, or the files under a shared folder.
+    Ticket(PathBuf),
     /// `pause`, `resume` or `cancel` download `id`.
     Change {
         change: Change,
@@ -245,6 +255,10 @@ pub fn parse(line: &str) -> Result<Command, UsageError> {
         "get" => parse_get(args),
         "results" => no_args(Command::Results),
         "downloads" => no_args(Command::Downloads),
+        "ticket" => match args {
+            [path] => Ok(Command::Ticket(PathBuf::from(path))),
+            _ => Err(usage("ticket <shared file or folder>")),
+        },
         "pause" | "resume" | "cancel" => {
             let change = match name {
                 "pause" => Change::Pause,
@@ -286,6 +300,15 @@ fn parse_get(args: &[String]) -> Result<Command, UsageError> {
         [target, dest] => (target, Some(PathBuf::from(dest))),
         _ => return Err(usage(GET_USAGE)),
     };
+    if looks_like_ticket(target) {
+        let ticket = target
+            .parse::<Ticket>()
+            .map_err(|e| UsageError(format!("{e}; usage: {GET_USAGE}")))?;
+        return Ok(Command::Get {
+            target: GetTarget::Ticket(Box::new(ticket)),
+            dest,
+        });
+    }
     let is_hex = target.chars().all(|c| c.is_ascii_hexdigit());
     let target = if target.len() <= MAX_RESULT_DIGITS
         && let Ok(number) = target.parse::<usize>()
@@ -454,11 +477,11 @@ mod tests {
         let err = |line: &str| parse(line).unwrap_err().to_string();
         assert_eq!(
             err("get"),
-            "usage: get <result number | content hash> [dest]"
+            "usage: get <result number | content hash | ticket> [dest]"
         );
         assert_eq!(
             err("get 1 a b"),
-            "usage: get <result number | content hash> [dest]"
+            "usage: get <result number | content hash | ticket> [dest]"
         );
         assert!(err("get 0").contains("numbered from 1"));
         assert!(err("get abc").contains("neither a result number nor a content hash"));

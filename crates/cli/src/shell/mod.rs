@@ -412,7 +412,10 @@ mod tests {
     async fn wrong_usage_is_explained_and_makes_the_script_fail() {
         let (result, out) = script(None, "get\nfrobnicate\nsearch\nstatus\n").await;
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "usage: get <result number | content hash> [dest]");
+        assert_eq!(
+            lines[0],
+            "usage: get <result number | content hash | ticket> [dest]"
+        );
         assert_eq!(
             lines[1],
             "unknown command `frobnicate`; `help` lists the commands"

@@ -171,13 +171,20 @@ impl Peer {
 
     /// This peer's own matching files as hits, `hops` away from the searcher.
     fn local_hits(&mut self, target: &QueryTarget, hops: u8, limit: u32) -> Vec<Hit> {
+        let hits = self.own_hits(target, hops, limit);
+        if !hits.is_empty() {
+            self.stats.queries_answered += 1;
+        }
+        hits
+    }
+
+    /// This peer's own files matching `target` as hits would carry them, `hops` away:
+    /// what a searcher learns of it, and what a ticket for one of its files holds.
+    pub fn own_hits(&self, target: &QueryTarget, hops: u8, limit: u32) -> Vec<Hit> {
         let (Some(catalog), Some(server)) = (&self.search.catalog, self.search.file_server) else {
             return Vec::new();
         };
         let files = catalog.lookup(target, limit as usize);
-        if !files.is_empty() {
-            self.stats.queries_answered += 1;
-        }
         let dialable = self.dialable;
         let relays = if dialable {
             Vec::new()

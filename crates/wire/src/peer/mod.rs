@@ -8,6 +8,7 @@ pub mod handshake;
 pub mod message;
 pub mod reverse;
 pub mod search;
+pub mod ticket;
 
 pub use codec::DecodeError;
 pub use datagram::{Datagram, LinkKey, MAX_DATAGRAM, NotNeighbour, Probe, ProbeAck, decode, seal};
