@@ -93,10 +93,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "Highway demo: a Gatekeeper and {peers} peers on this machine, files in {}",
         work.path().display()
     );
-    let network = Network::start(work.path(), peers).await?;
+    // Ctrl-C or SIGTERM while the network starts or the demo runs: stop and remove the
+    // temporary folder (issue 13: a demo killed by a signal left it behind).
+    let network = tokio::select! {
+        network = Network::start(work.path(), peers) => network?,
+        signal = stop_signal() => {
+            drop(work);
+            bail!("{signal} while starting; the demo's temporary files are removed");
+        }
+    };
     let shown = tokio::select! {
         shown = show(&network, work.path()) => shown,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        signal = stop_signal() => Err(anyhow::anyhow!("{signal}")),
     };
     let result = match shown {
         Ok(()) if !args.no_shell => {
@@ -125,6 +133,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     network.stop().await;
     drop(work);
     result
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming which.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        return tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = term.recv() => "terminated",
+        };
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "interrupted"
 }
 
 impl Network {

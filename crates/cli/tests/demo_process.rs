@@ -94,3 +94,48 @@ async fn the_demo_shell_reads_a_script_on_peer_one_and_keeps_the_demo_s_files_wh
             .exists()
     );
 }
+
+/// Issue 13: a demo stopped by a signal left its temporary folder behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_stopped_by_a_signal_removes_its_temporary_folder() {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(support::BIN)
+        .args(["demo", "--no-shell", "--peers", "40"])
+        .env("TMPDIR", tmp.path())
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.contains("highway-demo-"), "{first}");
+    let left = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("highway-demo-"))
+            .count()
+    };
+    assert_eq!(left(), 1, "the demo's folder is there while it runs");
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(left(), 0, "the demo's temporary folder is left behind");
+}

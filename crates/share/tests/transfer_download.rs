@@ -458,11 +458,30 @@ async fn unreachable_and_missing_holders_are_skipped() {
     .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content);
     let faults: Vec<_> = report.failures.iter().map(|f| &f.fault).collect();
-    assert!(
-        matches!(faults[0], HolderFault::Unreachable(_)),
+    // A refused connection drops the holder for the download at once (issue 13: a killed
+    // holder was asked again and again, and named once per try).
+    assert_eq!(faults[0], &HolderFault::Refused, "{faults:?}");
+    assert_eq!(
+        faults
+            .iter()
+            .filter(|f| ***f == HolderFault::Refused)
+            .count(),
+        1,
         "{faults:?}"
     );
     assert!(faults.contains(&&HolderFault::NotFound), "{faults:?}");
+
+    // Only a gone holder: one try, and the error names it once.
+    let error = download(
+        request(id, vec![closed.into()], &out.path().join("c")),
+        DownloadOptions::test(),
+        None,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(error.matches(&closed.to_string()).count(), 1, "{error}");
+    assert!(error.contains("refused the connection"), "{error}");
 
     let none = download(
         request(id, vec![], &out.path().join("b")),

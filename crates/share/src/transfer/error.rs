@@ -9,8 +9,10 @@ use super::download::Holder;
 /// Why one holder was dropped (for now or for good) during a download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HolderFault {
-    /// Connecting or talking to the holder failed (refused, reset, DNS, TLS...).
+    /// Connecting or talking to the holder failed (reset, DNS, TLS...).
     Unreachable(String),
+    /// The holder's machine refused the connection: nothing listens there any more.
+    Refused,
     /// No response or no bytes for longer than the stall timeout.
     Timeout,
     /// The holder answered `503`: all its transfer slots are busy.
@@ -45,6 +47,7 @@ impl HolderFault {
         matches!(
             self,
             Self::NotFound
+                | Self::Refused
                 | Self::Protocol(_)
                 | Self::SizeMismatch { .. }
                 | Self::TooLarge { .. }
@@ -67,6 +70,7 @@ impl fmt::Display for HolderFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unreachable(e) => write!(f, "unreachable: {e}"),
+            Self::Refused => f.write_str("refused the connection (nothing listens there)"),
             Self::Timeout => f.write_str("timed out"),
             Self::Busy => f.write_str("busy (503)"),
             Self::NotFound => f.write_str("does not have the file (404)"),
@@ -179,13 +183,54 @@ impl TransferError {
     }
 }
 
+/// The faults, one entry per holder and fault (`HOLDER: FAULT (3 times)`), in the order
+/// they first happened: a holder retried is named once, not once per try (issue 13).
 fn list(failures: &[HolderFailure]) -> String {
     if failures.is_empty() {
         return "no holder was usable".to_owned();
     }
-    failures
+    let mut counted: Vec<(&HolderFailure, usize)> = Vec::new();
+    for failure in failures {
+        match counted.iter_mut().find(|(seen, _)| *seen == failure) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((failure, 1)),
+        }
+    }
+    counted
         .iter()
-        .map(ToString::to_string)
+        .map(|(failure, n)| match n {
+            1 => failure.to_string(),
+            n => format!("{failure} ({n} times)"),
+        })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_retried_is_named_once_with_how_often_it_failed() {
+        let a = Holder::from(std::net::SocketAddr::from(([127, 0, 0, 2], 80)));
+        let b = Holder::from(std::net::SocketAddr::from(([127, 0, 0, 3], 80)));
+        let failure = |holder: &Holder, fault: HolderFault| HolderFailure {
+            holder: holder.clone(),
+            fault,
+        };
+        let text = list(&[
+            failure(&a, HolderFault::Timeout),
+            failure(&b, HolderFault::Busy),
+            failure(&a, HolderFault::Timeout),
+            failure(&a, HolderFault::Timeout),
+            failure(&a, HolderFault::Refused),
+        ]);
+        assert_eq!(text.matches("127.0.0.2").count(), 2, "{text}");
+        assert!(text.contains("timed out (3 times)"), "{text}");
+        assert!(text.contains("busy (503)"), "{text}");
+        assert!(
+            !text.contains("refused the connection (nothing listens there) ("),
+            "{text}"
+        );
+    }
 }

@@ -37,6 +37,8 @@ fn local(path: &std::path::Path, source: io::Error) -> Failure {
 fn transport(e: &reqwest::Error) -> HolderFault {
     if e.is_timeout() {
         HolderFault::Timeout
+    } else if refused(e) {
+        HolderFault::Refused
     } else {
         // The chain of sources says what really happened (refused, reset...).
         let mut text = e.to_string();
@@ -48,6 +50,21 @@ fn transport(e: &reqwest::Error) -> HolderFault {
         }
         HolderFault::Unreachable(text)
     }
+}
+
+/// Whether the holder's machine refused the connection: nothing listens there (the
+/// holder is gone), so asking again in this download is pointless.
+fn refused(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 async fn send(
