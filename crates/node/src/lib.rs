@@ -30,6 +30,7 @@ mod control_share;
 mod downloads;
 mod gatekeeper;
 pub mod identity;
+mod metric_help;
 pub mod metrics;
 mod node;
 pub mod out_name;

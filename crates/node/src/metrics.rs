@@ -11,7 +11,8 @@
 //!   bytes fetched, ...) appears here without touching this file. Both structs hold
 //!   only counters, which only grow (docs/PROTOCOL.md). The word `summary` becomes
 //!   `summaries` (`highway_node_summaries_chunks_sent_total`), since promtool refuses a
-//!   metric type's name inside a metric name; each HELP line names the original field;
+//!   metric type's name inside a metric name; each HELP line says what the counter
+//!   counts (`metric_help.rs`) and names the original field;
 //! - `highway_node_detector_transitions_total{from, to}`: the failure detector's moves,
 //!   okay → warning (suspected), warning → okay (refuted), warning → failed;
 //! - `highway_node_neighbours{state}`: current neighbours per detector state (`okay` and
@@ -155,9 +156,13 @@ pub fn render(status: &StatusView, neighbours: &[NeighbourJson]) -> String {
     }
 
     let core = serde_json::to_value(&status.stats).unwrap_or_default();
-    out.counters("highway_node_", "highway_core::Stats", &core);
+    out.counters("highway_node_", crate::metric_help::core, &core);
     let runtime = serde_json::to_value(&status.runtime).unwrap_or_default();
-    out.counters("highway_node_runtime_", "the node runtime's", &runtime);
+    out.counters(
+        "highway_node_runtime_",
+        crate::metric_help::runtime,
+        &runtime,
+    );
     out.0
 }
 
@@ -188,13 +193,20 @@ impl Text {
     }
 
     /// One counter per numeric field of `object` (nested objects flattened with `_`),
-    /// named `prefix` + field + `_total`.
-    fn counters(&mut self, prefix: &str, source: &str, object: &serde_json::Value) {
+    /// named `prefix` + field + `_total`, described by `help` (and the field's name, so
+    /// the JSON field is easy to find).
+    fn counters(
+        &mut self,
+        prefix: &str,
+        help: fn(&str) -> Option<&'static str>,
+        object: &serde_json::Value,
+    ) {
         let mut fields = Vec::new();
         flatten("", object, &mut fields);
         for (field, value) in fields {
             let name = format!("{prefix}{}_total", metric_name(&field));
-            self.family(&name, "counter", &format!("{source} counter {field}"));
+            let text = help(&field).unwrap_or("A counter");
+            self.family(&name, "counter", &format!("{text} (field {field})"));
             self.sample(&name, &[], value);
         }
     }

@@ -195,22 +195,30 @@ async fn metrics_match_status_pass_promtool_and_count_a_crashed_neighbour() {
         linked, 2,
         "two links, each counted once by the side it was made on"
     );
-    // Every counter of both structs is there, named after its field.
+    // Every counter of both structs is there, its HELP saying what it counts and naming
+    // its field (issue 13: the help read "counter FIELD" for every one).
     let core = serde_json::to_value(&status.stats).unwrap();
     let runtime = serde_json::to_value(&status.runtime).unwrap();
-    for (object, source) in [
-        (&core, "highway_core::Stats"),
-        (&runtime, "the node runtime's"),
-    ] {
+    for object in [&core, &runtime] {
         for field in object.as_object().unwrap().keys() {
-            let help = format!(" {source} counter {field}");
-            assert!(
-                text.lines()
-                    .any(|l| l.starts_with("# HELP highway_node_") && l.ends_with(&help)),
-                "no counter for {field}:\n{text}"
-            );
+            let help = format!(" (field {field})");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("# HELP highway_node_") && l.ends_with(&help));
+            let line = line.unwrap_or_else(|| panic!("no counter for {field}:\n{text}"));
+            assert!(!line.contains("A counter ("), "generic help: {line}");
         }
     }
+    let help = |metric: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("# HELP {metric} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        help("highway_node_heartbeats_sent_total").contains("Heartbeats sent to neighbours"),
+        "{text}"
+    );
 
     // Node 2 crashes (no Leave): node 0 suspects it, probes it, and declares it failed.
     drop(nodes.pop());
