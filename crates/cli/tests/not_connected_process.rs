@@ -58,6 +58,22 @@ async fn a_node_without_its_gatekeeper_says_it_is_not_connected() {
     assert!(out.contains("NOT CONNECTED: 0 neighbours"), "{out}");
     assert!(out.contains("Gatekeeper"), "{out}");
 
+    // The shell at a terminal (a pseudo-terminal from util-linux's `script`) marks its
+    // prompt and says why once.
+    let command = format!(
+        "{} shell --node {} --token {}",
+        support::BIN,
+        node.control,
+        node.token
+    );
+    let out = at_a_terminal(&command, "status\nexit\n", limit).await;
+    assert!(out.contains("highway (not connected)> "), "{out:?}");
+    assert_eq!(
+        out.matches("not connected: 0 neighbours").count(),
+        1,
+        "{out:?}"
+    );
+
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
     assert!(log.contains("node started"), "{log}");
     assert!(
@@ -107,4 +123,31 @@ async fn a_missing_share_folder_is_named_once_and_the_node_does_not_start() {
     assert!(!output.status.success(), "{err}");
     assert!(err.contains("cannot share the folder"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// Runs `command` in a pseudo-terminal (util-linux's `script`), typing `input`; what the
+/// terminal showed.
+async fn at_a_terminal(command: &str, input: &str, limit: Duration) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qfec", command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("util-linux's script runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    // `script` reads its input until it ends: closed at once, it would end the session
+    // before the shell read it; never closed, `script` would wait on after the shell.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(stdin);
+    });
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .expect("the shell ended")
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
