@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{pattern, run, share_dir, sharing_node_args, texts, wait_searchable};
+use cli_support::{pattern, run, saving_node_args, share_dir, texts, wait_searchable};
 use serde_json::Value;
 use support::Cluster;
 
@@ -47,8 +47,7 @@ async fn a_sole_corrupt_holder_is_named_and_every_failed_download_is_counted() {
     // Node 1 plays a holder that corrupts what it sends (its outboard stays right, so the
     // damage is caught per chunk group).
     let mut cluster = Cluster::start_each(2, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        let mut args = saving_node_args(i, &root, &downloads);
         if i == 1 {
             args.extend(["--corrupt-uploads".to_string(), "1".to_string()]);
         }

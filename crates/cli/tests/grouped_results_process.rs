@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{pattern, run, share_dir, sharing_node_args, texts, wait_searchable};
+use cli_support::{pattern, run, saving_node_args, share_dir, texts, wait_searchable};
 use serde_json::Value;
 use support::Cluster;
 
@@ -32,12 +32,8 @@ async fn one_row_per_file_with_its_sources_found_by_folder_and_fetched_by_prefix
     let root = shares.path().to_path_buf();
     let cwd = tempfile::tempdir().unwrap();
     let downloads = cwd.path().display().to_string();
-    let mut cluster = Cluster::start_each(PEERS, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
-        args
-    })
-    .await;
+    let mut cluster =
+        Cluster::start_each(PEERS, |i, _| saving_node_args(i, &root, &downloads)).await;
     wait_searchable(&cluster.nodes, &[0, 1, 1]).await;
     let node = cluster.nodes[0].control.clone();
     let limit = Duration::from_secs(40);

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{run, share_dir, sharing_node_args, texts, wait_searchable};
+use cli_support::{run, saving_node_args, share_dir, texts, wait_searchable};
 use serde_json::Value;
 use support::Cluster;
 
@@ -50,12 +50,7 @@ async fn escape_sequences_in_remote_file_names_never_reach_the_terminal_raw() {
     // The node writes downloads, and only into its download folder: the shell's folder.
     let cwd = tempfile::tempdir().unwrap();
     let downloads = cwd.path().display().to_string();
-    let mut cluster = Cluster::start_each(2, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
-        args
-    })
-    .await;
+    let mut cluster = Cluster::start_each(2, |i, _| saving_node_args(i, &root, &downloads)).await;
     wait_searchable(&cluster.nodes, &[0, 1]).await;
     let node = cluster.nodes[0].control.clone();
     let limit = Duration::from_secs(40);

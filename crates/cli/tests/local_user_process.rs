@@ -9,7 +9,6 @@
 mod support;
 
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,50 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use support::nobody::{binary_for_nobody, chmod, is_root, nobody};
 use support::{BIN, Cluster, authorized_client, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// How `nobody` runs a program: setpriv to nobody/nogroup, no supplementary groups, and
-/// an environment of its own (no root HOME to find a token under).
-fn nobody(program: &Path) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(program)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", "/nonexistent");
-    cmd
-}
-
-/// The `highway` binary as `nobody` can run it: the build's, or a 0755 copy when the
-/// target directory is closed to other users.
-fn binary_for_nobody(scratch: &Path) -> PathBuf {
-    let probe = std::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(BIN)
-        .arg("--version")
-        .output()
-        .expect("setpriv runs (util-linux)");
-    if probe.status.success() {
-        return PathBuf::from(BIN);
-    }
-    let copy = scratch.join("highway");
-    std::fs::copy(BIN, &copy).unwrap();
-    chmod(&copy, 0o755);
-    copy
-}
 
 async fn finish(mut child: Child, stdin: &str) -> Output {
     if let Some(mut input) = child.stdin.take() {

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{pattern, run, share_dir, sharing_node_args, texts, wait_searchable};
+use cli_support::{pattern, run, saving_node_args, share_dir, texts, wait_searchable};
 use serde_json::Value;
 use support::Cluster;
 
@@ -31,12 +31,8 @@ async fn search_prints_hits_and_json_and_get_exits_zero_only_for_a_verified_copy
     // `get --out` names files in this directory, which must be the node's download folder.
     let cwd = tempfile::tempdir().unwrap();
     let downloads = cwd.path().display().to_string();
-    let mut cluster = Cluster::start_each(PEERS, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
-        args
-    })
-    .await;
+    let mut cluster =
+        Cluster::start_each(PEERS, |i, _| saving_node_args(i, &root, &downloads)).await;
     wait_searchable(&cluster.nodes, &[1, 1, 2]).await;
     let node = cluster.nodes[0].control.clone();
     let limit = Duration::from_secs(30);
@@ -256,8 +252,7 @@ async fn ctrl_c_on_get_cancels_the_download_and_the_same_get_resumes_it() {
     let cwd = tempfile::tempdir().unwrap();
     let downloads = cwd.path().display().to_string();
     let mut cluster = Cluster::start_each(2, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        let mut args = saving_node_args(i, &root, &downloads);
         // 4 MiB take 8 s at this rate, and the first verified MiB (progress is counted in
         // verified groups of chunks) comes after 2: time to interrupt part-way.
         args.extend(["--download-limit".to_string(), "512KiB".to_string()]);

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use cli_support::{
-    ShellProcess, pattern, run, share_dir, sharing_node_args, texts, wait_searchable,
+    ShellProcess, pattern, run, saving_node_args, share_dir, texts, wait_searchable,
 };
 use support::Cluster;
 
@@ -47,12 +47,8 @@ async fn a_piped_script_searches_downloads_and_verifies_a_file_another_peer_hold
     // The shell saves into its directory, which must be the node's download folder.
     let cwd = tempfile::tempdir().unwrap();
     let downloads = cwd.path().display().to_string();
-    let mut cluster = Cluster::start_each(PEERS, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
-        args
-    })
-    .await;
+    let mut cluster =
+        Cluster::start_each(PEERS, |i, _| saving_node_args(i, &root, &downloads)).await;
     wait_searchable(&cluster.nodes, &files).await;
 
     let copy = cwd.path().join(FAR_FILE);

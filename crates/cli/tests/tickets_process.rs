@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{pattern, run, share_dir, sharing_node_args, texts, wait_searchable};
+use cli_support::{pattern, run, saving_node_args, share_dir, texts, wait_searchable};
 use support::Cluster;
 
 const PEERS: usize = 3;
@@ -38,8 +38,7 @@ async fn a_ticket_fetches_the_file_from_its_holder_or_from_another_peer_once_it_
     let cwd = tempfile::tempdir().unwrap();
     let downloads = cwd.path().display().to_string();
     let mut cluster = Cluster::start_each(PEERS, |i, _| {
-        let mut args = sharing_node_args(i, &root);
-        args.extend(["--download-dir".to_string(), downloads.clone()]);
+        let mut args = saving_node_args(i, &root, &downloads);
         args.extend(["--share-root".to_string(), root.display().to_string()]);
         args
     })

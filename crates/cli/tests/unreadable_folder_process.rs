@@ -8,53 +8,22 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use support::{BIN, authorized_client, free_port, get_json};
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// The `highway` binary as `nobody` can run it: the build's, or a 0755 copy when the
-/// target directory is closed to other users.
-fn binary_for_nobody(scratch: &Path) -> PathBuf {
-    let runs = std::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(BIN)
-        .arg("--version")
-        .output()
-        .expect("setpriv runs (util-linux)");
-    if runs.status.success() {
-        return PathBuf::from(BIN);
-    }
-    let copy = scratch.join("highway");
-    std::fs::copy(BIN, &copy).unwrap();
-    chmod(&copy, 0o755);
-    copy
-}
+use support::nobody::{binary_for_nobody, chmod, is_root, nobody};
+use support::{authorized_client, free_port, get_json};
 
 /// `highway node` as nobody, sharing `share`; its control address and token.
 async fn nobody_node(program: &Path, scratch: &Path, share: &Path) -> (Child, String, String) {
     // Nothing listens there: the node is cut off, which does not matter to its share.
     let gatekeeper = format!("http://127.0.0.1:{}", free_port());
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(program)
+    let mut child = nobody(program)
         .args(["node", "--gatekeeper", &gatekeeper, "--bind", "127.0.0.71"])
         .args(["--control", "127.0.0.1:0"])
         .arg("--data-dir")
@@ -63,9 +32,6 @@ async fn nobody_node(program: &Path, scratch: &Path, share: &Path) -> (Child, St
         .arg(scratch.join("run/token"))
         .arg("--share")
         .arg(share)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", "/nonexistent")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

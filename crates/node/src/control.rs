@@ -165,6 +165,10 @@ pub struct RuntimeStats {
     pub files_served: u64,
     pub bytes_served: u64,
     pub outboards_served: u64,
+    /// Outboards the file server had to make by reading a whole file (none kept from
+    /// indexing, or the kept one did not check out).
+    #[serde(default)]
+    pub outboards_computed: u64,
     pub file_requests_not_found: u64,
     pub file_requests_busy: u64,
     /// The file server's connections: admitted, closed at once over the per-source or
@@ -225,6 +229,7 @@ impl RuntimeStats {
             files_served: get(&c.file_server.files_served),
             bytes_served: get(&c.file_server.bytes_served),
             outboards_served: get(&c.file_server.outboards_served),
+            outboards_computed: get(&c.file_server.outboards_computed),
             file_requests_not_found: get(&c.file_server.not_found),
             file_requests_busy: get(&c.file_server.busy),
             file_connections_accepted: get(&c.file_server.connections.accepted),

@@ -321,6 +321,10 @@ const RUNTIME: &[(&str, &str)] = &[
     ("bytes_served", "File bytes the file server sent"),
     ("outboards_served", "BLAKE3 outboards the file server sent"),
     (
+        "outboards_computed",
+        "Outboards the file server made by reading a whole file (none kept from indexing)",
+    ),
+    (
         "file_requests_not_found",
         "File server requests for content ids not shared (404)",
     ),

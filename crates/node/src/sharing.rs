@@ -87,6 +87,7 @@ impl FileSource for ShareSource {
         self.0.lookup(id).map(|located| ServedFile {
             path: located.path,
             size: located.file.size,
+            outboard: Some(self.0.outboard_path(id)),
         })
     }
 }

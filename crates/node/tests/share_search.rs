@@ -112,6 +112,9 @@ async fn a_shared_file_is_found_and_downloaded_verified() {
     let holder: StatusView = net.get(3, "/v1/status").await;
     assert!(holder.runtime.files_served >= 2, "{:?}", holder.runtime);
     assert!(holder.runtime.outboards_served >= 1, "{:?}", holder.runtime);
+    // Its outboard was made when the file was indexed: the first download did not wait
+    // for the holder to read the whole file again (issue 12).
+    assert_eq!(holder.runtime.outboards_computed, 0, "{:?}", holder.runtime);
     assert!(
         holder.runtime.file_connections_accepted >= 2,
         "{:?}",

@@ -397,6 +397,12 @@ impl Share {
         list
     }
 
+    /// Where the outboard of `id` is kept (made when the file was indexed; the file server
+    /// reads it from there, and it goes when the content leaves the share).
+    pub fn outboard_path(&self, id: &ContentId) -> PathBuf {
+        crate::transfer::stored::outboard_path(&self.shared().outboard_dir(), id)
+    }
+
     /// Asks for a full rescan now (after the one running, if any).
     pub fn rescan(&self) {
         self.shared().rescan_requested.notify_one();

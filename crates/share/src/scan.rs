@@ -27,6 +27,7 @@ use highway_wire::ContentId;
 
 use crate::hashcache::FileStamp;
 use crate::sync::{PathFilter, Shared, Update};
+use crate::transfer::{GROUP_BYTES, compute_outboard};
 
 /// Deepest directory nesting walked below the root.
 pub const MAX_DEPTH: usize = 64;
@@ -203,14 +204,31 @@ pub(crate) fn walk(
     out
 }
 
-/// Hashes the regular file at `path` with BLAKE3, streaming. Returns the content id and
-/// the stamp of the file as it was opened, or `None` if `stop` was set meanwhile. Refuses
-/// (as `InvalidInput`) anything that is not a regular file once opened.
+/// Largest file whose outboard the indexer makes in its hashing pass: the outboard is held
+/// in memory until it is saved (64 MiB for this size). A larger file gets its outboard
+/// from the file server, on the first request for it.
+pub const MAX_INDEXED_OUTBOARD_FILE: u64 = 16 << 30;
+
+/// A file read and hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    pub content: ContentId,
+    /// The file as it was opened.
+    pub stamp: FileStamp,
+    /// Its pre-order outboard (no size prefix), made in the same pass: for files of more
+    /// than one chunk group, up to [`MAX_INDEXED_OUTBOARD_FILE`].
+    pub outboard: Option<Vec<u8>>,
+}
+
+/// Hashes the regular file at `path` with BLAKE3, streaming, making its outboard on the
+/// way when it is worth one. `None` if `stop` was set meanwhile. Refuses (as
+/// `InvalidInput`) anything that is not a regular file once opened. A file that shrinks
+/// while it is read is an `UnexpectedEof` error (the caller reads it again).
 pub fn hash_file(
     path: &Path,
     stop: &AtomicBool,
     on_bytes: &mut dyn FnMut(u64),
-) -> io::Result<Option<(ContentId, FileStamp)>> {
+) -> io::Result<Option<Hashed>> {
     let mut file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -220,6 +238,25 @@ pub fn hash_file(
         ));
     }
     let stamp = FileStamp::of(&meta);
+    let size = meta.len();
+    if size > GROUP_BYTES && size <= MAX_INDEXED_OUTBOARD_FILE {
+        let reader = Watched {
+            file,
+            stop,
+            on_bytes,
+        };
+        let computed =
+            match compute_outboard(io::BufReader::with_capacity(READ_CHUNK, reader), size) {
+                Ok(computed) => computed,
+                Err(_) if stop.load(Ordering::Relaxed) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+        return Ok(Some(Hashed {
+            content: ContentId::from(computed.root),
+            stamp,
+            outboard: Some(computed.outboard),
+        }));
+    }
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -235,7 +272,37 @@ pub fn hash_file(
         hasher.update(&buf[..n]);
         on_bytes(n as u64);
     }
-    Ok(Some((ContentId::from(hasher.finalize()), stamp)))
+    Ok(Some(Hashed {
+        content: ContentId::from(hasher.finalize()),
+        stamp,
+        outboard: None,
+    }))
+}
+
+/// A file being hashed: counts what is read, and fails once `stop` is set (not as
+/// `Interrupted`, which `read_exact` would retry for ever; the caller checks `stop`).
+struct Watched<'a> {
+    file: File,
+    stop: &'a AtomicBool,
+    on_bytes: &'a mut dyn FnMut(u64),
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the share is stopping"));
+        }
+        loop {
+            match self.file.read(buf) {
+                Ok(n) => {
+                    (self.on_bytes)(n as u64);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// One full scan of the root: walk, drop what disappeared, index what is there. Blocking.
@@ -308,6 +375,13 @@ pub(crate) fn full_scan(shared: &Shared) {
             shared.progress.send_replace(p.clone());
             published = Instant::now();
         }
+    }
+    // Outboards of content no longer shared go (a file moved in and out again is
+    // simply hashed again), before the scan says it is done.
+    let gone =
+        crate::transfer::stored::remove_unless(&shared.outboard_dir(), |id| shared.holds(id));
+    if gone > 0 {
+        tracing::debug!(gone, "removed the outboards of files no longer shared");
     }
     p.phase = ScanPhase::Done;
     shared.progress.send_replace(p.clone());
@@ -399,12 +473,26 @@ mod tests {
         let content: Vec<u8> = (0..(READ_CHUNK * 2 + 17)).map(|i| i as u8).collect();
         fs::write(&path, &content).unwrap();
         let mut seen = 0;
-        let (id, stamp) = hash_file(&path, &AtomicBool::new(false), &mut |n| seen += n)
+        let hashed = hash_file(&path, &AtomicBool::new(false), &mut |n| seen += n)
             .unwrap()
             .unwrap();
-        assert_eq!(id, ContentId::of(&content));
-        assert_eq!(stamp.size, content.len() as u64);
+        assert_eq!(hashed.content, ContentId::of(&content));
+        assert_eq!(hashed.stamp.size, content.len() as u64);
         assert_eq!(seen, content.len() as u64);
+        // The outboard came in the same pass, the same as the file server would make.
+        let expected =
+            crate::transfer::compute_outboard(&content[..], content.len() as u64).unwrap();
+        assert_eq!(hashed.outboard, Some(expected.outboard));
+        // One chunk group: no outboard to make.
+        let small = dir.path().join("small.bin");
+        fs::write(&small, b"tiny").unwrap();
+        let hashed = hash_file(&small, &AtomicBool::new(false), &mut |_| {})
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (hashed.content, hashed.outboard),
+            (ContentId::of(b"tiny"), None)
+        );
         assert!(
             hash_file(&path, &AtomicBool::new(true), &mut |_| {})
                 .unwrap()

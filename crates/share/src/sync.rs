@@ -21,9 +21,12 @@ use crate::hashcache::{FileStamp, HashCache};
 use crate::index::{Index, IndexError, SharedFile, file_name_of};
 use crate::scan::{ScanProgress, hash_file};
 use crate::summary::Summary;
+use crate::transfer::stored;
 
 /// How many times a file that keeps changing while it is hashed is retried in one update.
 const HASH_ATTEMPTS: usize = 3;
+/// The folder of the data directory that keeps the shared files' outboards.
+pub const OUTBOARD_DIR: &str = "outboards";
 
 /// Everything the share's tasks have in common.
 #[derive(Debug)]
@@ -201,20 +204,30 @@ impl Shared {
         }
         for _ in 0..HASH_ATTEMPTS {
             let hashed_at_ns = now_ns();
-            let (content, stamp) = match hash_file(&abs, &self.stopping, on_bytes) {
+            let hashed = match hash_file(&abs, &self.stopping, on_bytes) {
                 Ok(Some(done)) => done,
                 Ok(None) => return Update::Skipped,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.prune_locked(&mut self.lock(), rel);
                     return Update::Gone;
                 }
+                // Shrunk while we read it: read it again.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => continue,
                 Err(e) => {
                     tracing::warn!(path = %rel.display(), error = %e, "cannot hash file; not shared");
                     return Update::Skipped;
                 }
             };
+            let (content, stamp) = (hashed.content, hashed.stamp);
             self.files_hashed.fetch_add(1, Ordering::Relaxed);
             self.bytes_hashed.fetch_add(stamp.size, Ordering::Relaxed);
+            // Kept for the file server (before the index names the file, so the first
+            // request finds it). A failure costs only speed: the server makes its own.
+            if let Some(outboard) = &hashed.outboard
+                && let Err(e) = stored::save(&self.outboard_dir(), &content, outboard)
+            {
+                tracing::debug!(path = %rel.display(), error = %e, "cannot keep the outboard");
+            }
             let mut st = self.lock();
             match regular_stamp(&abs) {
                 None => {
@@ -232,6 +245,16 @@ impl Shared {
         }
         tracing::debug!(path = %rel.display(), "file keeps changing; will retry on the next event or rescan");
         Update::Skipped
+    }
+
+    /// Whether some indexed file has content `id`.
+    pub fn holds(&self, id: &ContentId) -> bool {
+        self.lock().index.by_content(id).next().is_some()
+    }
+
+    /// Where the outboards of shared files are kept (`DATA_DIR/outboards`).
+    pub fn outboard_dir(&self) -> PathBuf {
+        self.data_dir.join(OUTBOARD_DIR)
     }
 
     /// Whether the index already has `rel` at `stamp` (a rescan's fast path).

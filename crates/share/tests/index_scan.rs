@@ -80,6 +80,39 @@ async fn scanning_a_thousand_files_reports_progress_to_completion() {
     share.stop().await;
 }
 
+/// Issue 12: the outboard is made in the hashing pass and kept, so the file server need
+/// not read the file again for the first download; it goes when the file does.
+#[tokio::test]
+async fn indexing_keeps_each_file_s_outboard_until_the_file_leaves() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    write_old(&root.path().join("big.bin"), &big);
+    write_old(&root.path().join("small.txt"), b"one chunk group");
+    let share = Share::open(root.path(), data.path(), ShareOptions::test()).unwrap();
+    wait_scan_done(&share, 1).await;
+    let id = ContentId::of(&big);
+    let kept = share.outboard_path(&id);
+    let expected = highway_share::transfer::compute_outboard(&big[..], big.len() as u64).unwrap();
+    assert_eq!(fs::read(&kept).unwrap(), expected.outboard);
+    assert!(kept.starts_with(data.path()), "{}", kept.display());
+    // One chunk group has no outboard to keep.
+    assert!(
+        !share
+            .outboard_path(&ContentId::of(b"one chunk group"))
+            .exists()
+    );
+
+    fs::remove_file(root.path().join("big.bin")).unwrap();
+    share.rescan();
+    wait_scan_done(&share, 2).await;
+    assert!(
+        !kept.exists(),
+        "the outboard of a file no longer shared stays"
+    );
+    share.stop().await;
+}
+
 #[tokio::test]
 async fn the_hash_cache_avoids_rehashing_across_a_restart() {
     let root = tempfile::tempdir().unwrap();

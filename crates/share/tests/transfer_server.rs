@@ -317,3 +317,43 @@ async fn idle_connections_are_closed_and_a_full_server_answers_503() {
     assert_eq!(r.headers()["retry-after"], "1");
     drop(hog);
 }
+
+/// Issue 12: an outboard kept since indexing is served without reading the file; a kept
+/// one that does not check out is never served: the server makes the outboard again and
+/// keeps the good one in its place.
+#[tokio::test]
+async fn a_kept_outboard_is_served_as_is_and_a_damaged_one_is_replaced() {
+    let root = tempfile::tempdir().unwrap();
+    let kept_dir = tempfile::tempdir().unwrap();
+    let source = Arc::new(MapSource::default());
+    let content = random_bytes(300_000, 9);
+    let id = share(&source, root.path(), "tape.bin", &content);
+    let good =
+        highway_share::transfer::compute_outboard(&content[..], content.len() as u64).unwrap();
+    let kept = kept_dir.path().join(format!("{id}.obao"));
+    let mut damaged = good.outboard.clone();
+    damaged[40] ^= 0x80;
+    std::fs::write(&kept, &damaged).unwrap();
+    source.0.lock().unwrap().get_mut(&id).unwrap().outboard = Some(kept.clone());
+
+    for computed in [1, 0] {
+        // A new server each time: nothing in its memory cache.
+        let config = ServerConfig::new(root.path());
+        let counters = Arc::clone(&config.counters);
+        let server = start_server(config, Arc::clone(&source)).await;
+        let body = reqwest::get(url(server.addr, &format!("/v1/outboard/{id}")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&body[..], &good.encode()[..]);
+        assert_eq!(
+            counters
+                .outboards_computed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            computed
+        );
+        assert_eq!(std::fs::read(&kept).unwrap(), good.outboard);
+    }
+}

@@ -15,6 +15,13 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::support::{BIN, NodeProcess, wait_until};
 
+/// [`sharing_node_args`], saving downloads into `downloads` (the node's --download-dir).
+pub fn saving_node_args(i: usize, dir: &Path, downloads: &str) -> Vec<String> {
+    let mut args = sharing_node_args(i, dir);
+    args.extend(["--download-dir".to_string(), downloads.to_string()]);
+    args
+}
+
 /// Fast timers and share reactions for node `i`, sharing `dir/share-i`.
 pub fn sharing_node_args(i: usize, dir: &Path) -> Vec<String> {
     let mut args: Vec<String> = [

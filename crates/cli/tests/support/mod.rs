@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod nobody;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::process::Stdio;

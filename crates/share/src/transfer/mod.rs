@@ -79,8 +79,10 @@
 //!
 //! The downloader keeps the outboard on disk next to the partial file and reads the pairs
 //! it needs with positioned reads, so its memory is the buffer pool (default 4 × 1 MiB)
-//! whatever the file size. The server computes an outboard on first request (one
-//! sequential read and hash of the file) and keeps recent ones in a byte-bounded LRU.
+//! whatever the file size. The indexer makes each file's outboard in the pass that hashes
+//! it and keeps it in the data directory (`stored.rs`); the server reads it from there
+//! (checked against the id), makes one itself only when none is kept (one sequential read
+//! and hash of the file, then kept too), and holds recent ones in a byte-bounded LRU.
 
 mod cache;
 mod download;
@@ -90,6 +92,7 @@ mod partial;
 mod range;
 mod rate;
 mod server;
+pub(crate) mod stored;
 mod verify;
 
 pub use download::{

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::cache::OutboardCache;
 use super::range::{self, RangeRequest};
 use super::rate::RateLimit;
+use super::stored;
 use super::verify::compute_outboard;
 
 /// Where the server finds the file for a content id: the share index, in production.
@@ -43,6 +44,10 @@ pub struct ServedFile {
     /// Size when indexed. A file whose size changed since is not served: its content no
     /// longer matches the id.
     pub size: u64,
+    /// Where its outboard is kept (made when the file was indexed): read instead of
+    /// hashing the file again, and written when the server had to make it. `None`: made
+    /// on request and kept in memory only.
+    pub outboard: Option<PathBuf>,
 }
 
 /// File server settings. `root` is required; the rest have working defaults.
@@ -92,6 +97,9 @@ pub struct ServerCounters {
     pub bytes_served: AtomicU64,
     /// Outboards (verification trees) sent.
     pub outboards_served: AtomicU64,
+    /// Outboards the server had to make by reading the whole file (none stored, or the
+    /// stored one did not check out): the first download of such a file waits for it.
+    pub outboards_computed: AtomicU64,
     /// Requests for ids that are not shared (or no longer match their file).
     pub not_found: AtomicU64,
     /// Requests refused with `503` because every transfer slot was taken.
@@ -246,6 +254,11 @@ fn bad_id() -> Response {
 /// directory for a link between the check and the open) needs an attacker inside the
 /// shared folder and is out of scope.
 fn open_checked(shared: &Shared, id: &ContentId) -> Option<(File, u64)> {
+    open_served(shared, id).map(|(file, size, _)| (file, size))
+}
+
+/// [`open_checked`], with where the file's outboard is kept.
+fn open_served(shared: &Shared, id: &ContentId) -> Option<(File, u64, Option<PathBuf>)> {
     let served = shared.source.open(id)?;
     let resolved = std::fs::canonicalize(&served.path).ok()?;
     if resolved == shared.root || !resolved.starts_with(&shared.root) {
@@ -263,7 +276,7 @@ fn open_checked(shared: &Shared, id: &ContentId) -> Option<(File, u64)> {
         tracing::info!(%id, "not serving a file whose size changed since it was indexed");
         return None;
     }
-    Some((file, meta.len()))
+    Some((file, meta.len(), served.outboard))
 }
 
 async fn open_blocking(shared: &Arc<Shared>, id: ContentId) -> Option<(File, u64)> {
@@ -373,12 +386,24 @@ async fn outboard(
             let worker = Arc::clone(&shared);
             let computed = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                let (file, size) = open_checked(&worker, &id)?;
+                let (file, size, kept) = open_served(&worker, &id)?;
+                // Kept since the file was indexed: checked against the id, not recomputed.
+                if let Some(path) = &kept
+                    && let Ok(Some(encoded)) = stored::load_encoded(path, &id, size)
+                {
+                    return Some(Bytes::from(encoded));
+                }
+                bump(&worker.config.counters.outboards_computed);
                 let outboard =
                     compute_outboard(BufReader::with_capacity(1 << 20, file), size).ok()?;
                 if outboard.root.as_bytes() != id.as_bytes() {
                     tracing::warn!(%id, "file content no longer matches its id; not serving");
                     return None;
+                }
+                if let Some(dir) = kept.as_deref().and_then(Path::parent)
+                    && let Err(e) = stored::save(dir, &id, &outboard.outboard)
+                {
+                    tracing::debug!(%id, error = %e, "cannot keep the outboard");
                 }
                 Some(Bytes::from(outboard.encode()))
             })

@@ -35,7 +35,14 @@ pub struct MapSource(pub std::sync::Mutex<HashMap<ContentId, ServedFile>>);
 
 impl MapSource {
     pub fn insert(&self, id: ContentId, path: PathBuf, size: u64) {
-        self.0.lock().unwrap().insert(id, ServedFile { path, size });
+        self.0.lock().unwrap().insert(
+            id,
+            ServedFile {
+                path,
+                size,
+                outboard: None,
+            },
+        );
     }
 }
 
