@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{pattern, run, saving_node_args, share_dir, texts, wait_searchable};
+use cli_support::{pattern, run, run_ok, saving_node_args, share_dir, texts, wait_searchable};
 use serde_json::Value;
 use support::Cluster;
 
@@ -40,9 +40,7 @@ async fn one_row_per_file_with_its_sources_found_by_folder_and_fetched_by_prefix
     let hash = blake3::hash(&pattern(SIZE, 11)).to_hex().to_string();
 
     // Found by the folder's name alone; one row, the path within the share shown.
-    let output = run(&["search", "--node", &node, "bebop"], "", cwd.path(), limit).await;
-    let (out, err) = texts(&output);
-    assert!(output.status.success(), "{out}\n{err}");
+    let (out, _) = run_ok(&["search", "--node", &node, "bebop"], "", cwd.path(), limit).await;
     let rows: Vec<&str> = out.lines().filter(|l| l.ends_with(&hash)).collect();
     assert_eq!(rows.len(), 1, "one row for the file:\n{out}");
     assert!(rows[0].contains(&format!("{FOLDER}/{FILE}")), "{out}");

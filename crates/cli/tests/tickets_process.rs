@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{pattern, run, saving_node_args, share_dir, texts, wait_searchable};
+use cli_support::{pattern, run, run_ok, saving_node_args, share_dir, texts, wait_searchable};
 use support::Cluster;
 
 const PEERS: usize = 3;
@@ -49,15 +49,13 @@ async fn a_ticket_fetches_the_file_from_its_holder_or_from_another_peer_once_it_
     let getter = cluster.nodes[0].control.clone();
 
     let file = share_dir(shares.path(), 2).join(FILE);
-    let output = run(
+    let (out, _) = run_ok(
         &["share", "--node", &holder, file.to_str().unwrap()],
         "",
         cwd.path(),
         limit,
     )
     .await;
-    let (out, err) = texts(&output);
-    assert!(output.status.success(), "{out}\n{err}");
     let tickets = tickets_in(&out);
     assert_eq!(tickets.len(), 1, "{out}");
     assert!(out.contains(&format!("{FILE} (683.6 KiB)")), "{out}");
@@ -68,15 +66,13 @@ async fn a_ticket_fetches_the_file_from_its_holder_or_from_another_peer_once_it_
         (ticket.clone(), "first.bin"),
         (format!("highway://{ticket}"), "second.bin"),
     ] {
-        let output = run(
+        let (out, _) = run_ok(
             &["get", "--node", &getter, &form, "--out", out_name],
             "",
             cwd.path(),
             limit,
         )
         .await;
-        let (out, err) = texts(&output);
-        assert!(output.status.success(), "{out}\n{err}");
         assert!(out.contains("verified against BLAKE3"), "{out}");
         assert_eq!(
             std::fs::read(cwd.path().join(out_name)).unwrap(),
@@ -86,15 +82,13 @@ async fn a_ticket_fetches_the_file_from_its_holder_or_from_another_peer_once_it_
 
     // The ticket's holder is gone: the file comes from peer 1, found by hash.
     cluster.nodes[2].kill_and_wait().await;
-    let output = run(
+    let (_, err) = run_ok(
         &["get", "--node", &getter, ticket, "--out", "third.bin"],
         "",
         cwd.path(),
         Duration::from_secs(60),
     )
     .await;
-    let (out, err) = texts(&output);
-    assert!(output.status.success(), "{out}\n{err}");
     assert!(err.contains("looking for other peers holding it"), "{err}");
     assert_eq!(
         std::fs::read(cwd.path().join("third.bin")).unwrap(),
@@ -114,29 +108,23 @@ async fn a_ticket_fetches_the_file_from_its_holder_or_from_another_peer_once_it_
     std::fs::write(folder.join("a.txt"), b"alpha\n").unwrap();
     std::fs::write(folder.join("sub/b.txt"), b"beta\n").unwrap();
     let peer1 = cluster.nodes[1].control.clone();
-    let output = run(
+    let (out, err) = run_ok(
         &["share", "--node", &peer1, folder.to_str().unwrap()],
         "",
         cwd.path(),
         limit,
     )
     .await;
-    let (out, err) = texts(&output);
-    assert!(output.status.success(), "{out}\n{err}");
     assert!(err.contains("the node now shares"), "{err}");
     assert_eq!(tickets_in(&out).len(), 2, "{out}");
     assert!(out.contains("sub/b.txt (5 B)"), "{out}");
 
     // The shell: `ticket` prints one, `get TICKET` fetches it.
     let script = format!("ticket {}\nexit\n", folder.join("a.txt").display());
-    let output = run(&["shell", "--node", &peer1], &script, cwd.path(), limit).await;
-    let (out, err) = texts(&output);
-    assert!(output.status.success(), "{out}\n{err}");
+    let (out, _) = run_ok(&["shell", "--node", &peer1], &script, cwd.path(), limit).await;
     let shell_ticket = tickets_in(&out).pop().expect("a ticket line");
     let script = format!("get {shell_ticket} from-shell.txt\nwait\nexit\n");
-    let output = run(&["shell", "--node", &getter], &script, cwd.path(), limit).await;
-    let (out, err) = texts(&output);
-    assert!(output.status.success(), "{out}\n{err}");
+    let _ = run_ok(&["shell", "--node", &getter], &script, cwd.path(), limit).await;
     assert_eq!(
         std::fs::read(cwd.path().join("from-shell.txt")).unwrap(),
         b"alpha\n"

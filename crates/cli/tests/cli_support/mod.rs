@@ -135,6 +135,19 @@ pub async fn wait_searchable(nodes: &[NodeProcess], files: &[u64]) {
     .await;
 }
 
+/// Runs `highway ARGS` in `cwd` with `stdin` as its input, and checks that it succeeded;
+/// its stdout and stderr.
+pub async fn run_ok(args: &[&str], stdin: &str, cwd: &Path, limit: Duration) -> (String, String) {
+    let output = run(args, stdin, cwd, limit).await;
+    let (out, err) = texts(&output);
+    assert!(
+        output.status.success(),
+        "highway {args:?} failed ({:?}):\n{out}\n{err}",
+        output.status.code()
+    );
+    (out, err)
+}
+
 /// Runs `highway ARGS` in `cwd` with `stdin` as its input; panics after `limit`.
 pub async fn run(args: &[&str], stdin: &str, cwd: &Path, limit: Duration) -> Output {
     let mut child = Command::new(BIN)
