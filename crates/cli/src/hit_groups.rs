@@ -49,8 +49,8 @@ impl HitGroups {
     }
 
     pub fn add(&mut self, hit: &HitJson) -> Added {
-        let index = match self.by_hash.get(&hit.hash) {
-            Some(&index) => index,
+        let (index, new) = match self.by_hash.get(&hit.hash) {
+            Some(&index) => (index, false),
             None => {
                 self.groups.push(FileGroup {
                     hash: hit.hash,
@@ -61,21 +61,19 @@ impl HitGroups {
                     here: false,
                 });
                 self.holders.push(BTreeSet::new());
-                self.by_hash.insert(hit.hash, self.groups.len() - 1);
-                self.holders.len() - 1
+                let index = self.groups.len() - 1;
+                self.by_hash.insert(hit.hash, index);
+                (index, true)
             }
         };
-        let new = self.holders[index].is_empty();
+        let first_from_holder = self.holders[index].insert(hit.holder);
         let group = &mut self.groups[index];
-        // Hop 0 is the searching node's own share.
+        // Hop 0 is the searching node's own share: not a source.
         if hit.hops == 0 {
             group.here = true;
-        } else if self.holders[index].insert(hit.holder) {
+        } else if first_from_holder {
             group.sources += 1;
             group.nearest = Some(group.nearest.map_or(hit.hops, |n| n.min(hit.hops)));
-        }
-        if hit.hops == 0 {
-            self.holders[index].insert(hit.holder);
         }
         if new {
             Added::NewFile(index + 1)
